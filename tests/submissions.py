@@ -1,0 +1,108 @@
+"""The class the tests grade: the reference solution, the untouched release, and students who
+each get one thing wrong (or are noisy on stderr). Each is made from the source notebooks by
+replacing text in one cell, so the difference from the reference is exactly that edit.
+"""
+import copy
+
+from graders import course
+
+CYL, MNIST = course.NOTEBOOKS
+
+# student: (notebook, cell id, text in the reference, replacement, the grade cells that must fail)
+WRONG_ANSWERS = {
+    "q1-no-bias": (CYL, "q1_answer", "n_parameters = (n_input_items * n_hidden_neurons) + n_bias",
+                   "n_parameters = n_input_items * n_hidden_neurons", {"q1_test"}),  # 307200
+    "q1-inputs-only": (CYL, "q1_answer", "n_parameters = (n_input_items * n_hidden_neurons) + n_bias",
+                       "n_parameters = n_input_items", {"q1_test"}),  # 3072
+    "q2-with-bias": (CYL, "q2_answer", "n_conv_parameters = n_kernels * kernel_height * kernel_width * kernel_channels",
+                     "n_conv_parameters = n_kernels * (kernel_height * kernel_width * kernel_channels + 1)",
+                     {"q2_test"}),  # 2800
+    "q3-no-extra-layer": (CYL, "q3_answer",
+                          '### BEGIN SOLUTION\nx = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)\n### END SOLUTION\n',
+                          "", {"q3_model_test"}),  # the lesson's model: 47,370 parameters
+    "q3-more": (CYL, "q3_more_or_fewer", 'q3_answer = "fewer"', 'q3_answer = "more"', {"q3_answer_test"}),
+    "untrained-model": (MNIST, "training_answer",
+                        "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)",
+                        "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)\n"
+                        "model = build_model()  # a fresh, untrained model", {"accuracy_test"}),
+    "no-precision-recall": (MNIST, "training_answer",
+                            'metrics=["accuracy", keras.metrics.Precision(name="precision"),\n'
+                            '                               keras.metrics.Recall(name="recall")]',
+                            'metrics=["accuracy"]', {"metrics_test"}),
+    "metrics-on-logits": (MNIST, "training_answer",
+                          'outputs = keras.layers.Dense(10, activation="softmax")(x)',
+                          "outputs = keras.layers.Dense(10)(x)  # logits: keras' Precision/Recall mislead",
+                          {"metrics_test"}),
+    "no-dropout-layer": (MNIST, "dropout_answer", "model_dropout = build_model(dropout_rate)",
+                         "model_dropout = build_model()", {"dropout_test"}),
+}
+
+NOISE = b"E0000 00:00:1795614480.1 2063 meta_optimizer.cc:966] NodeDef mentions attribute use_unbounded_threadpool"
+
+# TensorFlow-style noise from a background thread, landing in whatever cell runs.
+NOISY_THREAD = f'''import os, sys, threading, time
+
+
+def _noise():
+    while True:
+        os.write(2, {NOISE!r} + b"\\n")
+        print("W0000 a warning on sys.stderr", file=sys.stderr)
+        time.sleep(0.01)
+
+
+threading.Thread(target=_noise, daemon=True).start()
+'''
+
+# Noise from inside a function that the test cells call: all three ways to reach stderr.
+NOISY_PREPROCESS = f'''def preprocess(images):
+    import os, sys, warnings
+    os.write(2, {NOISE!r} + b"\\n")
+    print("W0000 a warning on sys.stderr", file=sys.stderr)
+    warnings.warn("a Python warning from preprocess")
+'''
+
+# Appended to a notebook: keras' precision and recall next to numpy's, for the tests to compare.
+METRICS_PROBE = '''import json
+_probabilities = np.concatenate([np.asarray(model(preprocess(x_test[i:i + 1000]), training=False))
+                                 for i in range(0, len(x_test), 1000)])
+_predicted, _truth = _probabilities > 0.5, keras.utils.to_categorical(y_test, 10).astype(bool)
+_tp = int(np.sum(_predicted & _truth))
+print("PROBE " + json.dumps({
+    "numpy_precision": _tp / int(np.sum(_predicted)), "numpy_recall": _tp / int(np.sum(_truth)),
+    "keras_precision": history.history["val_precision"][-1], "keras_recall": history.history["val_recall"][-1],
+}))
+'''
+
+
+def cell(notebook, cell_id):
+    return next(c for c in notebook.cells if c.get("id") == cell_id)
+
+
+def edited(notebook, cell_id, old, new):
+    notebook = copy.deepcopy(notebook)
+    target = cell(notebook, cell_id)
+    assert old in target.source, f"{cell_id} no longer contains {old!r}: update tests/submissions.py"
+    target.source = target.source.replace(old, new)
+    return notebook
+
+
+def build(course_dir) -> dict:
+    """{student: {notebook name: notebook}} for the whole test class."""
+    def load(folder, name):
+        return course.read_notebook(course_dir / folder / course.ASSIGNMENT / f"{name}.ipynb")
+
+    reference = {name: load("source", name) for name in course.NOTEBOOKS}
+    students = {
+        "reference": reference,
+        "blank": {name: load("release", name) for name in course.NOTEBOOKS},
+    }
+    for student, (name, cell_id, old, new, _) in WRONG_ANSWERS.items():
+        students[student] = {name: edited(reference[name], cell_id, old, new)}
+
+    noisy_cyl = edited(reference[CYL], "q1_answer", "width, height", NOISY_THREAD + "\nwidth, height")
+    noisy_mnist = edited(reference[MNIST], "preprocess_answer", "def preprocess(images):\n", NOISY_PREPROCESS)
+    probe = copy.deepcopy(cell(noisy_mnist, "gap_answer"))
+    probe.update(id="metrics_probe", metadata={}, source=METRICS_PROBE, outputs=[], execution_count=None)
+    noisy_mnist.cells.append(probe)
+    students["stderr-noise"] = {CYL: noisy_cyl, MNIST: noisy_mnist}
+    return students
