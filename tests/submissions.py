@@ -8,7 +8,8 @@ from graders import course
 
 CYL, MNIST = course.NOTEBOOKS
 
-# student: (notebook, cell id, text in the reference, replacement, the grade cells that must fail)
+# student: (notebook, cell id, text in the reference, replacement, the grade cells that must fail);
+# several edits of one cell are given as a list of (text, replacement) pairs.
 WRONG_ANSWERS = {
     "q1-no-bias": (CYL, "q1_answer", "n_parameters = (n_input_items * n_hidden_neurons) + n_bias",
                    "n_parameters = n_input_items * n_hidden_neurons", {"q1_test"}),  # 307200
@@ -26,39 +27,39 @@ WRONG_ANSWERS = {
                         "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)\n"
                         "model = build_model()  # a fresh, untrained model", {"accuracy_test"}),
     "no-precision-recall": (MNIST, "training_answer",
-                            'metrics=["accuracy", keras.metrics.Precision(name="precision"),\n'
-                            '                               keras.metrics.Recall(name="recall")]',
-                            'metrics=["accuracy"]', {"metrics_test"}),
-    "metrics-on-logits": (MNIST, "training_answer",
-                          'outputs = keras.layers.Dense(10, activation="softmax")(x)',
-                          "outputs = keras.layers.Dense(10)(x)  # logits: keras' Precision/Recall mislead",
-                          {"metrics_test"}),
+                            'metrics = ["accuracy", keras.metrics.Precision(name="precision"), '
+                            'keras.metrics.Recall(name="recall")]', 'metrics = ["accuracy"]', {"metrics_test"}),
+    "metrics-on-logits": (MNIST, "training_answer", [
+        ('outputs = keras.layers.Dense(10, activation="softmax")(x)', "outputs = keras.layers.Dense(10)(x)"),
+        ('loss="categorical_crossentropy"', "loss=keras.losses.CategoricalCrossentropy(from_logits=True)"),
+    ], {"metrics_test"}),  # trains well, but keras' Precision/Recall then threshold logits
     "no-dropout-layer": (MNIST, "dropout_answer", "model_dropout = build_model(dropout_rate)",
                          "model_dropout = build_model()", {"dropout_test"}),
 }
 
 NOISE = b"E0000 00:00:1795614480.1 2063 meta_optimizer.cc:966] NodeDef mentions attribute use_unbounded_threadpool"
 
-# TensorFlow-style noise from a background thread, landing in whatever cell runs.
-NOISY_THREAD = f'''import os, sys, threading, time
+# TensorFlow-style noise on stderr while every later cell runs, the test cells included:
+# from Python and, like TensorFlow's C++ logging, straight to file descriptor 2.
+NOISY_CELLS = f'''import os, sys, time
 
 
-def _noise():
-    while True:
-        os.write(2, {NOISE!r} + b"\\n")
-        print("W0000 a warning on sys.stderr", file=sys.stderr)
-        time.sleep(0.01)
+def _noise(*_):
+    os.write(2, {NOISE!r} + b"\\n")
+    print("W0000 a warning on sys.stderr", file=sys.stderr)
+    time.sleep(0.05)  # time for the kernel to forward what reached descriptor 2
 
 
-threading.Thread(target=_noise, daemon=True).start()
+get_ipython().events.register("pre_run_cell", _noise)
 '''
 
 # Noise from inside a function that the test cells call: all three ways to reach stderr.
 NOISY_PREPROCESS = f'''def preprocess(images):
-    import os, sys, warnings
+    import os, sys, time, warnings
     os.write(2, {NOISE!r} + b"\\n")
     print("W0000 a warning on sys.stderr", file=sys.stderr)
     warnings.warn("a Python warning from preprocess")
+    time.sleep(0.05)
 '''
 
 # Appended to a notebook: keras' precision and recall next to numpy's, for the tests to compare.
@@ -78,11 +79,12 @@ def cell(notebook, cell_id):
     return next(c for c in notebook.cells if c.get("id") == cell_id)
 
 
-def edited(notebook, cell_id, old, new):
+def edited(notebook, cell_id, old, new=None):
     notebook = copy.deepcopy(notebook)
     target = cell(notebook, cell_id)
-    assert old in target.source, f"{cell_id} no longer contains {old!r}: update tests/submissions.py"
-    target.source = target.source.replace(old, new)
+    for text, replacement in ([(old, new)] if isinstance(old, str) else old):
+        assert text in target.source, f"{cell_id} no longer contains {text!r}: update tests/submissions.py"
+        target.source = target.source.replace(text, replacement)
     return notebook
 
 
@@ -96,10 +98,10 @@ def build(course_dir) -> dict:
         "reference": reference,
         "blank": {name: load("release", name) for name in course.NOTEBOOKS},
     }
-    for student, (name, cell_id, old, new, _) in WRONG_ANSWERS.items():
-        students[student] = {name: edited(reference[name], cell_id, old, new)}
+    for student, (name, cell_id, *edits, _) in WRONG_ANSWERS.items():
+        students[student] = {name: edited(reference[name], cell_id, *edits)}
 
-    noisy_cyl = edited(reference[CYL], "q1_answer", "width, height", NOISY_THREAD + "\nwidth, height")
+    noisy_cyl = edited(reference[CYL], "q1_answer", "width, height", NOISY_CELLS + "\nwidth, height")
     noisy_mnist = edited(reference[MNIST], "preprocess_answer", "def preprocess(images):\n", NOISY_PREPROCESS)
     probe = copy.deepcopy(cell(noisy_mnist, "gap_answer"))
     probe.update(id="metrics_probe", metadata={}, source=METRICS_PROBE, outputs=[], execution_count=None)

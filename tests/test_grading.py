@@ -29,7 +29,7 @@ def test_untouched_release_scores_zero_and_runs_cleanly_elsewhere(graded_class, 
 
 @pytest.mark.parametrize("student", sorted(submissions.WRONG_ANSWERS))
 def test_a_wrong_answer_loses_exactly_its_questions_points(graded_class, student):
-    notebook, _, _, _, failing = submissions.WRONG_ANSWERS[student]
+    notebook, *_, failing = submissions.WRONG_ANSWERS[student]
     reference = graded_class.scores("reference", notebook)
     scores = graded_class.scores(student, notebook)
     assert set(scores) == set(reference)
