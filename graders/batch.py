@@ -1,0 +1,302 @@
+"""Autograde a whole class: nbgrader's Autograde for everything but execution, run N at a time.
+
+Per student, in this one process (the only one that touches the gradebook):
+  1. nbgrader's Autograde with no autograde steps prepares the notebooks (overwrites the
+     locked and test cells from the gradebook, ...) into a staging folder;
+  2. each prepared notebook runs in a sandbox, on a pool of workers;
+  3. nbgrader's Autograde runs again for real, its Execute step replaced by StagedExecute,
+     which takes the outputs of step 2; grades, checksums, late penalties stay nbgrader's.
+A student is recorded in the state file only once step 3 is done, so an interrupted batch
+resumes where it stopped, and an unchanged, graded submission is skipped.
+"""
+import concurrent.futures
+import copy
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from nbgrader.api import Gradebook
+from nbgrader.converters import Autograde
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config.loader import PyFileConfigLoader
+
+from graders import data, sandbox
+from graders.execute import StagedExecute, autograde_preprocessors
+
+GRADED = "graded"
+WORK = ".graders"  # state, staging and logs, inside the course directory
+
+
+@dataclass
+class Result:
+    student: str
+    status: str
+    detail: str = ""
+    score: float = 0.0
+    max_score: float = 0.0
+    seconds: float = 0.0
+    notebooks: dict = field(default_factory=dict)  # name -> cpu_seconds, peak_memory_bytes, wall_seconds
+
+
+def default_workers(memory_per_worker: int) -> int:
+    """As many as there are cores, as long as each worker's memory limit fits in the machine."""
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError):
+        available = memory_per_worker
+    return max(1, min(os.cpu_count() or 1, available // memory_per_worker))
+
+
+def thread_env(workers: int) -> dict:
+    """Split the cores between concurrent kernels, so TensorFlow's pools don't oversubscribe them."""
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    return {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
+            "NBGRADER_EXECUTION": "autograde", "LANG": "C.UTF-8", "MPLCONFIGDIR": "/tmp/matplotlib"}
+
+
+class Batch:
+    def __init__(self, course: Path, assignment: str, limits: sandbox.Limits, workers: int,
+                 use_sandbox: bool = True, force: bool = False, log=print):
+        self.course, self.assignment, self.limits = Path(course).resolve(), assignment, limits
+        self.workers, self.use_sandbox, self.force, self.log = workers, use_sandbox, force, log
+        self.work = self.course / WORK / assignment
+        self.stage = self.work / "stage"
+        self.state_path = self.work / "state.json"
+        self.config = PyFileConfigLoader("nbgrader_config.py", path=str(self.course)).load_config()
+        self.cell_timeout = min(int(self.config.Execute.get("timeout", 300) or 300), int(limits.wall_seconds))
+
+    # -- the work list and its state ---------------------------------------------------------
+    def students(self, wanted=None) -> list:
+        submitted = self.course / "submitted"
+        found = sorted(p.parent.name for p in submitted.glob(f"*/{self.assignment}") if p.is_dir())
+        return sorted(wanted) if wanted else found
+
+    def fingerprint(self, student: str) -> str:
+        """What the grade depends on: the submission, the assignment's source and the configuration."""
+        digest = hashlib.sha256()
+        folders = [self.course / "submitted" / student / self.assignment, self.course / "source" / self.assignment]
+        for path in [p for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()] + [self.course / "nbgrader_config.py"]:
+            digest.update(str(path.relative_to(self.course)).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(repr(self.limits).encode())
+        return digest.hexdigest()
+
+    def load_state(self) -> dict:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_state(self, state: dict) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        partial = self.state_path.with_suffix(".partial")
+        partial.write_text(json.dumps(state, indent=1, sort_keys=True))
+        os.replace(partial, self.state_path)  # a crash never leaves half a state file
+
+    # -- nbgrader ------------------------------------------------------------------------------
+    def nbgrader_autograde(self, student: str, output_directory: str, preprocessors: list) -> list:
+        """nbgrader's Autograde converter for one student; returns the errors and warnings it logged."""
+        config = copy.deepcopy(self.config)
+        config.CourseDirectory.root = str(self.course)
+        config.CourseDirectory.assignment_id = self.assignment
+        config.CourseDirectory.student_id = student
+        config.CourseDirectory.autograded_directory = output_directory
+        config.Autograde.autograde_preprocessors = preprocessors
+        config.Autograde.force = True
+        config.StagedExecute.stage_directory = str(self.stage)
+        messages = []
+        handler = _Collect(messages)
+        logger = logging.getLogger("graders.nbgrader")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            converter = Autograde(coursedir=CourseDirectory(config=config), config=config, log=logger)
+            converter.start()
+        except Exception as error:
+            messages.append(f"ERROR {type(error).__name__}: {error}")
+        finally:
+            logger.removeHandler(handler)
+        return messages
+
+    # -- the batch -------------------------------------------------------------------------
+    def run(self, wanted=None) -> list:
+        if self.use_sandbox:
+            sandbox.check()
+        data_dir = data.cache_dir()
+        if not data.cache_path().is_file():
+            raise data.DataUnavailable(f"offline MNIST missing at {data.cache_path()}: build it with: python -m graders data")
+        state = self.load_state()
+        students = self.students(wanted)
+        results, todo = {}, []
+        for student in students:
+            if not (self.course / "submitted" / student / self.assignment).is_dir():
+                results[student] = Result(student, "missing submission", f"no submitted/{student}/{self.assignment}")
+                continue
+            known = state.get(student, {})
+            if not self.force and known.get("status") == GRADED and known.get("fingerprint") == self.fingerprint(student):
+                results[student] = Result(**{**known["result"], "detail": "unchanged since last graded"})
+                continue
+            todo.append(student)
+        self.log(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
+                 f"{len(students) - len(todo)} skipped; {self.workers} workers, "
+                 f"{'sandboxed' if self.use_sandbox else 'NOT sandboxed'}")
+        pool = concurrent.futures.ThreadPoolExecutor(self.workers)
+        try:
+            self._run_pool(pool, todo, state, results, data_dir)
+        except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state file
+            pool.shutdown(wait=False, cancel_futures=True)
+            sandbox.kill_running()
+            raise
+        pool.shutdown()
+        return [results[s] for s in students]
+
+    def _run_pool(self, pool, todo, state, results, data_dir) -> None:
+        jobs, started, waiting = {}, {}, set()
+        for student in todo:
+            started[student] = time.monotonic()
+            notebooks, problem = self.prepare(student)
+            if problem:
+                results[student] = self.finish(student, state, problem, started[student])
+                continue
+            waiting.add(student)
+            for notebook in notebooks:
+                jobs[pool.submit(self.execute, student, notebook, data_dir)] = (student, notebook)
+        for done, future in enumerate(concurrent.futures.as_completed(jobs), 1):
+            student, notebook = jobs[future]
+            run = future.result()
+            self.log(f"[{_bar(done, len(jobs))}] {done}/{len(jobs)} {student}/{notebook}: "
+                     f"{run['status']} ({run['wall_seconds']:.0f} s)")
+            mine = {name: f for f, (s, name) in jobs.items() if s == student}
+            if student in waiting and all(f.done() for f in mine.values()):
+                waiting.discard(student)
+                runs = {name: f.result() for name, f in mine.items()}
+                results[student] = self.grade(student, runs, state, started[student])
+
+    def prepare(self, student: str):
+        """Step 1: nbgrader prepares the notebooks in the staging folder. Returns (names, problem)."""
+        folder = self.stage / student / self.assignment
+        if folder.exists():
+            shutil.rmtree(folder)
+        messages = self.nbgrader_autograde(student, str(Path(WORK) / self.assignment / "stage"), [])
+        errors = [m for m in messages if m.startswith("ERROR")]
+        notebooks = sorted(p.stem for p in folder.glob("*.ipynb")) if folder.is_dir() else []
+        if errors or not notebooks:
+            return [], ("invalid notebook", _first_line(errors) or "nbgrader could not read the submission")
+        return notebooks, None
+
+    def execute(self, student: str, notebook: str, data_dir: Path) -> dict:
+        """Step 2 (on a worker): run one prepared notebook in the sandbox."""
+        folder = self.stage / student / self.assignment
+        argv = [sys.executable, "-m", "graders.run_notebook", f"{notebook}.ipynb", f"{notebook}.executed.ipynb",
+                "--cell-timeout", str(self.cell_timeout)]
+        try:
+            outcome = sandbox.run(argv, folder, self.limits, data_dir, thread_env(self.workers), self.use_sandbox)
+        except sandbox.SandboxUnavailable as error:
+            return {"status": "sandbox refused", "detail": str(error), "wall_seconds": 0.0}
+        except Exception as error:  # keep the batch going; this student gets the status
+            return {"status": "execution failed", "detail": f"{type(error).__name__}: {error}", "wall_seconds": 0.0}
+        status, detail = GRADED, ""
+        runner_says = [line for line in outcome.output.splitlines() if line.startswith("RUNNER: ")]
+        if outcome.timed_out:
+            status, detail = "timed out", f"still running after {self.limits.wall_seconds:g} s"
+        elif outcome.oom_killed:
+            status, detail = "killed for memory", f"over the {self.limits.memory_bytes >> 20} MB limit"
+        elif outcome.returncode != 0:
+            reason = runner_says[0][len("RUNNER: "):] if runner_says else _first_line(outcome.output.splitlines()[-3:])
+            status = "kernel crashed" if outcome.returncode == 3 else ("sandbox refused" if "bwrap" in outcome.output else "execution failed")
+            detail = f"{notebook}: {reason}"[:300]
+        return {"status": status, "detail": detail, "wall_seconds": outcome.wall_seconds,
+                "cpu_seconds": outcome.cpu_seconds, "peak_memory_bytes": outcome.peak_memory_bytes}
+
+    def grade(self, student: str, runs: dict, state: dict, started: float) -> Result:
+        """Step 3: nbgrader's Autograde with the sandbox's outputs, then the gradebook's verdict."""
+        failed = [(name, run) for name, run in sorted(runs.items()) if run["status"] != GRADED]
+        if failed:
+            name, run = failed[0]
+            return self.finish(student, state, (run["status"], run["detail"] or name), started, runs)
+        messages = self.nbgrader_autograde(student, self.config.CourseDirectory.get("autograded_directory", "autograded"),
+                                           autograde_preprocessors(StagedExecute))
+        errors = [m for m in messages if m.startswith("ERROR")]
+        if errors:
+            invalid = [m for m in errors if "InvalidExecution" in m or "executed notebook" in m]
+            return self.finish(student, state, ("invalid result" if invalid else "nbgrader error", _first_line(invalid or errors)), started, runs)
+        return self.finish(student, state, None, started, runs)
+
+    def finish(self, student, state, problem, started, runs=None) -> Result:
+        result = Result(student, problem[0] if problem else GRADED, problem[1] if problem else "",
+                        seconds=time.monotonic() - started,
+                        notebooks={n: {k: v for k, v in r.items() if k.endswith(("seconds", "bytes"))} for n, r in (runs or {}).items()})
+        if not problem:
+            result.score, result.max_score, result.status, result.detail = self.verdict(student)
+        shutil.rmtree(self.stage / student, ignore_errors=True)
+        state[student] = {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result)}
+        self.save_state(state)
+        return result
+
+    def verdict(self, student: str):
+        """Score, max score, and what nbgrader graded silently: missing notebooks, deleted test cells."""
+        with Gradebook(f"sqlite:///{self.course / 'gradebook.db'}", self.config.CourseDirectory.get("course_id", "")) as gb:
+            submission = gb.find_submission(self.assignment, student)
+            missing, deleted = [], []
+            folder = self.course / "submitted" / student / self.assignment
+            for notebook in submission.notebooks:
+                if not (folder / f"{notebook.name}.ipynb").is_file():
+                    missing.append(notebook.name)
+                    continue
+                for grade in notebook.grades:
+                    if grade.cell.cell_type == "code" and grade.auto_score is None and not _is_solution(gb, grade):
+                        deleted.append(f"{notebook.name}/{grade.name}")
+            score, max_score = submission.score, submission.max_score
+        if missing:
+            return score, max_score, "missing notebook", ", ".join(missing) + " (scored 0)"
+        if deleted:
+            return score, max_score, "test cell deleted", ", ".join(deleted) + " (needs manual grading)"
+        return score, max_score, GRADED, ""
+
+
+def _is_solution(gradebook, grade) -> bool:
+    try:
+        gradebook.find_solution_cell(grade.name, grade.notebook.name, grade.assignment.name)
+        return True
+    except Exception:
+        return False
+
+
+class _Collect(logging.Handler):
+    def __init__(self, messages):
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record):
+        self.messages.append(f"{record.levelname} {record.getMessage()}")
+
+
+def _first_line(lines) -> str:
+    for line in lines:
+        for part in str(line).splitlines():
+            if part.strip() and "Traceback" not in part:
+                return part.strip()[:300]
+    return ""
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = width * done // max(total, 1)
+    return "#" * filled + "-" * (width - filled)
+
+
+def summary(results: list) -> str:
+    lines = [f"{'student':<24} {'score':>6} {'max':>5}  {'status':<18} detail"]
+    for r in results:
+        score = f"{r.score:g}" if r.status in (GRADED, "missing notebook", "test cell deleted") or r.score else "-"
+        lines.append(f"{r.student:<24} {score:>6} {r.max_score:>5g}  {r.status:<18} {r.detail}")
+    counts = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    lines.append("; ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    return "\n".join(lines)
