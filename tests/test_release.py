@@ -59,6 +59,7 @@ def test_notebooks_are_stored_without_outputs_with_stable_ids_and_stated_points(
             assert re.fullmatch(r"[a-z0-9_]+", cell.id), f"{folder}/{name}: {cell.id} is not a chosen id"
         points = [c.metadata["nbgrader"]["points"] for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade")]
         header = notebook.cells[0].source
+        assert header.startswith("# Lesson 08"), f"{folder}/{name}: the header cell is not a markdown heading"
         stated = int(re.search(r"\*\*total\*\* \| \*\*(\d+)\*\*", header).group(1))
         assert stated == sum(points), f"{name}: the header says {stated} points, the cells carry {sum(points)}"
         for cell in notebook.cells:

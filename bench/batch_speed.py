@@ -1,0 +1,79 @@
+"""Stock serial `nbgrader autograde` against `python -m graders autograde`, on one machine, in one run.
+
+A class of N students (default 8), each handing in the reference solution of the full lesson,
+is graded three times in fresh copies of the course: by stock nbgrader (serial, unsandboxed),
+by the batch grader sandboxed, and by the batch grader with --no-sandbox (the sandbox's own
+overhead). Prints wall times, the speed-up, CPU seconds and peak memory per notebook, and
+checks that all three gave identical scores.
+Usage: .venv/bin/python bench/batch_speed.py [N] [--workers W]
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from graders import course
+
+
+def make_class(root: Path, students: int) -> Path:
+    directory = course.copy_course(root)
+    course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT)
+    notebooks = {name: course.read_notebook(directory / "source" / course.ASSIGNMENT / f"{name}.ipynb")
+                 for name in course.NOTEBOOKS}
+    for number in range(students):
+        course.submit(directory, f"student{number:02d}", notebooks)
+    return directory
+
+
+def timed(command: list, cwd: Path) -> float:
+    started = time.monotonic()
+    subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**course.os.environ, "PATH": f"{Path(sys.executable).parent}:{course.os.environ['PATH']}"})
+    return time.monotonic() - started
+
+
+def per_notebook(directory: Path) -> list:
+    state = json.loads((directory / ".graders" / course.ASSIGNMENT / "state.json").read_text())
+    return [run for entry in state.values() for run in entry["result"]["notebooks"].values()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("students", type=int, nargs="?", default=8)
+    parser.add_argument("--workers", type=int)
+    args = parser.parse_args()
+    workers = ["--workers", str(args.workers)] if args.workers else []
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {
+            "stock nbgrader autograde (serial)": ([sys.executable, "-m", "nbgrader", "autograde", course.ASSIGNMENT], None),
+            "graders autograde (sandboxed)": ([sys.executable, "-m", "graders", "autograde", course.ASSIGNMENT, *workers], True),
+            "graders autograde --no-sandbox": ([sys.executable, "-m", "graders", "autograde", course.ASSIGNMENT,
+                                                "--no-sandbox", *workers], False),
+        }
+        walls, tables, details = {}, {}, {}
+        for number, (name, (command, sandboxed)) in enumerate(runs.items()):
+            directory = make_class(Path(tmp) / f"class{number}", args.students)
+            walls[name] = timed(command, directory)
+            tables[name] = course.grades(directory)
+            if sandboxed is not None:
+                details[name] = per_notebook(directory)
+            print(f"{name:<36} {walls[name]:7.1f} s", flush=True)
+    stock, sandboxed, bare = walls.values()
+    print(f"\n{args.students} students x {len(course.NOTEBOOKS)} notebooks")
+    print(f"speed-up, sandboxed vs stock:     {stock / sandboxed:5.2f}x (target >= 1.8x on 2 cores)")
+    print(f"sandbox overhead (sandboxed/bare): {sandboxed / bare:5.3f}")
+    for name, runs_ in details.items():
+        cpu = sorted(r["cpu_seconds"] for r in runs_)
+        memory = sorted(r["peak_memory_bytes"] for r in runs_)
+        print(f"{name}: CPU s per notebook min/median/max {cpu[0]:.1f}/{cpu[len(cpu) // 2]:.1f}/{cpu[-1]:.1f}; "
+              f"peak memory per notebook max {memory[-1] / 2**30:.2f} GiB")
+    identical = all(table == list(tables.values())[0] for table in tables.values())
+    print(f"identical scores in all three runs: {identical}")
+    sys.exit(0 if identical else 1)
+
+
+if __name__ == "__main__":
+    main()

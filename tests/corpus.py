@@ -1,0 +1,120 @@
+"""Bad submissions: broken, careless or hostile, each with the status the batch grader must give.
+
+Each student hands in both notebooks; what is wrong goes into check_your_learning (fast: no
+training), and mnist_exercise is the untouched release unless said otherwise. Hostile code
+prints what it saw, so the tests can prove that every attempt failed inside the sandbox.
+"""
+from pathlib import Path
+
+import nbformat
+
+import submissions
+from graders import course
+
+CYL, MNIST = course.NOTEBOOKS
+
+
+def hostile(code: str) -> str:
+    """A cell body that runs `code` and reports, never raising, what it did."""
+    return ("try:\n" + "".join(f"    {line}\n" for line in code.strip().splitlines())
+            + "except BaseException as error:\n    print('BLOCKED', type(error).__name__, error)\n")
+
+
+def probes(course_dir, secret=None) -> dict:
+    """What a hostile student tries, by name: each prints SAW/WROTE/CONNECTED on success.
+
+    `secret` is a file in the grader's home directory, made by the tests for the attempt.
+    """
+    secret = secret or Path.home() / ".onions-secret"
+    source = course_dir / "source" / course.ASSIGNMENT / f"{CYL}.ipynb"
+    db = course_dir / "gradebook.db"
+    other = course_dir / "submitted" / "reference" / course.ASSIGNMENT / f"{CYL}.ipynb"
+    return {
+        "read source, relative": f"print('SAW', open('../../source/{course.ASSIGNMENT}/{CYL}.ipynb').read()[:80])",
+        "read source, absolute": f"print('SAW', open({str(source)!r}).read()[:80])",
+        "read gradebook, relative": "print('SAW', open('../../gradebook.db', 'rb').read(16))",
+        "read gradebook, absolute": f"print('SAW', open({str(db)!r}, 'rb').read(16))",
+        "read another student": f"print('SAW', open({str(other)!r}).read()[:80])",
+        "list the course": f"print('SAW', __import__('os').listdir({str(course_dir)!r}))",
+        "read the grader's home": f"print('SAW', open({str(secret)!r}).read())",
+        "write gradebook, absolute": f"open({str(db)!r}, 'ab').write(b'x'); print('WROTE')",
+        "write gradebook, relative": "open('../../gradebook.db', 'ab').write(b'x'); print('WROTE')",
+        "write beside the course": f"open({str(course_dir / 'pwned.txt')!r}, 'w').write('x'); print('WROTE')",
+        "network, loopback": "import socket; socket.create_connection(('127.0.0.1', 22), timeout=2); print('CONNECTED')",
+        "network, outside": "import socket; socket.create_connection(('pypi.org', 443), timeout=2); print('CONNECTED')",
+    }
+
+
+def _with_code(notebook, code: str):
+    """The reference notebook with `code` run at the start of the first answer cell."""
+    return submissions.edited(notebook, "q1_answer", "width, height", code + "\nwidth, height")
+
+
+def build(course_dir, secret=None) -> dict:
+    """{student: (files {name: bytes}, expected status)}."""
+    def notebook(folder, name):
+        return course.read_notebook(course_dir / folder / course.ASSIGNMENT / f"{name}.ipynb")
+
+    def dump(nb) -> bytes:
+        return nbformat.writes(nb).encode()
+
+    reference, blank = notebook("source", CYL), dump(notebook("release", MNIST))
+    good = dump(reference)
+
+    def cyl(code: str) -> dict:
+        return {f"{CYL}.ipynb": dump(_with_code(reference, code)), f"{MNIST}.ipynb": blank}
+
+    without_test = notebook("source", CYL)
+    without_test.cells = [c for c in without_test.cells if c.id != "q1_test"]
+    edited_locked = submissions.edited(reference, "q1_test", "assert n_parameters == 307300", "pass  # assert n_parameters == 307300")
+    edited_locked = submissions.edited(edited_locked, "q1_answer", "+ n_bias", "+ 0")
+    edited_locked = submissions.edited(edited_locked, "header", "# Lesson 08", "# My own title")
+    renamed = {f"{CYL} (1).ipynb": good, f"{MNIST}.ipynb": blank}
+    # the lesson's model without the extra layer, with count_params and evaluate lying for it
+    monkeypatched = submissions.edited(
+        _with_code(reference, "import keras\nkeras.Model.count_params = lambda self: 36138\n"
+                              "keras.Model.evaluate = lambda self, *a, **k: [0.0, 1.0]"),
+        "q3_answer", '### BEGIN SOLUTION\nx = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)\n### END SOLUTION\n', "")
+    non_utf8 = good.replace(b'"n_bias = 100', b'"n_bias = 100 # \xff\xfe', 1)
+    assert non_utf8 != good
+
+    students = {
+        "invalid-json": ({f"{CYL}.ipynb": good[: len(good) // 2], f"{MNIST}.ipynb": blank}, "invalid notebook"),
+        "empty-file": ({f"{CYL}.ipynb": b"", f"{MNIST}.ipynb": blank}, "invalid notebook"),
+        "non-utf8-file": ({f"{CYL}.ipynb": non_utf8, f"{MNIST}.ipynb": blank}, "invalid notebook"),
+        "missing-notebook": ({f"{CYL}.ipynb": good}, "missing notebook"),
+        "renamed-notebook": (renamed, "missing notebook"),
+        "extra-files": ({f"{CYL}.ipynb": good, f"{MNIST}.ipynb": blank, "notes.txt": b"my notes\n",
+                         "data/big.bin": bytes(1 << 20)}, "graded"),
+        "deleted-test-cell": ({f"{CYL}.ipynb": dump(without_test), f"{MNIST}.ipynb": blank}, "test cell deleted"),
+        "edited-locked-cells": ({f"{CYL}.ipynb": dump(edited_locked), f"{MNIST}.ipynb": blank}, "graded"),
+        "infinite-loop": (cyl("while True:\n    pass"), "timed out"),
+        "memory-bomb": (cyl("hoard = [bytearray(256 << 20) for _ in range(64)]"), "killed for memory"),
+        # pids.max stops it; the forked kernels then answer on the same sockets and never finish
+        "fork-bomb": (cyl(hostile("import os\nwhile True:\n    os.fork()")), "timed out"),
+        "os-exit": (cyl("import os\nos._exit(0)"), "kernel crashed"),
+        "segfault": (cyl("import ctypes\nctypes.string_at(0)"), "kernel crashed"),
+        "huge-output": (cyl("print('x' * (50 << 20))"), "graded"),
+        "non-utf8-output": (cyl("import os, sys\nsys.stdout.flush()\nos.write(1, b'bytes \\xff\\xfe\\xfd\\n')"), "graded"),
+        "stderr-from-python": (cyl("import sys\nprint('E0000 NodeDef mentions attribute', file=sys.stderr)"), "graded"),
+        "monkeypatch": ({f"{CYL}.ipynb": dump(monkeypatched), f"{MNIST}.ipynb": blank}, "graded"),
+    }
+    for name, code in probes(course_dir, secret).items():
+        student = "hostile-" + name.replace(",", "").replace("'", "").replace(" ", "-")
+        students[student] = (cyl(hostile(code)), "graded")
+    return students
+
+
+# The cells each graded student must score, where it differs from the reference's full marks.
+ZEROED = {
+    "edited-locked-cells": {"q1_test"},  # the test is restored from the gradebook: 307200 fails
+    "monkeypatch": {"q3_model_test"},  # patched count_params cannot hide the missing layer
+}
+
+
+def write(course_dir, students: dict) -> None:
+    for student, (files, _) in students.items():
+        for name, content in files.items():
+            path = course_dir / "submitted" / student / course.ASSIGNMENT / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)

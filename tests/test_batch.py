@@ -1,0 +1,88 @@
+"""The batch grader, `python -m graders autograde`, on a real class and a corpus of bad submissions."""
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+import corpus
+import submissions
+from conftest import BatchClass, tree_digest
+from graders import batch, course, sandbox
+
+
+
+def test_parallel_sandboxed_scores_equal_stock_serial_nbgrader(batch_class, graded_class):
+    for student in graded_class.table:
+        assert batch_class.results[student].status in ("graded", "missing notebook"), batch_class.results[student]
+        assert batch_class.table[student] == graded_class.table[student], student
+
+
+def test_every_bad_submission_gets_its_status_and_the_rest_is_graded(batch_class):
+    wrong = {s: (batch_class.results[s].status, batch_class.results[s].detail, expected)
+             for s, expected in batch_class.expected.items() if batch_class.results[s].status != expected}
+    assert not wrong, wrong
+    for student, result in batch_class.results.items():
+        assert result.detail or result.status == "graded", f"{student}: a status without a reason"
+
+
+def test_graded_bad_submissions_score_like_the_reference_except_where_they_are_wrong(batch_class):
+    reference = batch_class.scores("reference", "check_your_learning")
+    for student, status in batch_class.expected.items():
+        if status != "graded":
+            continue
+        zeroed = corpus.ZEROED.get(student, set())
+        scores = batch_class.scores(student, "check_your_learning")
+        assert {c: s[0] for c, s in scores.items()} == {c: (0 if c in zeroed else s[0]) for c, s in reference.items()}, student
+
+
+def test_hostile_reads_writes_and_connections_fail_inside_the_sandbox(batch_class):
+    hostile = [s for s in batch_class.expected if s.startswith("hostile-")]
+    assert len(hostile) == len(corpus.probes(batch_class.directory))
+    for student in hostile:
+        cell = submissions.cell(batch_class.executed(student, "check_your_learning"), "q1_answer")
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert "BLOCKED" in text and not any(word in text for word in ("SAW", "WROTE", "CONNECTED")), f"{student}: {text}"
+    assert not (batch_class.directory / "pwned.txt").exists()
+    with sqlite3.connect(batch_class.directory / "gradebook.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_locked_cells_are_restored_and_huge_output_is_trimmed(batch_class):
+    header = batch_class.executed("edited-locked-cells", "check_your_learning").cells[0].source
+    assert header.startswith("# Lesson 08") and "My own title" not in header
+    huge = batch_class.directory / "autograded" / "huge-output" / course.ASSIGNMENT / "check_your_learning.ipynb"
+    assert huge.stat().st_size < 5 << 20
+
+
+def test_submitted_is_never_modified(batch_class):
+    assert tree_digest(batch_class.directory / "submitted") == batch_class.submitted_before
+
+
+def test_a_rerun_skips_what_is_graded_and_gives_the_same_results(batch_class):
+    command = [sys.executable, "-m", "graders", "autograde", course.ASSIGNMENT, "--course", str(batch_class.directory),
+               "--workers", "2", "--timeout", str(BatchClass.LIMITS["wall_seconds"]), "--memory", "3G"]
+    again = [s for s in batch_class.results if s not in ("fork-bomb", "infinite-loop")]
+    result = subprocess.run(command + [arg for s in again for arg in ("--student", s)], capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout + result.stderr  # not every submission could be graded
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:-1]}
+    for student in again:
+        first = batch_class.results[student]
+        assert first.status in lines[student], (student, first.status, lines[student])
+        if first.status == "graded":
+            assert "unchanged since last graded" in lines[student]
+    assert batch.summary(list(batch_class.results.values()))
+
+
+def test_the_sandbox_fails_closed_with_the_fix_when_bubblewrap_is_missing(batch_class, tmp_path):
+    command = [sys.executable, "-m", "graders", "autograde", course.ASSIGNMENT, "--course", str(batch_class.directory),
+               "--student", "reference", "--force"]
+    result = subprocess.run(command, capture_output=True, text=True, env={"PATH": str(tmp_path), "HOME": "/tmp"})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: bubblewrap (bwrap) is not installed: {sandbox.SETUP_HINT}"
+
+
+def test_a_wrong_course_directory_is_one_clear_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "graders", "autograde", course.ASSIGNMENT, "--course", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no nbgrader_config.py" in result.stderr
