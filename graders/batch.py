@@ -83,7 +83,7 @@ class Batch:
         folders = [self.course / "submitted" / student / self.assignment, self.course / "source" / self.assignment]
         for path in [p for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()] + [self.course / "nbgrader_config.py"]:
             digest.update(str(path.relative_to(self.course)).encode() + b"\0" + path.read_bytes() + b"\0")
-        digest.update(repr(self.limits).encode())
+        digest.update(json.dumps({k: float(v) for k, v in asdict(self.limits).items()}, sort_keys=True).encode())
         return digest.hexdigest()
 
     def load_state(self) -> dict:

@@ -1,4 +1,5 @@
 """One real class, graded once per test session by nbgrader's own generate_assignment and autograde."""
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -20,18 +21,23 @@ class GradedClass:
         return course.read_notebook(self.directory / "autograded" / student / course.ASSIGNMENT / f"{notebook}.ipynb")
 
 
-@pytest.fixture(scope="session")
-def graded_class(tmp_path_factory):
-    directory = course.copy_course(tmp_path_factory.mktemp("class") / "course")
+def handed_in_class(tmp_path_factory, name):
+    """A new course with its release generated and the test class's submissions handed in."""
+    directory = course.copy_course(tmp_path_factory.mktemp(name) / "course")
     course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT)
     for student, notebooks in submissions.build(directory).items():
         course.submit(directory, student, notebooks)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def graded_class(tmp_path_factory):
+    directory = handed_in_class(tmp_path_factory, "class")
     course.nbgrader(directory, "autograde", course.ASSIGNMENT, log=directory / "autograde.log")
     return GradedClass(directory)
 
 
 def tree_digest(folder):
-    import hashlib
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
         digest.update(str(path.relative_to(folder)).encode())
@@ -58,10 +64,7 @@ def batch_class(tmp_path_factory):
     import corpus
     from graders import batch, sandbox
 
-    directory = course.copy_course(tmp_path_factory.mktemp("batch") / "course")
-    course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT)
-    for student, notebooks in submissions.build(directory).items():
-        course.submit(directory, student, notebooks)
+    directory = handed_in_class(tmp_path_factory, "batch")
     secret = Path.home() / f".onions-secret-{directory.parent.name}"
     secret.write_text("the grader's private file")
     try:
