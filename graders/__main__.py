@@ -6,6 +6,28 @@ from pathlib import Path
 from graders import batch, data, demo, sandbox
 
 
+def size(text: str) -> int:
+    try:
+        value = sandbox.parse_size(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write e.g. 4G or 512M")
+    return value
+
+
+def positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graders",
                                      description="Grading tools for the onions course (Lesson 08).")
@@ -34,10 +56,10 @@ def main(argv=None) -> int:
                     "every submission was graded, 1 otherwise. Run in the course directory.")
     grade.add_argument("assignment")
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    grade.add_argument("--workers", type=int, help="notebooks run at once (default: cores, as memory allows)")
-    grade.add_argument("--timeout", type=float, default=900, help="wall-time limit per notebook, seconds (default 900)")
-    grade.add_argument("--memory", default="4G", help="memory limit per notebook (default 4G)")
-    grade.add_argument("--processes", type=int, default=512, help="process and thread limit per notebook (default 512)")
+    grade.add_argument("--workers", type=positive(int), help="notebooks run at once (default: cores, as memory allows)")
+    grade.add_argument("--timeout", type=positive(float), default=900, help="wall-time limit per notebook, seconds (default 900)")
+    grade.add_argument("--memory", type=size, default="4G", help="memory limit per notebook (default 4G)")
+    grade.add_argument("--processes", type=positive(int), default=512, help="process and thread limit per notebook (default 512)")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
     grade.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
@@ -59,7 +81,7 @@ def main(argv=None) -> int:
 def autograde(args) -> int:
     if not (args.course / "nbgrader_config.py").is_file():
         raise FileExistsError(f"{args.course.resolve()} has no nbgrader_config.py: run in the course directory or pass --course")
-    limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=sandbox.parse_size(args.memory),
+    limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
                             processes=args.processes)
     workers = args.workers or batch.default_workers(limits.memory_bytes)
     grader = batch.Batch(args.course, args.assignment, limits, workers, use_sandbox=not args.no_sandbox, force=args.force)

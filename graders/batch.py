@@ -14,9 +14,12 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
+import queue
 import shutil
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,6 +136,9 @@ class Batch:
             raise data.DataUnavailable(f"offline MNIST missing at {data.cache_path()}: build it with: python -m graders data")
         state = self.load_state()
         students = self.students(wanted)
+        if not students:
+            raise RuntimeError(f"no submissions in {self.course / 'submitted'}/*/{self.assignment}: "
+                               "hand-ins go in submitted/<student>/<assignment>/")
         results, todo = {}, []
         for student in students:
             if not (self.course / "submitted" / student / self.assignment).is_dir():
@@ -147,36 +153,59 @@ class Batch:
                  f"{len(students) - len(todo)} skipped; {self.workers} workers, "
                  f"{'sandboxed' if self.use_sandbox else 'NOT sandboxed'}")
         pool = concurrent.futures.ThreadPoolExecutor(self.workers)
+        self.stopping = False
         try:
             self._run_pool(pool, todo, state, results, data_dir)
         except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state file
-            pool.shutdown(wait=False, cancel_futures=True)
+            self.stopping = True
             sandbox.kill_running()
+            pool.shutdown(wait=False)
             raise
         pool.shutdown()
         return [results[s] for s in students]
 
     def _run_pool(self, pool, todo, state, results, data_dir) -> None:
-        jobs, started, waiting = {}, {}, set()
+        """Prepare every student, then let the workers take notebooks, longest expected first."""
+        waiting, started, unfinished = [], {}, {}
         for student in todo:
             started[student] = time.monotonic()
             notebooks, problem = self.prepare(student)
             if problem:
                 results[student] = self.finish(student, state, problem, started[student])
                 continue
-            waiting.add(student)
-            for notebook in notebooks:
-                jobs[pool.submit(self.execute, student, notebook, data_dir)] = (student, notebook)
-        for done, future in enumerate(concurrent.futures.as_completed(jobs), 1):
-            student, notebook = jobs[future]
-            run = future.result()
-            self.log(f"[{_bar(done, len(jobs))}] {done}/{len(jobs)} {student}/{notebook}: "
-                     f"{run['status']} ({run['wall_seconds']:.0f} s)")
-            mine = {name: f for f, (s, name) in jobs.items() if s == student}
-            if student in waiting and all(f.done() for f in mine.values()):
-                waiting.discard(student)
-                runs = {name: f.result() for name, f in mine.items()}
-                results[student] = self.grade(student, runs, state, started[student])
+            unfinished[student] = set(notebooks)
+            waiting += [(student, notebook) for notebook in notebooks]
+        total, finished = len(waiting), queue.Queue()
+        # seconds each notebook took before; one not yet seen goes first, to learn its cost
+        expected = {name: run["wall_seconds"] for entry in state.values()
+                    for name, run in entry.get("result", {}).get("notebooks", {}).items()}
+        lock = threading.Lock()
+
+        def next_job():
+            with lock:
+                if not waiting or self.stopping:
+                    return None
+                job = max(waiting, key=lambda job: expected.get(job[1], math.inf))
+                waiting.remove(job)
+                return job
+
+        def work():
+            while (job := next_job()) is not None:
+                run = self.execute(*job, data_dir)
+                with lock:
+                    expected[job[1]] = max(expected.get(job[1], 0.0), run["wall_seconds"])
+                finished.put((job, run))
+
+        for _ in range(self.workers):
+            pool.submit(work)
+        runs = {student: {} for student in unfinished}
+        for done in range(1, total + 1):
+            (student, notebook), run = finished.get()
+            self.log(f"[{_bar(done, total)}] {done}/{total} {student}/{notebook}: {run['status']} ({run['wall_seconds']:.0f} s)")
+            runs[student][notebook] = run
+            unfinished[student].discard(notebook)
+            if not unfinished[student]:
+                results[student] = self.grade(student, runs.pop(student), state, started[student])
 
     def prepare(self, student: str):
         """Step 1: nbgrader prepares the notebooks in the staging folder. Returns (names, problem)."""
