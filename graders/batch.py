@@ -153,11 +153,13 @@ class Batch:
                  f"{len(students) - len(todo)} skipped; {self.workers} workers, "
                  f"{'sandboxed' if self.use_sandbox else 'NOT sandboxed'}")
         pool = concurrent.futures.ThreadPoolExecutor(self.workers)
-        self.stopping = False
+        self.stopping, self.ready = False, threading.Condition()
         try:
             self._run_pool(pool, todo, state, results, data_dir)
         except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state file
-            self.stopping = True
+            with self.ready:
+                self.stopping = True
+                self.ready.notify_all()
             sandbox.kill_running()
             pool.shutdown(wait=False)
             raise
@@ -165,24 +167,17 @@ class Batch:
         return [results[s] for s in students]
 
     def _run_pool(self, pool, todo, state, results, data_dir) -> None:
-        """Prepare every student, then let the workers take notebooks, longest expected first."""
-        waiting, started, unfinished = [], {}, {}
-        for student in todo:
-            started[student] = time.monotonic()
-            notebooks, problem = self.prepare(student)
-            if problem:
-                results[student] = self.finish(student, state, problem, started[student])
-                continue
-            unfinished[student] = set(notebooks)
-            waiting += [(student, notebook) for notebook in notebooks]
-        total, finished = len(waiting), queue.Queue()
+        """Workers take prepared notebooks, longest expected first, while the rest are prepared."""
+        waiting, started, unfinished, finished = [], {}, {}, queue.Queue()
         # seconds each notebook took before; one not yet seen goes first, to learn its cost
         expected = {name: run["wall_seconds"] for entry in state.values()
                     for name, run in entry.get("result", {}).get("notebooks", {}).items()}
-        lock = threading.Lock()
+        self.prepared_all = False
 
         def next_job():
-            with lock:
+            with self.ready:
+                while not waiting and not self.prepared_all and not self.stopping:
+                    self.ready.wait()
                 if not waiting or self.stopping:
                     return None
                 job = max(waiting, key=lambda job: expected.get(job[1], math.inf))
@@ -192,12 +187,26 @@ class Batch:
         def work():
             while (job := next_job()) is not None:
                 run = self.execute(*job, data_dir)
-                with lock:
+                with self.ready:
                     expected[job[1]] = max(expected.get(job[1], 0.0), run["wall_seconds"])
                 finished.put((job, run))
 
         for _ in range(self.workers):
             pool.submit(work)
+        for student in todo:  # nbgrader's first pass, here in the main thread, as the workers start
+            started[student] = time.monotonic()
+            notebooks, problem = self.prepare(student)
+            if problem:
+                results[student] = self.finish(student, state, problem, started[student])
+                continue
+            unfinished[student] = set(notebooks)
+            with self.ready:
+                waiting += [(student, notebook) for notebook in notebooks]
+                self.ready.notify_all()
+        with self.ready:
+            self.prepared_all = True
+            self.ready.notify_all()
+        total = sum(len(notebooks) for notebooks in unfinished.values())
         runs = {student: {} for student in unfinished}
         for done in range(1, total + 1):
             (student, notebook), run = finished.get()
