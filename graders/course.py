@@ -76,14 +76,3 @@ def grades(course: Path, assignment: str = ASSIGNMENT) -> dict:
                     cells[(notebook.name, grade.name)] = (grade.score, grade.max_score, grade.needs_manual_grade)
             result[submission.student_id] = cells
     return result
-
-
-def format_grades(table: dict) -> str:
-    """A plain-text summary: one line per student, autograded and hand-graded points apart."""
-    lines = [f"{'student':<24} {'score':>7} {'max':>5}  to grade by hand"]
-    for student, cells in sorted(table.items()):
-        score = sum(s for s, _, _ in cells.values())
-        maximum = sum(m for _, m, _ in cells.values())
-        manual = [f"{nb}/{cell}" for (nb, cell), (_, _, pending) in sorted(cells.items()) if pending]
-        lines.append(f"{student:<24} {score:>7g} {maximum:>5g}  {', '.join(manual) or '-'}")
-    return "\n".join(lines)
