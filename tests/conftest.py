@@ -81,3 +81,16 @@ def batch_class(tmp_path_factory):
         secret.unlink()
     expected = {student: status for student, (_, status) in bad.items()}
     return BatchClass(directory, results, expected, before)
+
+
+@pytest.fixture(scope="session")
+def demo_class(tmp_path_factory):
+    """The README's demo class (release, hand-in, sandboxed batch grade, export), made once.
+
+    Tests read it; a test that changes it (the gradebook, autograded/ ...) works on a copy.
+    """
+    from graders import demo
+
+    directory = tmp_path_factory.mktemp("demo") / "course"
+    results = demo.run(directory, log=lambda line: None)
+    return directory, {r.student: r for r in results}
