@@ -1,0 +1,310 @@
+"""Class report: ``python -m graders report ASSIGNMENT``.
+
+One self-contained HTML page (its plots embedded as data: URIs, the PNGs also written beside
+it) and a student x question CSV, both read from nbgrader's gradebook, plus each student's
+status from the batch grader's state (.graders/ASSIGNMENT/state.json). A student the batch
+grader could not grade (timed out, kernel crashed ...) has no usable grades: `nbgrader export`
+lists them with 0; here they are counted under their status, never as zeros in the plots.
+"""
+import base64
+import csv
+import html
+import io
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from matplotlib.figure import Figure  # a bare Figure saves to PNG with Agg: no display, no pyplot state
+from matplotlib.ticker import MaxNLocator
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+
+from graders import batch
+
+GRADED_BY_NBGRADER = "graded by nbgrader"  # scored in the gradebook, unknown to the batch grader
+NOT_GRADED = "not graded"  # in the gradebook without a single score (e.g. stock autograde failed)
+NOT_SUBMITTED = "no submission"  # a student of the gradebook who handed nothing in
+NOT_IN_GRADEBOOK = "not in gradebook"  # the batch grader graded it, the gradebook has no trace
+# the statuses whose gradebook scores are real (the batch grader's own, see batch.Batch.verdict)
+USABLE = (*batch.SCORED, GRADED_BY_NBGRADER)
+
+
+@dataclass
+class Question:
+    notebook: str
+    cell: str
+    max_score: float
+    autograded: bool  # a test cell, scored by running it; otherwise an answer graded by hand
+
+    @property
+    def key(self) -> str:
+        return f"{self.notebook}:{self.cell}"
+
+
+@dataclass
+class Student:
+    name: str
+    status: str
+    detail: str = ""
+    scores: dict = field(default_factory=dict)  # question key -> points, None while not graded
+    total: float = None  # nbgrader export's score (late penalty applied); None without usable grades
+
+    @property
+    def usable(self) -> bool:
+        return self.status in USABLE
+
+    def autograded(self, questions) -> float:
+        if not self.usable:
+            return None
+        return sum(self.scores.get(q.key) or 0.0 for q in questions if q.autograded)
+
+
+def gradebook_location(course: Path):
+    """(db url, course id) as nbgrader itself resolves them from the course's configuration."""
+    config = Config()
+    if (course / "nbgrader_config.py").is_file():
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    config.CourseDirectory.root = str(course)
+    coursedir = CourseDirectory(config=config)
+    return coursedir.db_url, coursedir.course_id
+
+
+def _cell_order(source_notebook: Path) -> dict:
+    """{grade id: position} in the instructor's notebook, so columns follow the notebook."""
+    try:
+        cells = nbformat.read(str(source_notebook), as_version=4).cells
+    except (OSError, ValueError):
+        return {}
+    ids = [cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") for cell in cells]
+    return {grade_id: position for position, grade_id in enumerate(ids) if grade_id}
+
+
+def read_class(course: Path, assignment: str):
+    """([Question], [Student]) of an assignment, from the gradebook and the batch grader's state."""
+    course = Path(course).resolve()
+    url, course_id = gradebook_location(course)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        # nbgrader would create an empty gradebook there: say what is wrong instead
+        raise RuntimeError(f"no gradebook at {url[len('sqlite:///'):]}: grade first (python -m graders autograde "
+                           f"{assignment}) or point --course at the course directory")
+    state_path = course / batch.WORK / assignment / "state.json"
+    try:
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    except ValueError:
+        raise RuntimeError(f"{state_path} is not valid JSON: run python -m graders autograde {assignment} to rewrite it") from None
+    with Gradebook(url, course_id) as gradebook:
+        try:
+            found = gradebook.find_assignment(assignment)
+        except MissingEntry:
+            known = ", ".join(sorted(a.name for a in gradebook.assignments)) or "none"
+            raise RuntimeError(f"assignment {assignment!r} is not in the gradebook (it has: {known}): check the name") from None
+        questions = []
+        for notebook in sorted(found.notebooks, key=lambda n: n.name):
+            order = _cell_order(course / "source" / assignment / f"{notebook.name}.ipynb")
+            answers = {cell.name for cell in notebook.solution_cells}
+            for cell in sorted(notebook.grade_cells, key=lambda c: (order.get(c.name, math.inf), c.name)):
+                questions.append(Question(notebook.name, cell.name, cell.max_score, cell.name not in answers))
+        submissions = {s.student_id: s for s in gradebook.assignment_submissions(assignment)}
+        names = sorted(set(submissions) | set(state) | {s.id for s in gradebook.students})
+        return questions, [_student(name, submissions.get(name), state.get(name)) for name in names]
+
+
+def _student(name: str, submission, known: dict) -> Student:
+    """One student: the batch grader's status if it has one; scores only if they are real."""
+    grades = [grade for notebook in submission.notebooks for grade in notebook.grades] if submission else []
+    if known:
+        student = Student(name, known["status"], known.get("result", {}).get("detail", ""))
+        if student.usable and submission is None:
+            student.status = NOT_IN_GRADEBOOK
+    elif submission is None:
+        student = Student(name, NOT_SUBMITTED)
+    elif any(g.auto_score is not None or g.manual_score is not None for g in grades):
+        student = Student(name, GRADED_BY_NBGRADER)
+    else:
+        student = Student(name, NOT_GRADED, "in the gradebook without any score")
+    if student.usable:
+        student.scores = {f"{g.notebook.name}:{g.name}": (None if g.auto_score is None and g.manual_score is None else g.score)
+                          for g in grades}
+        student.total = max(0.0, submission.score - submission.late_submission_penalty)  # as nbgrader export
+    return student
+
+
+# -- plots ------------------------------------------------------------------------------------
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _full_points(question: Question, students) -> tuple:
+    """(students with full points, students scored) on one question, among those with usable grades."""
+    scored = [s.scores[question.key] for s in students if s.usable and s.scores.get(question.key) is not None]
+    return sum(score >= question.max_score for score in scored), len(scored)
+
+
+def score_histogram(questions, students) -> bytes:
+    graded = [s for s in students if s.usable]
+    pending = sum(s.scores.get(q.key) is None for s in graded for q in questions)
+    parts = [("Autograded points", [s.autograded(questions) for s in graded], sum(q.max_score for q in questions if q.autograded)),
+             ("Total so far", [s.total for s in graded], sum(q.max_score for q in questions))]
+    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    for axes, (title, values, top) in zip(figure.subplots(1, 2), parts):
+        top = math.ceil(max([top, *values]))
+        axes.hist(values, bins=[edge - 0.5 for edge in range(top + 2)], color="tab:blue", edgecolor="white")
+        axes.set_xlim(-0.5, top + 0.5)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_title(f"{title} (of {top:g})")
+        axes.set_xlabel("points")
+        axes.set_ylabel("students")
+    if pending:
+        figure.axes[1].set_xlabel(f"points ({pending} answers not yet graded by hand count 0)")
+    others = len(students) - len(graded)
+    figure.suptitle(f"{len(graded)} students with grades" + (f"; {others} without (see grading status)" if others else ""))
+    return _png(figure)
+
+
+def pass_rate(questions, students) -> bytes:
+    tests = [q for q in questions if q.autograded]
+    figure = Figure(figsize=(8, 1.2 + 0.4 * len(tests)), layout="constrained")
+    axes = figure.subplots()
+    counts = [_full_points(q, students) for q in tests]
+    rates = [100 * full / scored if scored else 0.0 for full, scored in counts]
+    axes.barh([q.key for q in tests], rates, color="tab:green")
+    for row, ((full, scored), rate) in enumerate(zip(counts, rates)):
+        axes.text(rate + 1, row, f"{rate:.0f}% ({full}/{scored})", va="center")
+    axes.set_xlim(0, 118)
+    axes.set_xticks(range(0, 101, 20))
+    axes.invert_yaxis()  # first question on top
+    axes.set_xlabel("% of students with grades who got full points")
+    axes.set_title("Pass rate per autograded test cell")
+    return _png(figure)
+
+
+def _status_counts(students) -> list:
+    """[(status, [student names])], statuses with usable grades first, then the most frequent."""
+    by_status = {}
+    for student in students:
+        by_status.setdefault(student.status, []).append(student.name)
+    return sorted(by_status.items(), key=lambda item: (item[0] not in USABLE, -len(item[1]), item[0]))
+
+
+def status_counts(students) -> bytes:
+    counts = _status_counts(students)
+    figure = Figure(figsize=(8, 1.2 + 0.4 * len(counts)), layout="constrained")
+    axes = figure.subplots()
+    colours = ["tab:green" if status in USABLE else "tab:gray" if status == NOT_SUBMITTED else "tab:red" for status, _ in counts]
+    axes.barh([status for status, _ in counts], [len(names) for _, names in counts], color=colours)
+    for row, (_, names) in enumerate(counts):
+        axes.text(len(names), row, f" {len(names)}", va="center")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlim(0, max([len(names) for _, names in counts] or [1]) * 1.15 + 0.5)
+    axes.invert_yaxis()
+    axes.set_xlabel("students")
+    axes.set_title("Grading status (green: graded; red: no usable grades)")
+    return _png(figure)
+
+
+# -- files ------------------------------------------------------------------------------------
+def _number(value) -> str:
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def write_csv(path: Path, questions, students) -> None:
+    """One row per student: points per grade cell (empty while not graded), autograded, total, status."""
+    with open(path, "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["student", *(q.key for q in questions), "autograded", "total", "status"])
+        for s in students:
+            writer.writerow([s.name, *(_number(s.scores.get(q.key)) for q in questions),
+                             _number(s.autograded(questions)), _number(s.total), s.status])
+
+
+def _table(table_id: str, header, rows) -> str:
+    cells = lambda tag, values: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+    body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
+    return f'<table id="{table_id}">\n<tr>{cells("th", header)}</tr>\n{body}\n</table>'
+
+
+def _question_rows(questions, students):
+    for q in questions:
+        scored = [s.scores[q.key] for s in students if s.usable and s.scores.get(q.key) is not None]
+        full, _ = _full_points(q, students)
+        yield [q.key, "test" if q.autograded else "by hand", f"{q.max_score:g}", len(scored),
+               f"{sum(scored) / len(scored):.2f}" if scored else "-", f"{100 * full / len(scored):.0f}%" if scored else "-"]
+
+
+def write_html(path: Path, assignment: str, questions, students, images: dict) -> None:
+    image = lambda name, alt: f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
+    graded = sum(s.usable for s in students)
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(assignment)}: class report</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1050px; margin: 1em auto; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
+th, td {{ border: 1px solid #bbb; padding: 0.2em 0.6em; text-align: left; }}
+img {{ max-width: 100%; }}
+#students td:nth-child(-n+2) {{ white-space: nowrap; }}
+</style></head><body>
+<h1>Class report: {html.escape(assignment)}</h1>
+<p>{len(students)} students, {graded} with grades. From the gradebook and the batch grader's state,
+{time.strftime("%Y-%m-%d %H:%M")}. Students without usable grades are counted by status only
+(<code>nbgrader export</code> lists them with 0). Per student and question:
+<code>scores_by_question.csv</code>, beside this file.</p>
+<h2>Scores</h2>
+{image("score_histogram", "histograms of autograded and total points")}
+<h2>Questions</h2>
+<p>Mean and full points among the students scored on each question; answers graded by hand
+count once a grader has scored them.</p>
+{_table("questions", ["question", "graded", "max", "scored", "mean", "full points"], _question_rows(questions, students))}
+{image("pass_rate", "pass rate per autograded test cell")}
+<h2>Grading status</h2>
+{_table("statuses", ["status", "students", "who"], [[status, len(names), ", ".join(names)] for status, names in _status_counts(students)])}
+{image("status_counts", "students per grading status")}
+<h2>Students</h2>
+{_table("students", ["student", "status", "autograded", "total", "detail"],
+        [[s.name, s.status, _number(s.autograded(questions)), _number(s.total), s.detail] for s in students])}
+</body></html>
+"""
+    path.write_text(page, encoding="utf-8")
+
+
+def write_report(course: Path, assignment: str, out: Path = None, log=print) -> Path:
+    """Write report.html, its PNGs and scores_by_question.csv into `out`; return report.html's path."""
+    questions, students = read_class(course, assignment)
+    out = Path(out) if out else Path(course) / "reports" / assignment
+    out.mkdir(parents=True, exist_ok=True)
+    images = {"score_histogram": score_histogram(questions, students), "pass_rate": pass_rate(questions, students),
+              "status_counts": status_counts(students)}
+    for name, png in images.items():
+        (out / f"{name}.png").write_bytes(png)
+    write_csv(out / "scores_by_question.csv", questions, students)
+    write_html(out / "report.html", assignment, questions, students, images)
+    log(f"{len(students)} students: " + "; ".join(f"{len(names)} {status}" for status, names in _status_counts(students)))
+    log(f"per question: {out / 'scores_by_question.csv'}")
+    return out / "report.html"
+
+
+def run(args) -> int:
+    print(write_report(args.course, args.assignment, args.out))
+    return 0
+
+
+def add_command(commands) -> None:
+    parser = commands.add_parser(
+        "report", help="class report: score plots, pass rates, grading statuses, per-question CSV",
+        description="Write a self-contained HTML report of ASSIGNMENT from the gradebook (score histograms, pass "
+                    "rate per autograded test cell, grading status counts, per-question table; PNGs embedded and "
+                    "beside it) and scores_by_question.csv (student x grade cell). Students the batch grader could "
+                    "not grade are counted by status, not as zeros. Prints the report's path last.")
+    parser.add_argument("assignment")
+    parser.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
+    parser.add_argument("--out", type=Path, help="output directory (default: COURSE/reports/ASSIGNMENT)")
+    parser.set_defaults(run=run)
