@@ -1,4 +1,5 @@
-"""The main job, end to end on a demo class: release, hand-in, batch autograde, export.
+"""The main job, end to end on a demo class: release, LMS hand-in, batch autograde, feedback,
+export, class report.
 
 Runs in a course directory of its own (a copy of source/ and nbgrader_config.py), with
 nbgrader's own commands, its embedded SQLite gradebook and the sandboxed batch grader.
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders import batch, course, sandbox
+from graders import batch, course, feedback, intake, report, sandbox
 
 MARKER = ".onions-demo"  # a directory holding it was made by this demo and may be replaced
 
@@ -63,16 +64,17 @@ def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     log(f"demo class in {directory}")
     course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT, "--force", log=nbgrader_log)
     log(f"generated release/{course.ASSIGNMENT} with nbgrader generate_assignment")
-    for student, files in students(directory).items():
-        for name, content in files.items():
-            path = directory / "submitted" / student / course.ASSIGNMENT / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
+    archive = intake.lms_archive(directory / "lms-download.zip", students(directory))
+    log(f"the class hands in through an LMS: {archive.name}, as Canvas' 'Download Submissions' names it")
+    intake.intake(directory, archive, course.ASSIGNMENT, log=log)
     limits = sandbox.Limits()
     grader = batch.Batch(directory, course.ASSIGNMENT, limits, batch.default_workers(limits.memory_bytes),
                          use_sandbox=use_sandbox, log=log)
     results = grader.run()
     log(batch.summary(results))
+    feedback.Feedback(directory, course.ASSIGNMENT).run(log=log)
     course.nbgrader(directory, "export", "--to", str(directory / "grades.csv"), log=nbgrader_log)
     log(f"grades exported by nbgrader export: {directory / 'grades.csv'}")
+    path = report.write_report(directory, course.ASSIGNMENT, log=log)
+    log(f"class report: {path}")
     return results
