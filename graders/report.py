@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from matplotlib.figure import Figure  # a bare Figure saves to PNG with Agg: no display, no pyplot state
-from matplotlib.ticker import MaxNLocator
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
@@ -135,7 +133,22 @@ def _student(name: str, submission, known: dict) -> Student:
 
 
 # -- plots ------------------------------------------------------------------------------------
-def _png(figure: Figure) -> bytes:
+def _figure(**options):
+    """A bare matplotlib Figure: it saves to PNG with Agg, no display, no pyplot state.
+
+    matplotlib is imported here, not at the top: every `python -m graders` command loads this
+    module, and the import costs half a second.
+    """
+    from matplotlib.figure import Figure
+    return Figure(**options)
+
+
+def _integers():
+    from matplotlib.ticker import MaxNLocator
+    return _integers()
+
+
+def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     return buffer.getvalue()
@@ -152,13 +165,13 @@ def score_histogram(questions, students) -> bytes:
     pending = sum(s.scores.get(q.key) is None for s in graded for q in questions)
     parts = [("Autograded points", [s.autograded(questions) for s in graded], sum(q.max_score for q in questions if q.autograded)),
              ("Total so far", [s.total for s in graded], sum(q.max_score for q in questions))]
-    figure = Figure(figsize=(10, 3.6), layout="constrained")
+    figure = _figure(figsize=(10, 3.6), layout="constrained")
     for axes, (title, values, top) in zip(figure.subplots(1, 2), parts):
         top = math.ceil(max([top, *values]))
         axes.hist(values, bins=[edge - 0.5 for edge in range(top + 2)], color="tab:blue", edgecolor="white")
         axes.set_xlim(-0.5, top + 0.5)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.xaxis.set_major_locator(_integers())
+        axes.yaxis.set_major_locator(_integers())
         axes.set_title(f"{title} (of {top:g})")
         axes.set_xlabel("points")
         axes.set_ylabel("students")
@@ -171,7 +184,7 @@ def score_histogram(questions, students) -> bytes:
 
 def pass_rate(questions, students) -> bytes:
     tests = [q for q in questions if q.autograded]
-    figure = Figure(figsize=(8, 1.2 + 0.4 * len(tests)), layout="constrained")
+    figure = _figure(figsize=(8, 1.2 + 0.4 * len(tests)), layout="constrained")
     axes = figure.subplots()
     counts = [_full_points(q, students) for q in tests]
     rates = [100 * full / scored if scored else 0.0 for full, scored in counts]
@@ -196,13 +209,13 @@ def _status_counts(students) -> list:
 
 def status_counts(students) -> bytes:
     counts = _status_counts(students)
-    figure = Figure(figsize=(8, 1.2 + 0.4 * len(counts)), layout="constrained")
+    figure = _figure(figsize=(8, 1.2 + 0.4 * len(counts)), layout="constrained")
     axes = figure.subplots()
     colours = ["tab:green" if status in USABLE else "tab:gray" if status == NOT_SUBMITTED else "tab:red" for status, _ in counts]
     axes.barh([status for status, _ in counts], [len(names) for _, names in counts], color=colours)
     for row, (_, names) in enumerate(counts):
         axes.text(len(names), row, f" {len(names)}", va="center")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.xaxis.set_major_locator(_integers())
     axes.set_xlim(0, max([len(names) for _, names in counts] or [1]) * 1.15 + 0.5)
     axes.invert_yaxis()
     axes.set_xlabel("students")
