@@ -36,6 +36,7 @@ GRADED = "graded"
 MISSING_NOTEBOOK, TEST_CELL_DELETED = "missing notebook", "test cell deleted"
 SCORED = (GRADED, MISSING_NOTEBOOK, TEST_CELL_DELETED)  # statuses whose gradebook scores are real
 WORK = ".graders"  # state, staging and logs, inside the course directory
+MATPLOTLIB_DIR = "/tmp/matplotlib"  # matplotlib's config directory in the sandbox
 
 
 @dataclass
@@ -62,7 +63,7 @@ def thread_env(workers: int) -> dict:
     """Split the cores between concurrent kernels, so TensorFlow's pools don't oversubscribe them."""
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     return {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
-            "NBGRADER_EXECUTION": "autograde", "LANG": "C.UTF-8", "MPLCONFIGDIR": "/tmp/matplotlib"}
+            "NBGRADER_EXECUTION": "autograde", "LANG": "C.UTF-8", "MPLCONFIGDIR": MATPLOTLIB_DIR}
 
 
 class Batch:
@@ -133,6 +134,7 @@ class Batch:
     def run(self, wanted=None) -> list:
         if self.use_sandbox:
             sandbox.check()
+        self.font_list = sandbox.font_list(self.work / "matplotlib")
         data_dir = data.cache_dir()
         if not data.cache_path().is_file():
             raise data.DataUnavailable(f"offline MNIST missing at {data.cache_path()}: build it with: python -m graders data")
@@ -236,7 +238,7 @@ class Batch:
         argv = [sys.executable, "-m", "graders.run_notebook", f"{notebook}.ipynb", f"{notebook}.executed.ipynb",
                 "--cell-timeout", str(self.cell_timeout)]
         try:
-            outcome = sandbox.run(argv, folder, self.limits, data_dir, thread_env(self.workers), self.use_sandbox)
+            outcome = sandbox.run(argv, folder, self.limits, data_dir, *self.environment())
         except sandbox.SandboxUnavailable as error:
             return {"status": "sandbox refused", "detail": str(error), "wall_seconds": 0.0}
         except Exception as error:  # keep the batch going; this student gets the status
@@ -253,6 +255,15 @@ class Batch:
             detail = f"{notebook}: {reason}"[:300]
         return {"status": status, "detail": detail, "wall_seconds": outcome.wall_seconds,
                 "cpu_seconds": outcome.cpu_seconds, "peak_memory_bytes": outcome.peak_memory_bytes}
+
+    def environment(self):
+        """(variables, sandboxed or not, files to show in the sandbox) of every run: matplotlib's font list is built once."""
+        env, files = thread_env(self.workers), {}
+        if self.font_list and self.use_sandbox:
+            files[f"{MATPLOTLIB_DIR}/{self.font_list.name}"] = self.font_list
+        elif self.font_list:
+            env["MPLCONFIGDIR"] = str(self.font_list.parent)
+        return env, self.use_sandbox, files
 
     def grade(self, student: str, runs: dict, state: dict, started: float) -> Result:
         """Step 3: nbgrader's Autograde with the sandbox's outputs, then the gradebook's verdict."""
