@@ -1,5 +1,5 @@
-"""The main job, end to end on a demo class: release, LMS hand-in, batch autograde, feedback,
-export, class report.
+"""The main job, end to end on a demo class: release, a student's self-check, LMS hand-in,
+batch autograde, feedback, export, class report.
 
 Runs in a course directory of its own (a copy of source/ and nbgrader_config.py), with
 nbgrader's own commands, its embedded SQLite gradebook and the sandboxed batch grader.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from graders import batch, course, feedback, intake, report, sandbox
+from graders import batch, course, feedback, intake, report, sandbox, selfcheck
 
 MARKER = ".onions-demo"  # a directory holding it was made by this demo and may be replaced
 
@@ -64,7 +64,13 @@ def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     log(f"demo class in {directory}")
     course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT, "--force", log=nbgrader_log)
     log(f"generated release/{course.ASSIGNMENT} with nbgrader generate_assignment")
-    archive = intake.lms_archive(directory / "lms-download.zip", students(directory))
+    handed_in = students(directory)
+    draft = directory / "student-draft" / "check_your_learning.ipynb"  # demo-partial's, before handing in
+    draft.parent.mkdir()
+    draft.write_bytes(handed_in["demo-partial"]["check_your_learning.ipynb"])
+    log("a student checks their notebook before handing it in: python -m graders selfcheck check_your_learning.ipynb")
+    log(selfcheck.report(str(draft.relative_to(directory)), selfcheck.check(draft)))
+    archive = intake.lms_archive(directory / "lms-download.zip", handed_in)
     log(f"the class hands in through an LMS: {archive.name}, as Canvas' 'Download Submissions' names it")
     intake.intake(directory, archive, course.ASSIGNMENT, log=log)
     limits = sandbox.Limits()
@@ -75,6 +81,8 @@ def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     feedback.Feedback(directory, course.ASSIGNMENT).run(log=log)
     course.nbgrader(directory, "export", "--to", str(directory / "grades.csv"), log=nbgrader_log)
     log(f"grades exported by nbgrader export: {directory / 'grades.csv'}")
+    log(f"written answers: TAs grade them in formgrader (README, 'Grading the written answers'): "
+        f"cd {directory} && jupyter server, then open /formgrader")
     path = report.write_report(directory, course.ASSIGNMENT, log=log)
     log(f"class report: {path}")
     return results

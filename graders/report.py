@@ -145,7 +145,7 @@ def _figure(**options):
 
 def _integers():
     from matplotlib.ticker import MaxNLocator
-    return _integers()
+    return MaxNLocator(integer=True)
 
 
 def _png(figure) -> bytes:
