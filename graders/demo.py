@@ -55,7 +55,7 @@ def students(directory: Path) -> dict:
 
 
 def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
-    directory = Path(directory)
+    directory = Path(directory).resolve()  # nbgrader runs in it: a relative path would point elsewhere
     if (directory / MARKER).is_file():
         shutil.rmtree(directory)
     course.copy_course(directory)

@@ -1,5 +1,6 @@
 """One real class, graded once per test session by nbgrader's own generate_assignment and autograde."""
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -92,5 +93,6 @@ def demo_class(tmp_path_factory):
     from graders import demo
 
     directory = tmp_path_factory.mktemp("demo") / "course"
-    results = demo.run(directory, log=lambda line: None)
+    # relative, as the README's `python -m graders demo --dir demo` gives it
+    results = demo.run(Path(os.path.relpath(directory)), log=lambda line: None)
     return directory, {r.student: r for r in results}
