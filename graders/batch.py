@@ -10,6 +10,7 @@ A student is recorded in the state file only once step 3 is done, so an interrup
 resumes where it stopped, and an unchanged, graded submission is skipped.
 """
 import concurrent.futures
+import contextlib
 import copy
 import hashlib
 import json
@@ -21,6 +22,7 @@ import shutil
 import sys
 import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,6 +50,16 @@ class Result:
     max_score: float = 0.0
     seconds: float = 0.0
     notebooks: dict = field(default_factory=dict)  # name -> cpu_seconds, peak_memory_bytes, wall_seconds
+
+
+@contextlib.contextmanager
+def quiet_nbgrader_warnings():
+    """Hide nbgrader 0.9's SQLAlchemy 2 warnings ("Object of type <...> not in session"): they
+    come on every regrade, change nothing, and would drown the progress lines. Main thread only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session")
+        yield
 
 
 def default_workers(memory_per_worker: int) -> int:
@@ -122,8 +134,8 @@ class Batch:
         logger.setLevel(logging.INFO)
         logger.propagate = False
         try:
-            converter = Autograde(coursedir=CourseDirectory(config=config), config=config, log=logger)
-            converter.start()
+            with quiet_nbgrader_warnings():
+                Autograde(coursedir=CourseDirectory(config=config), config=config, log=logger).start()
         except Exception as error:
             messages.append(f"ERROR {type(error).__name__}: {error}")
         finally:

@@ -216,7 +216,8 @@ class Feedback:
         logger.addHandler(handler)
         logger.propagate = False
         try:
-            GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=logger).start()
+            with batch.quiet_nbgrader_warnings():
+                GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=logger).start()
         except Exception as error:
             errors.append(f"{type(error).__name__}: {error}")
         finally:
