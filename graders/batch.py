@@ -127,20 +127,7 @@ class Batch:
         config.Autograde.autograde_preprocessors = preprocessors
         config.Autograde.force = True
         config.StagedExecute.stage_directory = str(self.stage)
-        messages = []
-        handler = _Collect(messages)
-        logger = logging.getLogger("graders.nbgrader")
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
-        try:
-            with quiet_nbgrader_warnings():
-                Autograde(coursedir=CourseDirectory(config=config), config=config, log=logger).start()
-        except Exception as error:
-            messages.append(f"ERROR {type(error).__name__}: {error}")
-        finally:
-            logger.removeHandler(handler)
-        return messages
+        return run_converter(Autograde, config)
 
     # -- the batch -------------------------------------------------------------------------
     def run(self, wanted=None) -> list:
@@ -241,7 +228,7 @@ class Batch:
         errors = [m for m in messages if m.startswith("ERROR")]
         notebooks = sorted(p.stem for p in folder.glob("*.ipynb")) if folder.is_dir() else []
         if errors or not notebooks:
-            return [], ("invalid notebook", _reason(errors) or "nbgrader found no notebook it could read")
+            return [], ("invalid notebook", reason(errors) or "nbgrader found no notebook it could read")
         return notebooks, None
 
     def execute(self, student: str, notebook: str, data_dir: Path) -> dict:
@@ -288,7 +275,7 @@ class Batch:
         errors = [m for m in messages if m.startswith("ERROR")]
         if errors:
             invalid = [m for m in errors if "InvalidExecution" in m]
-            return self.finish(student, state, ("invalid result" if invalid else "nbgrader error", _reason(invalid or errors)), started, runs)
+            return self.finish(student, state, ("invalid result" if invalid else "nbgrader error", reason(invalid or errors)), started, runs)
         return self.finish(student, state, None, started, runs)
 
     def finish(self, student, state, problem, started, runs=None) -> Result:
@@ -331,6 +318,25 @@ def _is_solution(gradebook, grade) -> bool:
         return False
 
 
+def run_converter(converter, config) -> list:
+    """Run one of nbgrader's converters (Autograde, GenerateFeedback) for the student in `config`;
+    return the warnings and errors it logged (and an exception it raised) as "LEVEL message"."""
+    messages = []
+    handler = _Collect(messages)
+    logger = logging.getLogger(f"graders.nbgrader.{converter.__name__}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with quiet_nbgrader_warnings():
+            converter(coursedir=CourseDirectory(config=config), config=config, log=logger).start()
+    except Exception as error:
+        messages.append(f"ERROR {type(error).__name__}: {error}")
+    finally:
+        logger.removeHandler(handler)
+    return messages
+
+
 class _Collect(logging.Handler):
     def __init__(self, messages):
         super().__init__(logging.WARNING)
@@ -340,7 +346,7 @@ class _Collect(logging.Handler):
         self.messages.append(f"{record.levelname} {record.getMessage()}")
 
 
-def _reason(messages) -> str:
+def reason(messages) -> str:
     """The exception at the bottom of the first traceback nbgrader logged, else its first error."""
     for message in messages:
         if "Traceback (most recent call last)" in message:

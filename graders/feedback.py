@@ -11,7 +11,6 @@ written is then scanned for the hidden lines once more, and removed if one is fo
 import copy
 import html
 import json
-import logging
 import re
 import shutil
 from pathlib import Path
@@ -209,20 +208,7 @@ class Feedback:
         config.GenerateFeedback.force = True  # stale feedback is worse than a second of work
         config.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
         config.RedactHiddenTests.secret_lines = sorted(self.secrets)
-        errors = []
-        handler = logging.Handler(logging.ERROR)
-        handler.emit = lambda record: errors.append(record.getMessage())
-        logger = logging.getLogger("graders.feedback.nbgrader")
-        logger.addHandler(handler)
-        logger.propagate = False
-        try:
-            with batch.quiet_nbgrader_warnings():
-                GenerateFeedback(coursedir=CourseDirectory(config=config), config=config, log=logger).start()
-        except Exception as error:
-            errors.append(f"{type(error).__name__}: {error}")
-        finally:
-            logger.removeHandler(handler)
-        return errors
+        return [m for m in batch.run_converter(GenerateFeedback, config) if m.startswith("ERROR")]
 
     def leaking(self, folder: Path) -> list:
         """The HTML files in `folder` that show a hidden line after all: a last check before release."""
@@ -264,7 +250,7 @@ class Feedback:
             return NOT_GRADED, reason
         errors = self.generate(student)
         if errors:
-            return FAILED, _reason(errors)
+            return FAILED, batch.reason(errors)
         leaks = self.leaking(folder)
         for path in leaks:
             path.unlink()
@@ -272,14 +258,6 @@ class Feedback:
             return FAILED, (f"removed {', '.join(path.name for path in leaks)}: a hidden-test line still showed "
                             "(if not in the student's own code, a bug of graders.feedback)")
         return WRITTEN, folder
-
-
-def _reason(errors: list) -> str:
-    """The exception at the bottom of the first traceback nbgrader logged, else its first error."""
-    for error in errors:
-        if "Traceback (most recent call last)" in error:
-            return error.strip().splitlines()[-1][:300]
-    return (errors[0].strip().splitlines() or ["nbgrader failed"])[0][:300]
 
 
 def run(args) -> int:
