@@ -3,7 +3,8 @@
 Per student, in this one process (the only one that touches the gradebook):
   1. nbgrader's Autograde with no autograde steps prepares the notebooks (overwrites the
      locked and test cells from the gradebook, ...) into a staging folder;
-  2. each prepared notebook runs in a sandbox, on a pool of workers;
+  2. the student's prepared notebooks run in one sandbox, on a pool of workers (their
+     kernels forked from one process that imported TensorFlow once: graders.kernel_fork);
   3. nbgrader's Autograde runs again for real, its Execute step replaced by StagedExecute,
      which takes the outputs of step 2; grades, checksums, late penalties stay nbgrader's.
 A student is recorded in the state file only once step 3 is done, so an interrupted batch
@@ -12,12 +13,14 @@ resumes where it stopped, and an unchanged, graded submission is skipped.
 import concurrent.futures
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
 import queue
+import re
 import shutil
 import sys
 import threading
@@ -31,7 +34,7 @@ from nbgrader.converters import Autograde
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
-from graders import data, sandbox
+from graders import data, run_notebook, sandbox
 from graders.execute import StagedExecute, autograde_preprocessors
 
 GRADED = "graded"
@@ -39,6 +42,7 @@ MISSING_NOTEBOOK, TEST_CELL_DELETED = "missing notebook", "test cell deleted"
 SCORED = (GRADED, MISSING_NOTEBOOK, TEST_CELL_DELETED)  # statuses whose gradebook scores are real
 WORK = ".graders"  # state, staging and logs, inside the course directory
 MATPLOTLIB_DIR = "/tmp/matplotlib"  # matplotlib's config directory in the sandbox
+PRELOAD = "numpy,tensorflow,keras"  # imported once per student, shared by the kernels
 
 
 @dataclass
@@ -49,7 +53,9 @@ class Result:
     score: float = 0.0
     max_score: float = 0.0
     seconds: float = 0.0
-    notebooks: dict = field(default_factory=dict)  # name -> cpu_seconds, peak_memory_bytes, wall_seconds
+    cpu_seconds: float = 0.0  # of the student's sandbox, all notebooks
+    peak_memory_bytes: int = 0  # of the student's sandbox
+    notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's)
 
 
 @contextlib.contextmanager
@@ -170,8 +176,8 @@ class Batch:
         return [results[s] for s in students]
 
     def _run_pool(self, pool, todo, state, results, data_dir) -> None:
-        """Workers take prepared notebooks, longest expected first, while the rest are prepared."""
-        waiting, started, unfinished, finished = [], {}, {}, queue.Queue()
+        """Workers take prepared students, longest expected first, while the rest are prepared."""
+        waiting, started, finished = [], {}, queue.Queue()
         # seconds each notebook took before; one not yet seen goes first, to learn its cost
         expected = {name: run["wall_seconds"] for entry in state.values()
                     for name, run in entry.get("result", {}).get("notebooks", {}).items()}
@@ -183,7 +189,7 @@ class Batch:
                     self.ready.wait()
                 if not waiting or self.stopping:
                     return None
-                job = max(waiting, key=lambda job: expected.get(job[1], math.inf))
+                job = max(waiting, key=lambda job: sum(expected.get(name, math.inf) for name in job[1]))
                 waiting.remove(job)
                 return job
 
@@ -191,8 +197,9 @@ class Batch:
             while (job := next_job()) is not None:
                 run = self.execute(*job, data_dir)
                 with self.ready:
-                    expected[job[1]] = max(expected.get(job[1], 0.0), run["wall_seconds"])
-                finished.put((job, run))
+                    for name, measured in run["notebooks"].items():
+                        expected[name] = max(expected.get(name, 0.0), measured["wall_seconds"])
+                finished.put((job[0], run))
 
         for _ in range(self.workers):
             pool.submit(work)
@@ -202,22 +209,17 @@ class Batch:
             if problem:
                 results[student] = self.finish(student, state, problem, started[student])
                 continue
-            unfinished[student] = set(notebooks)
             with self.ready:
-                waiting += [(student, notebook) for notebook in notebooks]
+                waiting.append((student, notebooks))
                 self.ready.notify_all()
         with self.ready:
             self.prepared_all = True
             self.ready.notify_all()
-        total = sum(len(notebooks) for notebooks in unfinished.values())
-        runs = {student: {} for student in unfinished}
+        total = len(todo) - len(results.keys() & set(todo))
         for done in range(1, total + 1):
-            (student, notebook), run = finished.get()
-            self.log(f"[{_bar(done, total)}] {done}/{total} {student}/{notebook}: {run['status']} ({run['wall_seconds']:.0f} s)")
-            runs[student][notebook] = run
-            unfinished[student].discard(notebook)
-            if not unfinished[student]:
-                results[student] = self.grade(student, runs.pop(student), state, started[student])
+            student, run = finished.get()
+            results[student] = self.grade(student, run, state, started[student])
+            self.log(f"[{_bar(done, total)}] {done}/{total} {student}: {results[student].status} ({run['wall_seconds']:.0f} s)")
 
     def prepare(self, student: str):
         """Step 1: nbgrader prepares the notebooks in the staging folder. Returns (names, problem)."""
@@ -231,29 +233,41 @@ class Batch:
             return [], ("invalid notebook", reason(errors) or "nbgrader found no notebook it could read")
         return notebooks, None
 
-    def execute(self, student: str, notebook: str, data_dir: Path) -> dict:
-        """Step 2 (on a worker): run one prepared notebook in the sandbox."""
+    def execute(self, student: str, notebooks: list, data_dir: Path) -> dict:
+        """Step 2 (on a worker): run a student's prepared notebooks, in order, in one sandbox.
+
+        Each notebook has the wall-time limit (the runner enforces it); the sandbox's own limit
+        covers them all, with room for starting up, in case the runner cannot.
+        """
         folder = self.stage / student / self.assignment
-        argv = [sys.executable, "-m", "graders.run_notebook", f"{notebook}.ipynb", f"{notebook}.executed.ipynb",
-                "--cell-timeout", str(self.cell_timeout)]
+        argv = [sys.executable, "-m", "graders.run_notebook", *(f"{name}.ipynb" for name in notebooks),
+                "--cell-timeout", str(self.cell_timeout), "--notebook-timeout", str(self.limits.wall_seconds),
+                "--preload", PRELOAD]
+        limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(notebooks) + 60)
         try:
-            outcome = sandbox.run(argv, folder, self.limits, data_dir, *self.environment())
+            outcome = sandbox.run(argv, folder, limits, data_dir, *self.environment())
         except sandbox.SandboxUnavailable as error:
-            return {"status": "sandbox refused", "detail": str(error), "wall_seconds": 0.0}
+            return {"status": "sandbox refused", "detail": str(error), "wall_seconds": 0.0, "notebooks": {}}
         except Exception as error:  # keep the batch going; this student gets the status
-            return {"status": "execution failed", "detail": f"{type(error).__name__}: {error}", "wall_seconds": 0.0}
+            return {"status": "execution failed", "detail": f"{type(error).__name__}: {error}", "wall_seconds": 0.0, "notebooks": {}}
         status, detail = GRADED, ""
-        runner_says = [line for line in outcome.output.splitlines() if line.startswith("RUNNER: ")]
-        if outcome.timed_out:
-            status, detail = "timed out", f"still running after {self.limits.wall_seconds:g} s"
+        runner_says = [line[len("RUNNER: "):] for line in outcome.output.splitlines() if line.startswith("RUNNER: ")]
+        failure = next((line for line in runner_says if not line.startswith("ran ")), "")
+        # the cause first: a fork bomb may then time out, crash its kernel or even finish
+        if outcome.process_limit_hit:
+            status, detail = "too many processes", f"reached the limit of {self.limits.processes} processes and threads"
         elif outcome.oom_killed:
             status, detail = "killed for memory", f"over the {self.limits.memory_bytes >> 20} MB limit"
+        elif outcome.timed_out or outcome.returncode == run_notebook.TIMED_OUT:
+            status, detail = "timed out", f"still running after {self.limits.wall_seconds:g} s"
         elif outcome.returncode != 0:
-            reason = runner_says[0][len("RUNNER: "):] if runner_says else _first_line(outcome.output.splitlines()[-3:])
-            status = "kernel crashed" if outcome.returncode == 3 else ("sandbox refused" if "bwrap" in outcome.output else "execution failed")
-            detail = f"{notebook}: {reason}"[:300]
+            reason = failure or _first_line(outcome.output.splitlines()[-3:])
+            status = "kernel crashed" if outcome.returncode == run_notebook.KERNEL_DIED else (
+                "sandbox refused" if "bwrap" in outcome.output else "execution failed")
+            detail = reason[:300]
         return {"status": status, "detail": detail, "wall_seconds": outcome.wall_seconds,
-                "cpu_seconds": outcome.cpu_seconds, "peak_memory_bytes": outcome.peak_memory_bytes}
+                "cpu_seconds": outcome.cpu_seconds, "peak_memory_bytes": outcome.peak_memory_bytes,
+                "notebooks": _measured(runner_says)}
 
     def environment(self):
         """(variables, sandboxed or not, files to show in the sandbox) of every run: matplotlib's font list is built once."""
@@ -264,24 +278,23 @@ class Batch:
             env["MPLCONFIGDIR"] = str(self.font_list.parent)
         return env, self.use_sandbox, files
 
-    def grade(self, student: str, runs: dict, state: dict, started: float) -> Result:
+    def grade(self, student: str, run: dict, state: dict, started: float) -> Result:
         """Step 3: nbgrader's Autograde with the sandbox's outputs, then the gradebook's verdict."""
-        failed = [(name, run) for name, run in sorted(runs.items()) if run["status"] != GRADED]
-        if failed:
-            name, run = failed[0]
-            return self.finish(student, state, (run["status"], run["detail"] or name), started, runs)
+        if run["status"] != GRADED:
+            return self.finish(student, state, (run["status"], run["detail"]), started, run)
         messages = self.nbgrader_autograde(student, self.config.CourseDirectory.get("autograded_directory", "autograded"),
                                            autograde_preprocessors(StagedExecute))
         errors = [m for m in messages if m.startswith("ERROR")]
         if errors:
             invalid = [m for m in errors if "InvalidExecution" in m]
-            return self.finish(student, state, ("invalid result" if invalid else "nbgrader error", reason(invalid or errors)), started, runs)
-        return self.finish(student, state, None, started, runs)
+            return self.finish(student, state, ("invalid result" if invalid else "nbgrader error", reason(invalid or errors)), started, run)
+        return self.finish(student, state, None, started, run)
 
-    def finish(self, student, state, problem, started, runs=None) -> Result:
+    def finish(self, student, state, problem, started, run=None) -> Result:
+        run = run or {}
         result = Result(student, problem[0] if problem else GRADED, problem[1] if problem else "",
-                        seconds=time.monotonic() - started,
-                        notebooks={n: {k: v for k, v in r.items() if k.endswith(("seconds", "bytes"))} for n, r in (runs or {}).items()})
+                        seconds=time.monotonic() - started, cpu_seconds=run.get("cpu_seconds", 0.0),
+                        peak_memory_bytes=run.get("peak_memory_bytes", 0), notebooks=run.get("notebooks", {}))
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.verdict(student)
         shutil.rmtree(self.stage / student, ignore_errors=True)
@@ -353,6 +366,16 @@ def reason(messages) -> str:
             last = [line.strip() for line in message.splitlines() if line.strip()][-1]
             return last.removeprefix("ERROR ")[:300]
     return _first_line(m.removeprefix("ERROR ") for m in messages)
+
+
+def _measured(runner_says) -> dict:
+    """{notebook: {wall_seconds, cpu_seconds}} from the runner's "ran NAME in W s, kernel CPU C s" lines."""
+    measured = {}
+    for line in runner_says:
+        match = re.fullmatch(r"ran (\S+) in ([\d.]+) s, kernel CPU ([\d.]+) s", line)
+        if match:
+            measured[match[1]] = {"wall_seconds": float(match[2]), "cpu_seconds": float(match[3])}
+    return measured
 
 
 def _first_line(lines) -> str:

@@ -40,6 +40,7 @@ class Outcome:
     returncode: int
     timed_out: bool
     oom_killed: bool
+    process_limit_hit: bool  # a fork (or a new thread) was refused: the process cap was reached
     wall_seconds: float
     cpu_seconds: float
     peak_memory_bytes: int
@@ -99,6 +100,10 @@ class Cgroup:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         text = _read(self.dirs["memory"] / name)
         return any(line.split()[:1] == ["oom_kill"] and line.split()[1] != "0" for line in text.splitlines())
+
+    def process_limit_hit(self) -> bool:
+        text = _read(self.dirs["pids"] / "pids.events")
+        return any(line.split()[:1] == ["max"] and line.split()[1] != "0" for line in text.splitlines())
 
     def peak_memory(self) -> int:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
@@ -275,6 +280,7 @@ def run(argv: list, workdir: Path, limits: Limits, data_dir: Path, env: dict, sa
         _running.pop(process.pid, None)
     outcome = Outcome(
         returncode=process.returncode, timed_out=timed_out, oom_killed=bool(cgroup and cgroup.oom_killed()),
+        process_limit_hit=bool(cgroup and cgroup.process_limit_hit()),
         wall_seconds=time.monotonic() - started, cpu_seconds=cgroup.cpu_seconds() if cgroup else 0.0,
         peak_memory_bytes=cgroup.peak_memory() if cgroup else 0,
         output=output.decode("utf-8", "replace")[-20000:])

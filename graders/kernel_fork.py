@@ -1,0 +1,198 @@
+"""Start a student's kernels by forking one process that has imported TensorFlow once.
+
+A kernel that starts from nothing spends ~2.5 CPU-seconds importing TensorFlow and keras
+and ~0.3 s importing ipykernel: for a student's two notebooks that is a tenth of the CPU
+their grading needs. `Zygote` forks at the runner's start (before anything has threads,
+asyncio or zmq), imports ipykernel and the `preload` modules, then forks one kernel per
+notebook on request. Each kernel is what `python -m ipykernel_launcher -f FILE` would be:
+its own session and process group (interrupts reach it as usual), the working directory
+and environment jupyter_client asked for, numpy's global random state reseeded. The only
+visible difference: the preloaded modules are already imported.
+
+`ForkedKernelManager` is jupyter_client's AsyncKernelManager launching through the zygote
+(any kernel that is not ipykernel starts the usual way).
+"""
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+
+
+class ZygoteDied(RuntimeError):
+    """The zygote is gone (killed by a student's code, or out of memory): no more kernels."""
+
+
+class Zygote:
+    """The forking process, and the runner's end of the line to it (one JSON message per line)."""
+
+    def __init__(self, preload=()):
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the zygote
+            ours.close()
+            code = 1
+            try:
+                _serve(theirs, preload)
+                code = 0
+            finally:
+                os._exit(code)
+        theirs.close()
+        self.pid, self.socket, self.stream = pid, ours, ours.makefile("rw", encoding="utf-8")
+        self.cpu_seconds = {}  # kernel pid -> CPU seconds it used, once reaped
+
+    def request(self, **message) -> dict:
+        try:
+            self.stream.write(json.dumps(message) + "\n")
+            self.stream.flush()
+            line = self.stream.readline()
+        except OSError:
+            line = ""
+        if not line:
+            raise ZygoteDied("the kernel zygote has died")
+        return json.loads(line)
+
+    def spawn(self, connection_file: str, cwd: str, env: dict) -> int:
+        return self.request(spawn=connection_file, cwd=cwd, env=env)["pid"]
+
+    def reap(self, pid: int) -> int:
+        """Wait for a kernel that has exited (or been killed); returns its exit code."""
+        reply = self.request(reap=pid)
+        self.cpu_seconds[pid] = reply["cpu_seconds"]
+        return reply["returncode"]
+
+    def close(self) -> None:
+        self.socket.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def _serve(connection: socket.socket, preload) -> None:
+    """The zygote's loop: import once, then fork kernels and reap them as asked."""
+    runner_directory = os.getcwd()
+    for name in ["ipykernel.kernelapp", *preload]:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the notebook's own import will say what is wrong
+            pass
+    stream = connection.makefile("rw", encoding="utf-8")
+    for line in stream:
+        request = json.loads(line)
+        if "spawn" in request:
+            pid = os.fork()
+            if pid == 0:
+                stream.close()
+                connection.close()
+                _become_kernel(request["spawn"], request["cwd"], request["env"], runner_directory)
+            reply = {"pid": pid}
+        else:
+            try:
+                _, status, usage = os.wait4(request["reap"], 0)
+                reply = {"returncode": os.waitstatus_to_exitcode(status), "cpu_seconds": usage.ru_utime + usage.ru_stime}
+            except ChildProcessError:
+                reply = {"returncode": -1, "cpu_seconds": 0.0}
+        stream.write(json.dumps(reply) + "\n")
+        stream.flush()
+
+
+def _become_kernel(connection_file: str, cwd: str, env: dict, runner_directory: str) -> None:
+    """In the forked child: set up what a fresh `python -m ipykernel_launcher` would have, run it."""
+    code = 1
+    try:
+        os.setsid()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(stdin, 0)
+        os.close(stdin)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        # `python -m` put the runner's directory first in sys.path; the launcher removes its
+        # own the same way, and IPython puts '' (the working directory) back
+        if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path(runner_directory)):
+            del sys.path[0]
+        # as jupyter_client's launcher: the kernel exits if its parent (here the zygote) dies
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        argv = ["-f", connection_file, f"--IPKernelApp.parent_handle={os.getppid()}"]
+        sys.argv = [sys.executable, *argv]
+        if "numpy" in sys.modules:
+            sys.modules["numpy"].random.seed()  # else every kernel would draw the same numbers
+        from ipykernel import kernelapp
+        kernelapp.launch_new_instance(argv=argv)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+class ForkedKernel:
+    """The part of subprocess.Popen that jupyter_client's LocalProvisioner uses, for a forked kernel."""
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, zygote: Zygote):
+        self.pid, self.zygote, self.returncode = pid, zygote, None
+
+    def poll(self):
+        if self.returncode is None and not _alive(self.pid):
+            self.wait()
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.returncode is None:
+            try:
+                self.returncode = self.zygote.reap(self.pid)
+            except ZygoteDied:
+                self.returncode = -1
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def _alive(pid: int) -> bool:
+    """Running (not exited, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+class ForkedKernelManager(AsyncKernelManager):
+    """Launches ipykernel kernels through `zygote` (set it before use)."""
+    zygote = None
+    last_pid = None
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self.zygote is None or not any("ipykernel" in part for part in kernel_cmd):
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        cwd = str(kw.get("cwd") or os.getcwd())
+        pid = self.zygote.spawn(self.connection_file, cwd, dict(kw.get("env") or os.environ))
+        ForkedKernelManager.last_pid = pid
+        provisioner = self.provisioner
+        provisioner.process = ForkedKernel(pid, self.zygote)
+        provisioner.pid = provisioner.pgid = pid
+        provisioner.cwd = cwd
+        self._reconcile_connection_info(provisioner.connection_info)

@@ -1,0 +1,84 @@
+"""The sandbox's runner: notebooks in kernels forked from one zygote behave as freshly launched ones."""
+import json
+import subprocess
+import sys
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_notebook
+
+from graders import run_notebook
+
+PROBE = """\
+import json, os, sys
+import numpy
+print(json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "path": sys.path, "sid": os.getsid(0) == os.getpid(),
+                  "random": numpy.random.randint(1 << 30), "numpy_preloaded": PRELOADED, "marker": os.environ.get("MARKER"),
+                  "leftover": "leftover" in globals()}))
+leftover = 1
+"""
+
+
+def notebook(*sources):
+    nb = new_notebook(cells=[new_code_cell(source) for source in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def run(folder, *names, timeout=60, notebook_timeout=120):
+    command = [sys.executable, "-m", "graders.run_notebook", *names, "--cell-timeout", str(timeout),
+               "--notebook-timeout", str(notebook_timeout), "--preload", "numpy"]
+    return subprocess.run(command, cwd=folder, capture_output=True, text=True, env={"MARKER": "set", "PATH": "/usr/bin:/bin"})
+
+
+def outputs(folder, name):
+    nb = nbformat.read(str(folder / f"{name}.executed.ipynb"), as_version=4)
+    return [[o for o in cell.outputs] for cell in nb.cells]
+
+
+def test_each_notebook_gets_a_fresh_kernel_of_its_own(tmp_path):
+    probe = "PRELOADED = 'numpy' in __import__('sys').modules\n" + PROBE
+    for name in ("one", "two"):
+        nbformat.write(notebook(probe), str(tmp_path / f"{name}.ipynb"))
+    result = run(tmp_path, "one.ipynb", "two.ipynb")
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = [json.loads(outputs(tmp_path, name)[0][0]["text"]) for name in ("one", "two")]
+    assert seen[0]["pid"] != seen[1]["pid"] and seen[0]["random"] != seen[1]["random"]
+    for kernel in seen:
+        assert kernel["cwd"] == str(tmp_path) and kernel["sid"] and kernel["marker"] == "set"
+        assert kernel["numpy_preloaded"] and not kernel["leftover"]
+        assert "" in kernel["path"] and str(tmp_path) not in kernel["path"]  # as ipykernel_launcher's
+    assert [line.split()[2] for line in result.stdout.splitlines() if line.startswith("RUNNER: ran ")] == ["one", "two"]
+
+
+def test_a_cell_past_its_timeout_is_interrupted_and_the_rest_runs(tmp_path):
+    nbformat.write(notebook("import time\nwhile True: time.sleep(0.1)", "print('after')"), str(tmp_path / "loop.ipynb"))
+    result = run(tmp_path, "loop.ipynb", timeout=5)
+    assert result.returncode == 0, result.stdout + result.stderr
+    cells = outputs(tmp_path, "loop")
+    assert any(o.get("ename") == "CellTimeoutError" for o in cells[0]) and cells[1][0]["text"] == "after\n"
+
+
+def test_a_notebook_past_its_wall_time_stops_the_run(tmp_path):
+    nbformat.write(notebook("import time\nwhile True: time.sleep(0.1)"), str(tmp_path / "slow.ipynb"))
+    nbformat.write(notebook("print('never')"), str(tmp_path / "next.ipynb"))
+    result = run(tmp_path, "slow.ipynb", "next.ipynb", notebook_timeout=8)
+    assert result.returncode == run_notebook.TIMED_OUT, result.stdout + result.stderr
+    assert "RUNNER: timed out: slow.ipynb still running after 8 s" in result.stdout
+    assert not (tmp_path / "next.executed.ipynb").exists()
+
+
+def test_a_dying_kernel_is_reported_and_stops_the_run(tmp_path):
+    nbformat.write(notebook("import os\nos._exit(3)"), str(tmp_path / "dies.ipynb"))
+    nbformat.write(notebook("print('never')"), str(tmp_path / "next.ipynb"))
+    result = run(tmp_path, "dies.ipynb", "next.ipynb")
+    assert result.returncode == run_notebook.KERNEL_DIED, result.stdout + result.stderr
+    assert "RUNNER: kernel died: dies.ipynb" in result.stdout
+    assert not (tmp_path / "next.executed.ipynb").exists()
+
+
+def test_a_killed_zygote_means_no_more_kernels_not_a_hang(tmp_path):
+    nbformat.write(notebook("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"), str(tmp_path / "kills.ipynb"))
+    nbformat.write(notebook("print('never')"), str(tmp_path / "next.ipynb"))
+    result = run(tmp_path, "kills.ipynb", "next.ipynb")
+    assert result.returncode == run_notebook.KERNEL_DIED, result.stdout + result.stderr
+    assert not (tmp_path / "next.executed.ipynb").exists()
