@@ -1,12 +1,13 @@
 """Execute a student's notebooks as nbgrader's Execute step would: what runs inside the sandbox.
 
 Usage: python -m graders.run_notebook NOTEBOOK... --cell-timeout S --notebook-timeout W
-Each NAME.ipynb is executed into NAME.executed.ipynb beside it, in order, each in a kernel of
-its own forked from one zygote (graders.kernel_fork) that imported the `--preload` modules
-once. Prints "RUNNER: ran NAME in W s, kernel CPU C s" per notebook. Stops at the first
-notebook that fails, with exit status 3 when its kernel died, 4 when it could not be read or
-written, 5 when it ran past its wall time; 0 when all ran to the end (cells may have failed:
-that is for the grade to say).
+Each NAME.ipynb is executed, in order, each in a kernel of its own forked from one zygote
+(graders.kernel_fork) that imported the `--preload` modules once; in bubblewrap, whatever a
+notebook left running is killed before the next starts. NAME.executed.ipynb files are written
+beside them at the end, when nothing of the student's runs any more. Prints "RUNNER: ran NAME
+in W s, kernel CPU C s" per notebook. Stops at the first notebook that fails, with exit status
+3 when its kernel died, 4 when it could not be read or written, 5 when it ran past its wall
+time; 0 when all ran to the end (cells may have failed: that is for the grade to say).
 
 This is nbclient with the settings of nbgrader's Execute preprocessor (`EXECUTE_SETTINGS`,
 `record_unreported_error`), not nbgrader itself: importing nbgrader costs about 1.5
@@ -14,9 +15,11 @@ CPU-seconds (all of nbgrader, its server extensions and SQLAlchemy), 4% of a cla
 time on 2 cores. nbgrader's own Autograde grades the result.
 """
 import argparse
+import ctypes
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -57,14 +60,14 @@ def record_unreported_error(cell, execute_reply, **_):
     cell.outputs.append(error)
 
 
-def run(path: Path, cell_timeout: int, notebook_timeout: float, zygote: Zygote) -> int:
-    """Execute one notebook into NAME.executed.ipynb; returns an exit status."""
+def run(path: Path, cell_timeout: int, notebook_timeout: float, zygote: Zygote):
+    """Execute one notebook; returns (exit status, the executed notebook)."""
     started = time.monotonic()
     try:
         notebook = nbformat.read(str(path), as_version=4)
     except Exception as error:
         print(f"RUNNER: unreadable notebook {path.name}: {type(error).__name__}: {error}", flush=True)
-        return UNREADABLE
+        return UNREADABLE, None
     # Every output is in once the last cell is done: the kernel is killed, not asked to exit
     # (TensorFlow's teardown costs 0.6 s per notebook; whatever it would still do is not graded).
     client = NotebookClient(notebook, timeout=cell_timeout, on_cell_executed=record_unreported_error,
@@ -76,25 +79,17 @@ def run(path: Path, cell_timeout: int, notebook_timeout: float, zygote: Zygote) 
     deadline.start()
     try:
         client.execute()
-    except (DeadKernelError, ZygoteDied) as error:
+    except RuntimeError as error:  # the kernel died or did not start (DeadKernelError, ZygoteDied...)
         if timed_out.is_set():
             print(f"RUNNER: timed out: {path.name} still running after {notebook_timeout:g} s", flush=True)
-            return TIMED_OUT
+            return TIMED_OUT, None
         print(f"RUNNER: kernel died: {path.name}: {error}", flush=True)
-        return KERNEL_DIED
-    except RuntimeError as error:  # nbclient: the kernel did not start, or stopped answering
-        print(f"RUNNER: kernel failed: {path.name}: {error}", flush=True)
-        return KERNEL_DIED
+        return KERNEL_DIED, None
     finally:
         deadline.cancel()
-    try:
-        nbformat.write(notebook, str(path.with_suffix(".executed.ipynb")))
-    except Exception as error:
-        print(f"RUNNER: cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", flush=True)
-        return UNREADABLE
     cpu = zygote.cpu_seconds.get(ForkedKernelManager.last_pid, 0.0)
     print(f"RUNNER: ran {path.stem} in {time.monotonic() - started:.2f} s, kernel CPU {cpu:.2f} s", flush=True)
-    return 0
+    return 0, notebook
 
 
 def _kill_kernel(timed_out: threading.Event) -> None:
@@ -107,6 +102,55 @@ def _kill_kernel(timed_out: threading.Event) -> None:
             pass
 
 
+def protect_runner() -> None:
+    """No student process may inspect or alter the runner: it runs as the same uid, which could
+    otherwise ptrace it or open /proc/PID/mem. Non-dumpable processes are closed to both."""
+    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+
+
+def kill_leftovers(keep: set) -> None:
+    """Kill every process of ours in the sandbox but `keep`, so nothing a notebook started outlives
+    it (to meddle with the next notebook, or with the outputs). Only in bubblewrap's pid namespace."""
+    if _read("/proc/1/comm").strip() != "bwrap":
+        return
+    for _ in range(100):
+        others = [pid for pid in _our_processes() if pid not in keep]
+        if not others:
+            return
+        for pid in others:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.02)
+
+
+def _our_processes() -> list:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == os.getuid():
+                found.append(int(name))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def write(notebook, path: Path) -> None:
+    """Replace `path` (whatever a student left there: a symlink, a read-only file) with `notebook`."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".executed-")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        nbformat.write(notebook, stream)
+    os.replace(partial, path)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graders.run_notebook", description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", type=Path, nargs="+", metavar="NOTEBOOK")
@@ -115,14 +159,25 @@ def main(argv=None) -> int:
     parser.add_argument("--preload", default="", help="modules the kernels share, comma-separated")
     args = parser.parse_args(argv)
     zygote = Zygote([name for name in args.preload.split(",") if name])
+    protect_runner()
+    executed = {}
     try:
         for path in args.notebooks:
-            status = run(path, args.cell_timeout, args.notebook_timeout, zygote)
+            status, executed[path] = run(path, args.cell_timeout, args.notebook_timeout, zygote)
+            kill_leftovers({1, os.getpid(), zygote.pid})
             if status:
                 return status
-        return 0
     finally:
         zygote.close()
+    # written only now, when no student process is left to change them
+    kill_leftovers({1, os.getpid()})
+    for path, notebook in executed.items():
+        try:
+            write(notebook, path.with_suffix(".executed.ipynb"))
+        except Exception as error:
+            print(f"RUNNER: cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", flush=True)
+            return UNREADABLE
+    return 0
 
 
 if __name__ == "__main__":

@@ -82,3 +82,36 @@ def test_a_killed_zygote_means_no_more_kernels_not_a_hang(tmp_path):
     result = run(tmp_path, "kills.ipynb", "next.ipynb")
     assert result.returncode == run_notebook.KERNEL_DIED, result.stdout + result.stderr
     assert not (tmp_path / "next.executed.ipynb").exists()
+
+
+LINGER = """\
+import subprocess, sys
+# a process of its own session that would forge the executed notebook, and outlive this one
+subprocess.Popen([sys.executable, "-c", "import time\\nwhile True:\\n    time.sleep(0.1)\\n"
+                  "    try: open('one.executed.ipynb', 'w').write('forged')\\n    except OSError: pass"],
+                 start_new_session=True)
+"""
+
+INSPECT = """\
+import os
+alive = [pid for pid in os.listdir('/proc') if pid.isdigit() and b'forged' in open(f'/proc/{pid}/cmdline', 'rb').read()]
+runner = open(f'/proc/{os.getppid()}/stat').read().rpartition(')')[2].split()[1]  # the zygote's parent
+try:
+    open(f'/proc/{runner}/mem', 'rb')
+    print('RUNNER MEMORY OPEN')
+except OSError as error:
+    print('runner closed:', type(error).__name__)
+print('lingering:', alive)
+"""
+
+
+def test_in_the_sandbox_nothing_a_notebook_started_outlives_it_or_touches_the_runner(tmp_path):
+    from graders import batch, data, sandbox
+    sandbox.check()
+    nbformat.write(notebook(LINGER, "import time\ntime.sleep(1)"), str(tmp_path / "one.ipynb"))
+    nbformat.write(notebook(INSPECT, "import time\ntime.sleep(1)"), str(tmp_path / "two.ipynb"))
+    argv = [sys.executable, "-m", "graders.run_notebook", "one.ipynb", "two.ipynb", "--preload", "numpy"]
+    outcome = sandbox.run(argv, tmp_path, sandbox.Limits(wall_seconds=120), data.cache_dir(), batch.thread_env(1))
+    assert outcome.returncode == 0, outcome.output
+    assert outputs(tmp_path, "two")[0][0]["text"] == "runner closed: PermissionError\nlingering: []\n"
+    assert len(outputs(tmp_path, "one")) == 2  # a notebook, not 'forged'
