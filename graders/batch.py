@@ -242,7 +242,7 @@ class Batch:
         folder = self.stage / student / self.assignment
         argv = [sys.executable, "-m", "graders.run_notebook", *(f"{name}.ipynb" for name in notebooks),
                 "--cell-timeout", str(self.cell_timeout), "--notebook-timeout", str(self.limits.wall_seconds),
-                "--preload", PRELOAD]
+                "--preload", PRELOAD] + (["--sandboxed"] if self.use_sandbox else [])
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(notebooks) + 60)
         try:
             outcome = sandbox.run(argv, folder, limits, data_dir, *self.environment())

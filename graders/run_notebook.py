@@ -2,12 +2,13 @@
 
 Usage: python -m graders.run_notebook NOTEBOOK... --cell-timeout S --notebook-timeout W
 Each NAME.ipynb is executed, in order, each in a kernel of its own forked from one zygote
-(graders.kernel_fork) that imported the `--preload` modules once; in bubblewrap, whatever a
-notebook left running is killed before the next starts. NAME.executed.ipynb files are written
-beside them at the end, when nothing of the student's runs any more. Prints "RUNNER: ran NAME
-in W s, kernel CPU C s" per notebook. Stops at the first notebook that fails, with exit status
-3 when its kernel died, 4 when it could not be read or written, 5 when it ran past its wall
-time; 0 when all ran to the end (cells may have failed: that is for the grade to say).
+(graders.kernel_fork) that imported the `--preload` modules once; with --sandboxed (in
+bubblewrap), whatever a notebook left running is killed before the next starts. The
+NAME.executed.ipynb files are written beside them at the end, when nothing of the student's
+runs any more. Prints "RUNNER: ran NAME in W s, kernel CPU C s" per notebook. Stops at the
+first notebook that fails, with exit status 3 when its kernel died, 4 when it could not be read
+or written, 5 when it ran past its wall time; 0 when all ran to the end (cells may have failed:
+that is for the grade to say).
 
 This is nbclient with the settings of nbgrader's Execute preprocessor (`EXECUTE_SETTINGS`,
 `record_unreported_error`), not nbgrader itself: importing nbgrader costs about 1.5
@@ -110,9 +111,8 @@ def protect_runner() -> None:
 
 def kill_leftovers(keep: set) -> None:
     """Kill every process of ours in the sandbox but `keep`, so nothing a notebook started outlives
-    it (to meddle with the next notebook, or with the outputs). Only in bubblewrap's pid namespace."""
-    if _read("/proc/1/comm").strip() != "bwrap":
-        return
+    it (to meddle with the next notebook, or with the outputs). Only in bubblewrap's pid namespace,
+    where all a sandbox user's processes are the student's: outside it they would be the grader's."""
     for _ in range(100):
         others = [pid for pid in _our_processes() if pid not in keep]
         if not others:
@@ -157,20 +157,26 @@ def main(argv=None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (nbgrader's Execute.timeout)")
     parser.add_argument("--notebook-timeout", type=float, default=900, help="wall seconds per notebook")
     parser.add_argument("--preload", default="", help="modules the kernels share, comma-separated")
+    parser.add_argument("--sandboxed", action="store_true",
+                        help="kill every other process of this uid between notebooks (only in bubblewrap's pid namespace)")
     args = parser.parse_args(argv)
+    if args.sandboxed and _read("/proc/1/comm").strip() != "bwrap":
+        parser.error("--sandboxed outside a bubblewrap sandbox: refusing to kill this user's processes")
     zygote = Zygote([name for name in args.preload.split(",") if name])
     protect_runner()
     executed = {}
     try:
         for path in args.notebooks:
             status, executed[path] = run(path, args.cell_timeout, args.notebook_timeout, zygote)
-            kill_leftovers({1, os.getpid(), zygote.pid})
+            if args.sandboxed:
+                kill_leftovers({1, os.getpid(), zygote.pid})
             if status:
                 return status
     finally:
         zygote.close()
     # written only now, when no student process is left to change them
-    kill_leftovers({1, os.getpid()})
+    if args.sandboxed:
+        kill_leftovers({1, os.getpid()})
     for path, notebook in executed.items():
         try:
             write(notebook, path.with_suffix(".executed.ipynb"))
