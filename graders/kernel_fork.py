@@ -44,6 +44,7 @@ class Zygote:
         theirs.close()
         self.pid, self.socket, self.stream = pid, ours, ours.makefile("rw", encoding="utf-8")
         self.cpu_seconds = {}  # kernel pid -> CPU seconds it used, once reaped
+        self.last_pid = None  # the kernel forked last
 
     def request(self, **message) -> dict:
         try:
@@ -57,7 +58,8 @@ class Zygote:
         return json.loads(line)
 
     def spawn(self, connection_file: str, cwd: str, env: dict) -> int:
-        return self.request(spawn=connection_file, cwd=cwd, env=env)["pid"]
+        self.last_pid = self.request(spawn=connection_file, cwd=cwd, env=env)["pid"]
+        return self.last_pid
 
     def reap(self, pid: int) -> int:
         """Wait for a kernel that has exited (or been killed); returns its exit code."""
@@ -183,14 +185,12 @@ def _alive(pid: int) -> bool:
 class ForkedKernelManager(AsyncKernelManager):
     """Launches ipykernel kernels through `zygote` (set it before use)."""
     zygote = None
-    last_pid = None
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self.zygote is None or not any("ipykernel" in part for part in kernel_cmd):
             return await super()._async_launch_kernel(kernel_cmd, **kw)
         cwd = str(kw.get("cwd") or os.getcwd())
         pid = self.zygote.spawn(self.connection_file, cwd, dict(kw.get("env") or os.environ))
-        ForkedKernelManager.last_pid = pid
         provisioner = self.provisioner
         provisioner.process = ForkedKernel(pid, self.zygote)
         provisioner.pid = provisioner.pgid = pid

@@ -34,7 +34,8 @@ from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
-from graders.kernel_fork import ForkedKernelManager, Zygote, ZygoteDied  # noqa: E402
+from graders import sandbox  # noqa: E402
+from graders.kernel_fork import ForkedKernelManager, Zygote  # noqa: E402
 
 KERNEL_DIED, UNREADABLE, TIMED_OUT = 3, 4, 5
 
@@ -74,9 +75,9 @@ def run(path: Path, cell_timeout: int, notebook_timeout: float, zygote: Zygote):
     client = NotebookClient(notebook, timeout=cell_timeout, on_cell_executed=record_unreported_error,
                             shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent)}},
                             kernel_manager_class=ForkedKernelManager, **EXECUTE_SETTINGS)
-    ForkedKernelManager.zygote, ForkedKernelManager.last_pid = zygote, None
+    ForkedKernelManager.zygote, zygote.last_pid = zygote, None
     timed_out = threading.Event()
-    deadline = threading.Timer(notebook_timeout, _kill_kernel, [timed_out])
+    deadline = threading.Timer(notebook_timeout, _kill_kernel, [zygote, timed_out])
     deadline.start()
     try:
         client.execute()
@@ -88,17 +89,17 @@ def run(path: Path, cell_timeout: int, notebook_timeout: float, zygote: Zygote):
         return KERNEL_DIED, None
     finally:
         deadline.cancel()
-    cpu = zygote.cpu_seconds.get(ForkedKernelManager.last_pid, 0.0)
+    cpu = zygote.cpu_seconds.get(zygote.last_pid, 0.0)
     print(f"RUNNER: ran {path.stem} in {time.monotonic() - started:.2f} s, kernel CPU {cpu:.2f} s", flush=True)
     return 0, notebook
 
 
-def _kill_kernel(timed_out: threading.Event) -> None:
+def _kill_kernel(zygote: Zygote, timed_out: threading.Event) -> None:
     """The notebook's wall time is up: kill its kernel (and what it started); nbclient sees it die."""
     timed_out.set()
-    if ForkedKernelManager.last_pid:
+    if zygote.last_pid:
         try:
-            os.killpg(ForkedKernelManager.last_pid, signal.SIGKILL)
+            os.killpg(zygote.last_pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -113,16 +114,7 @@ def kill_leftovers(keep: set) -> None:
     """Kill every process of ours in the sandbox but `keep`, so nothing a notebook started outlives
     it (to meddle with the next notebook, or with the outputs). Only in bubblewrap's pid namespace,
     where all a sandbox user's processes are the student's: outside it they would be the grader's."""
-    for _ in range(100):
-        others = [pid for pid in _our_processes() if pid not in keep]
-        if not others:
-            return
-        for pid in others:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.02)
+    sandbox.kill_until_gone(lambda: [pid for pid in _our_processes() if pid not in keep], attempts=100, pause=0.02)
 
 
 def _our_processes() -> list:

@@ -116,16 +116,7 @@ class Cgroup:
         return int(_read(self.dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
 
     def kill_all(self) -> None:
-        for _ in range(50):
-            pids = {int(p) for f in self.procs_files() for p in _read(Path(f)).split()}
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+        kill_until_gone(lambda: {int(p) for f in self.procs_files() for p in _read(Path(f)).split()})
 
     def remove(self) -> None:
         if all(folder.exists() for folder in self.dirs.values()):
@@ -139,6 +130,20 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.05)
+
+
+def kill_until_gone(list_pids, attempts: int = 50, pause: float = 0.05) -> None:
+    """SIGKILL what `list_pids()` returns until it returns nothing (a fork bomb keeps adding)."""
+    for _ in range(attempts):
+        pids = list_pids()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(pause)
 
 
 def _v1_root(controller: str) -> Path:

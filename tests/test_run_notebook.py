@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from graders import run_notebook
@@ -58,29 +59,17 @@ def test_a_cell_past_its_timeout_is_interrupted_and_the_rest_runs(tmp_path):
     assert any(o.get("ename") == "CellTimeoutError" for o in cells[0]) and cells[1][0]["text"] == "after\n"
 
 
-def test_a_notebook_past_its_wall_time_stops_the_run(tmp_path):
-    nbformat.write(notebook("import time\nwhile True: time.sleep(0.1)"), str(tmp_path / "slow.ipynb"))
+@pytest.mark.parametrize("code, status, message, notebook_timeout", [
+    ("import time\nwhile True: time.sleep(0.1)", run_notebook.TIMED_OUT, "timed out: first.ipynb still running after 8 s", 8),
+    ("import os\nos._exit(3)", run_notebook.KERNEL_DIED, "kernel died: first.ipynb", 120),
+    ("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", run_notebook.KERNEL_DIED, "", 120),  # the zygote: no hang
+], ids=["past its wall time", "its kernel dies", "it kills the zygote"])
+def test_a_failing_notebook_is_reported_and_stops_the_run(tmp_path, code, status, message, notebook_timeout):
+    nbformat.write(notebook(code), str(tmp_path / "first.ipynb"))
     nbformat.write(notebook("print('never')"), str(tmp_path / "next.ipynb"))
-    result = run(tmp_path, "slow.ipynb", "next.ipynb", notebook_timeout=8)
-    assert result.returncode == run_notebook.TIMED_OUT, result.stdout + result.stderr
-    assert "RUNNER: timed out: slow.ipynb still running after 8 s" in result.stdout
-    assert not (tmp_path / "next.executed.ipynb").exists()
-
-
-def test_a_dying_kernel_is_reported_and_stops_the_run(tmp_path):
-    nbformat.write(notebook("import os\nos._exit(3)"), str(tmp_path / "dies.ipynb"))
-    nbformat.write(notebook("print('never')"), str(tmp_path / "next.ipynb"))
-    result = run(tmp_path, "dies.ipynb", "next.ipynb")
-    assert result.returncode == run_notebook.KERNEL_DIED, result.stdout + result.stderr
-    assert "RUNNER: kernel died: dies.ipynb" in result.stdout
-    assert not (tmp_path / "next.executed.ipynb").exists()
-
-
-def test_a_killed_zygote_means_no_more_kernels_not_a_hang(tmp_path):
-    nbformat.write(notebook("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"), str(tmp_path / "kills.ipynb"))
-    nbformat.write(notebook("print('never')"), str(tmp_path / "next.ipynb"))
-    result = run(tmp_path, "kills.ipynb", "next.ipynb")
-    assert result.returncode == run_notebook.KERNEL_DIED, result.stdout + result.stderr
+    result = run(tmp_path, "first.ipynb", "next.ipynb", notebook_timeout=notebook_timeout)
+    assert result.returncode == status, result.stdout + result.stderr
+    assert f"RUNNER: {message}" in result.stdout
     assert not (tmp_path / "next.executed.ipynb").exists()
 
 
