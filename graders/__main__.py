@@ -5,6 +5,7 @@ parser with ``add_command(commands)`` and sets ``run`` (args -> exit status) as 
 """
 import argparse
 import importlib
+import os
 import sys
 
 # jsonschema (under nbformat) imports rfc3987_syntax, which builds a grammar at import: 0.75
@@ -81,6 +82,9 @@ def main(argv=None) -> int:
         importlib.import_module(f"graders.{name}").add_command(commands)
 
     args = parser.parse_args(argv)
+    # nbgrader runs its helper programs (alembic) by name: find them beside this interpreter,
+    # as in an activated virtualenv, when it is run as /path/to/.venv/bin/python
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
         if hasattr(args, "run"):
             return args.run(args)

@@ -22,14 +22,13 @@ import os
 import queue
 import re
 import shutil
-import sys
 import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nbgrader.api import Gradebook
+from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import Autograde
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
@@ -88,7 +87,8 @@ class Batch:
     def __init__(self, course: Path, assignment: str, limits: sandbox.Limits, workers: int,
                  use_sandbox: bool = True, force: bool = False, log=print):
         self.course, self.assignment, self.limits = Path(course).resolve(), assignment, limits
-        self.workers, self.use_sandbox, self.force, self.log = workers, use_sandbox, force, log
+        self.workers, self.force, self.log = workers, force, log
+        self.isolation = sandbox.choose(use_sandbox)
         self.work = self.course / WORK / assignment
         self.stage = self.work / "stage"
         self.state_path = self.work / "state.json"
@@ -137,8 +137,8 @@ class Batch:
 
     # -- the batch -------------------------------------------------------------------------
     def run(self, wanted=None) -> list:
-        if self.use_sandbox:
-            sandbox.check()
+        self.isolation.check()
+        self.check_assignment()
         self.font_list = sandbox.font_list(self.work / "matplotlib")
         data_dir = data.cache_dir()
         if not data.cache_path().is_file():
@@ -159,8 +159,8 @@ class Batch:
                 continue
             todo.append(student)
         self.log(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
-                 f"{len(students) - len(todo)} skipped; {self.workers} workers, "
-                 f"{'sandboxed' if self.use_sandbox else 'NOT sandboxed'}")
+                 f"{len(students) - len(todo)} skipped; {self.workers} workers\n"
+                 f"{self.isolation.describe(self.limits)}")
         pool = concurrent.futures.ThreadPoolExecutor(self.workers)
         self.stopping, self.ready = False, threading.Condition()
         try:
@@ -203,11 +203,19 @@ class Batch:
 
         for _ in range(self.workers):
             pool.submit(work)
+        total, done = len(todo), 0
+
+        def progress(student, seconds):
+            nonlocal done
+            done += 1
+            self.log(f"[{_bar(done, total)}] {done}/{total} {student}: {results[student].status} ({seconds:.0f} s)")
+
         for student in todo:  # nbgrader's first pass, here in the main thread, as the workers start
             started[student] = time.monotonic()
             notebooks, problem = self.prepare(student)
             if problem:
                 results[student] = self.finish(student, state, problem, started[student])
+                progress(student, 0)
                 continue
             with self.ready:
                 waiting.append((student, notebooks))
@@ -215,11 +223,10 @@ class Batch:
         with self.ready:
             self.prepared_all = True
             self.ready.notify_all()
-        total = len(todo) - len(results.keys() & set(todo))
-        for done in range(1, total + 1):
+        while done < total:
             student, run = finished.get()
             results[student] = self.grade(student, run, state, started[student])
-            self.log(f"[{_bar(done, total)}] {done}/{total} {student}: {results[student].status} ({run['wall_seconds']:.0f} s)")
+            progress(student, run["wall_seconds"])
 
     def prepare(self, student: str):
         """Step 1: nbgrader prepares the notebooks in the staging folder. Returns (names, problem)."""
@@ -240,12 +247,13 @@ class Batch:
         covers them all, with room for starting up, in case the runner cannot.
         """
         folder = self.stage / student / self.assignment
-        argv = [sys.executable, "-m", "graders.run_notebook", *(f"{name}.ipynb" for name in notebooks),
-                "--cell-timeout", str(self.cell_timeout), "--notebook-timeout", str(self.limits.wall_seconds),
-                "--preload", PRELOAD] + (["--sandboxed"] if self.use_sandbox else [])
+        argv = sandbox.python_module(
+            "graders.run_notebook", *(f"{name}.ipynb" for name in notebooks), "--cell-timeout", str(self.cell_timeout),
+            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", PRELOAD,
+            *(["--sandboxed"] if self.isolation.pid_namespace else []))
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(notebooks) + 60)
         try:
-            outcome = sandbox.run(argv, folder, limits, data_dir, *self.environment())
+            outcome = self.isolation.run(argv, folder, limits, data_dir, *self.environment())
         except sandbox.SandboxUnavailable as error:
             return {"status": "sandbox refused", "detail": str(error), "wall_seconds": 0.0, "notebooks": {}}
         except Exception as error:  # keep the batch going; this student gets the status
@@ -270,13 +278,9 @@ class Batch:
                 "notebooks": _measured(runner_says)}
 
     def environment(self):
-        """(variables, sandboxed or not, files to show in the sandbox) of every run: matplotlib's font list is built once."""
-        env, files = thread_env(self.workers), {}
-        if self.font_list and self.use_sandbox:
-            files[f"{MATPLOTLIB_DIR}/{self.font_list.name}"] = self.font_list
-        elif self.font_list:
-            env["MPLCONFIGDIR"] = str(self.font_list.parent)
-        return env, self.use_sandbox, files
+        """(variables, files to show in the sandbox) of every run: matplotlib's font list is built once."""
+        files = {f"{MATPLOTLIB_DIR}/{self.font_list.name}": self.font_list} if self.font_list else {}
+        return thread_env(self.workers), files
 
     def grade(self, student: str, run: dict, state: dict, started: float) -> Result:
         """Step 3: nbgrader's Autograde with the sandbox's outputs, then the gradebook's verdict."""
@@ -301,6 +305,17 @@ class Batch:
         state[student] = {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result)}
         self.save_state(state)
         return result
+
+    def check_assignment(self) -> None:
+        """Stop before grading if nbgrader does not know the assignment (its release was never generated)."""
+        fix = f"run `nbgrader generate_assignment {self.assignment}` in {self.course} first"
+        if not (self.course / "gradebook.db").is_file():
+            raise RuntimeError(f"{self.course} has no gradebook.db: {fix}")
+        with Gradebook(f"sqlite:///{self.course / 'gradebook.db'}", self.config.CourseDirectory.get("course_id", "")) as gb:
+            try:
+                gb.find_assignment(self.assignment)
+            except MissingEntry:
+                raise RuntimeError(f"nbgrader does not know the assignment {self.assignment} (not in gradebook.db): {fix}") from None
 
     def verdict(self, student: str):
         """Score, max score, and what nbgrader graded silently: missing notebooks, deleted test cells."""

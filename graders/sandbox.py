@@ -1,11 +1,16 @@
-"""Run one command in a sandbox with limits: bubblewrap for what it can see, cgroups for what it can use.
+"""Run one command in a sandbox with limits, three ways behind one interface (`choose`):
 
-The sandboxed command sees the system (/usr, /etc), the Python installation and virtualenv,
-the read-only data cache at /data and its own working copy at /submission: no course
+- `RootSandbox` (the grader is root): bubblewrap; student code runs as the unprivileged user
+  onions-sandbox; a cgroup caps memory (tmpfs included) and processes, enforced by the kernel.
+- `UserNamespaceSandbox` (an ordinary grader): bubblewrap in a user namespace; student code runs
+  as the grader's uid without any capability; RLIMIT_NPROC inside the namespace caps processes
+  and threads (the kernel counts only the sandbox's), a `Watchdog` polling every 0.1 s kills the
+  sandbox over the memory limit (RLIMIT_DATA per process stops a single fast allocation).
+- `NoSandbox` (--no-sandbox): no bubblewrap, for trusted code; a cgroup if one can be made, else
+  the watchdog.
+Both sandboxes show the same view: /usr, /etc, the Python installation and virtualenv, the
+read-only data cache at /data and the student's working copy at /submission: no course
 directory (no source/, no gradebook.db), no other student, no home directory, no network.
-It runs as an unprivileged uid: the sandbox user when the grader is root (root inside a
-sandbox could unmount what hides the course), the grader's own uid otherwise. Memory and
-process count are capped by a cgroup of its own, file size by an rlimit, wall time here.
 """
 import os
 import pwd
@@ -13,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +26,9 @@ from pathlib import Path
 
 SANDBOX_USER = "onions-sandbox"
 SETUP_HINT = "run scripts/setup as root to install it, or pass --no-sandbox to grade without a sandbox"
+USERNS_HINT = ("ask an administrator to allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
+               "Debian's kernel.unprivileged_userns_clone=1; Ubuntu 24.04's kernel.apparmor_restrict_unprivileged_userns=0 "
+               "or an AppArmor profile for bwrap), or pass --no-sandbox")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -32,6 +41,10 @@ class Limits:
     memory_bytes: int = 4 << 30
     processes: int = 512
     file_bytes: int = 256 << 20
+
+    def describe(self) -> str:
+        return (f"memory {self.memory_bytes / (1 << 30):g} GiB, {self.processes} processes and threads, "
+                f"files {self.file_bytes >> 20} MB, {self.wall_seconds:g} s per notebook")
 
 
 @dataclass
@@ -56,8 +69,11 @@ def parse_size(text: str) -> int:
     return int(text)
 
 
+# -- limits: a cgroup (root), or a watchdog ----------------------------------------------------
+
 class Cgroup:
     """One cgroup (v2, or the memory and pids hierarchies of v1) capping memory and processes."""
+    kind = "cgroup"
 
     def __init__(self, memory_bytes: int, processes: int):
         name = f"onions-{uuid.uuid4().hex[:12]}"
@@ -83,8 +99,7 @@ class Cgroup:
                 self._write("pids", "pids.max", processes)
         except OSError as error:
             self.remove()
-            raise SandboxUnavailable(f"cannot create a cgroup for memory and process limits ({error}): "
-                                     "run as root, or pass --no-sandbox") from None
+            raise SandboxUnavailable(f"cannot create a cgroup for memory and process limits ({error})") from None
 
     def _write(self, controller, filename, value, required=True):
         try:
@@ -93,8 +108,12 @@ class Cgroup:
             if required:
                 raise
 
-    def procs_files(self) -> list:
-        return [str(folder / "cgroup.procs") for folder in dict.fromkeys(self.dirs.values())]
+    def prefix(self) -> str:
+        """Shell commands that move the sandbox's first process into the cgroup."""
+        return "".join(f"echo $$ > {folder / 'cgroup.procs'}; " for folder in dict.fromkeys(self.dirs.values()))
+
+    def watch(self, process) -> None:
+        """Nothing to watch: the kernel enforces the limits."""
 
     def oom_killed(self) -> bool:
         name = "memory.events" if self.version == 2 else "memory.oom_control"
@@ -109,14 +128,15 @@ class Cgroup:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
         return int(_read(self.dirs["memory"] / name) or 0)
 
-    def cpu_seconds(self) -> float:
+    def cpu_seconds(self, rusage) -> float:
         if self.version == 2:
             stat = dict(line.split() for line in _read(self.dirs["cpuacct"] / "cpu.stat").splitlines() if line)
             return int(stat.get("usage_usec", 0)) / 1e6
         return int(_read(self.dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
 
     def kill_all(self) -> None:
-        kill_until_gone(lambda: {int(p) for f in self.procs_files() for p in _read(Path(f)).split()})
+        kill_until_gone(lambda: {int(p) for folder in dict.fromkeys(self.dirs.values())
+                                 for p in _read(folder / "cgroup.procs").split()})
 
     def remove(self) -> None:
         if all(folder.exists() for folder in self.dirs.values()):
@@ -130,6 +150,93 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.05)
+
+
+class Watchdog:
+    """Limits without cgroups: every `INTERVAL` seconds, sum the memory of the sandbox's processes
+    (resident anonymous and shared memory, plus what its tmpfs folders hold) and count their
+    threads; over the memory limit, kill the whole sandbox. Copy-on-write pages shared by a
+    forked kernel and its zygote count once per process (up to ~0.25 GB more than a cgroup sees).
+    A sandbox grows at most one interval's worth past the limit before it dies (README).
+    """
+    kind = "watchdog"
+    INTERVAL = 0.1
+
+    def __init__(self, memory_bytes: int, processes: int, tmpfs=()):
+        self.memory_bytes, self.processes, self.tmpfs = memory_bytes, processes, tmpfs
+        self.root, self.peak, self.most_tasks, self.over_memory = None, 0, 0, False
+        self.stopped = threading.Event()
+        self.own_mounts = _mount_namespace("self")
+
+    def prefix(self) -> str:
+        """Each process may hold at most the memory limit and a quarter in data (the hard stop
+        for one process allocating faster than the watchdog looks)."""
+        return f"ulimit -d {self.memory_bytes * 5 // 4 // 1024}; "
+
+    def watch(self, process) -> None:
+        self.root = process.pid
+        threading.Thread(target=self._watch, name=f"watchdog-{process.pid}", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(self.INTERVAL):
+            pids = self.tree()
+            if not pids:
+                return
+            memory = sum(_resident_memory(pid) for pid in pids) + self._tmpfs_bytes(pids)
+            self.peak = max(self.peak, memory)
+            self.most_tasks = max(self.most_tasks, sum(_threads(pid) for pid in pids))
+            if memory > self.memory_bytes:
+                self.over_memory = True
+                self.kill_all()
+                return
+
+    def tree(self) -> list:
+        """The sandbox's live processes: the first one and its descendants (orphans in
+        bubblewrap's pid namespace are adopted by its init, a descendant too)."""
+        found, todo = [], [self.root]
+        while todo:
+            pid = todo.pop()
+            if _state(pid) in ("", "Z", "X"):
+                continue
+            found.append(pid)
+            try:
+                tasks = os.listdir(f"/proc/{pid}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                todo.extend(int(child) for child in _read(Path(f"/proc/{pid}/task/{task}/children")).split())
+        return found
+
+    def _tmpfs_bytes(self, pids) -> int:
+        """What the sandbox's own tmpfs folders hold (seen through a process in its mount namespace)."""
+        inside = next((pid for pid in reversed(pids) if _mount_namespace(pid) not in ("", self.own_mounts)), None)
+        used = 0
+        for folder in self.tmpfs if inside else ():
+            try:
+                stat = os.statvfs(f"/proc/{inside}/root{folder}")
+                used += (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+            except OSError:
+                pass
+        return used
+
+    def oom_killed(self) -> bool:
+        return self.over_memory
+
+    def process_limit_hit(self) -> bool:
+        return self.most_tasks >= self.processes
+
+    def peak_memory(self) -> int:
+        return self.peak
+
+    def cpu_seconds(self, rusage) -> float:
+        """CPU of the processes reaped within the sandbox, as its first process reports when it ends."""
+        return rusage.ru_utime + rusage.ru_stime if rusage else 0.0
+
+    def kill_all(self) -> None:
+        kill_until_gone(lambda: self.tree() if self.root else [])
+
+    def remove(self) -> None:
+        self.stopped.set()
 
 
 def kill_until_gone(list_pids, attempts: int = 50, pause: float = 0.05) -> None:
@@ -152,7 +259,7 @@ def _v1_root(controller: str) -> Path:
         _, controllers, path = line.split(":", 2)
         if controller in controllers.split(","):
             return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
-    raise SandboxUnavailable(f"no cgroup {controller} controller on this machine: pass --no-sandbox")
+    raise SandboxUnavailable(f"no cgroup {controller} controller on this machine")
 
 
 def _read(path: Path) -> str:
@@ -162,19 +269,33 @@ def _read(path: Path) -> str:
         return ""
 
 
-def check() -> None:
-    """Fail closed, with the fix, when the sandbox cannot work here."""
-    if not shutil.which("bwrap"):
-        raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {SETUP_HINT}")
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(SANDBOX_USER)
-        except KeyError:
-            raise SandboxUnavailable(f"the sandbox user {SANDBOX_USER} does not exist: {SETUP_HINT}") from None
-        if not shutil.which("setpriv"):
-            raise SandboxUnavailable(f"setpriv (util-linux) is missing: {SETUP_HINT}")
-    Cgroup(64 << 20, 16).remove()
+def _state(pid) -> str:
+    """R, S, D, Z ... of a process; '' if it is gone."""
+    stat = _read(Path(f"/proc/{pid}/stat"))
+    return stat.rpartition(")")[2].split()[0] if stat else ""
 
+
+def _threads(pid) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def _resident_memory(pid) -> int:
+    """Resident anonymous and shared memory of one process, bytes (file-backed pages are reclaimable)."""
+    fields = dict(line.split(":", 1) for line in _read(Path(f"/proc/{pid}/status")).splitlines() if ":" in line)
+    return sum(int(fields.get(name, "0 kB").split()[0]) for name in ("RssAnon", "RssShmem")) * 1024
+
+
+def _mount_namespace(pid) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
+# -- the view: bubblewrap ----------------------------------------------------------------------
 
 def font_list(folder: Path):
     """matplotlib's font list, built once in `folder`, for the sandboxes to read; None if it fails.
@@ -192,22 +313,32 @@ def font_list(folder: Path):
     return built[-1] if built else None
 
 
-def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: dict = None) -> list:
+TMPFS = ("/tmp", "/dev/shm")  # the sandbox's writable memory-backed folders
+
+
+def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: dict = None,
+                  user_namespace: bool = None, tmpfs_bytes: int = 4 << 30) -> list:
     """The bubblewrap command line that runs `argv` in `workdir` (seen as /submission).
 
     `files` ({path inside: host path}) are shown read-only, in directories anyone may write.
+    The root, /dev and everything else outside /submission and the tmpfs folders is read-only.
+    In a user namespace (the grader is not root), no further namespace may be made inside.
     """
+    if user_namespace is None:
+        user_namespace = os.geteuid() != 0
     command = ["bwrap", "--die-with-parent", "--new-session", "--unshare-ipc", "--unshare-pid", "--unshare-net",
                "--unshare-uts", "--unshare-cgroup-try", "--clearenv"]
-    if os.geteuid() != 0:
-        command.append("--unshare-user")
+    if user_namespace:
+        command += ["--unshare-user", "--disable-userns"]
     for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
         host = Path("/") / top
         if host.is_symlink():
             command += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             command += ["--ro-bind", str(host), str(host)]
-    command += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    command += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev"]
+    for folder in TMPFS:
+        command += ["--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", folder]
     for inside, host in (files or {}).items():
         command += ["--perms", "1777", "--dir", str(Path(inside).parent), "--ro-bind", str(host), inside]
     made = set()
@@ -217,96 +348,201 @@ def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: d
                 made.add(str(parent))
                 command += ["--perms", "0755", "--dir", str(parent)]
         command += ["--ro-bind", path, path]
-    command += ["--ro-bind", str(data_dir), "/data", "--bind", str(workdir), "/submission", "--chdir", "/submission"]
+    command += ["--ro-bind", str(data_dir), "/data", "--bind", str(workdir), "/submission", "--chdir", "/submission",
+                "--remount-ro", "/dev", "--remount-ro", "/"]
     for key, value in {**env, "HOME": "/tmp", "ONIONS_DATA_DIR": "/data", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}.items():
         command += ["--setenv", key, value]
-    if os.geteuid() == 0:
-        user = pwd.getpwnam(SANDBOX_USER)
-        argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *argv]
     return command + ["--", *argv]
 
 
 def _python_paths() -> list:
     """The interpreter, the virtualenv and this package (an editable install points at its source)."""
-    package = Path(__file__).resolve().parent
-    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), str(package)}
+    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), str(PACKAGE)}
     return sorted(p for p in paths if not p.startswith("/usr/") and p != "/usr")
 
 
-def prepare_workdir(workdir: Path) -> None:
-    """Let the sandbox user write its working copy (and nothing else)."""
-    if os.geteuid() == 0:
-        user = pwd.getpwnam(SANDBOX_USER)
-        for path in [workdir, *workdir.rglob("*")]:
-            os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+PACKAGE = Path(__file__).resolve().parent  # this package, as the grader imported it
 
 
-def run(argv: list, workdir: Path, limits: Limits, data_dir: Path, env: dict, sandbox: bool = True,
-        files: dict = None) -> Outcome:
-    """Run `argv` with cwd `workdir`, sandboxed unless told not to, within `limits`.
+def python_module(module: str, *args) -> list:
+    """`python -m module args`, importing `module` from this very package wherever it was
+    installed from, never from the working directory (a student may hand in a `graders/`)."""
+    boot = ("import importlib, sys; folder = sys.argv.pop(1); sys.path.insert(0, folder); "
+            "module = importlib.import_module(sys.argv.pop(1)); sys.path.remove(folder); sys.exit(module.main())")
+    return [sys.executable, "-I", "-c", boot, str(PACKAGE.parent), module, *args]
 
-    Without the sandbox the limits still apply where a cgroup can be made (CPU time and peak
-    memory are then measured too); the wall-time and file-size limits apply everywhere.
-    """
-    workdir = Path(workdir)
-    try:
-        cgroup = Cgroup(limits.memory_bytes, limits.processes)
-    except SandboxUnavailable:
-        if sandbox:
+
+# -- the three ways --------------------------------------------------------------------------
+
+class Isolation:
+    """How student code runs: `describe` for the batch header, `check` before anything runs, `run`."""
+    name = ""
+    pid_namespace = True  # student code runs in a pid namespace of its own, where all its uid's processes are its
+
+    def describe(self, limits: Limits) -> str:
+        return f"{self.name}; limits by {self.limiter_kind()}: {limits.describe()}"
+
+    def check(self) -> None:
+        """Fail closed, with the fix, when this way cannot work here."""
+
+    def limiter(self, limits: Limits):
+        return Watchdog(limits.memory_bytes, limits.processes)
+
+    def limiter_kind(self) -> str:
+        try:
+            limiter = self.limiter(Limits(memory_bytes=64 << 20, processes=16))
+        except SandboxUnavailable as error:
+            return f"nothing ({error})"
+        limiter.remove()
+        return "a cgroup (kernel-enforced)" if limiter.kind == "cgroup" else (
+            f"a watchdog every {Watchdog.INTERVAL:g} s (memory) and rlimits")
+
+    def command(self, argv: list, workdir: Path, limits: Limits, data_dir: Path, env: dict, files: dict):
+        """(command line, environment) that runs `argv`."""
+        raise NotImplementedError
+
+    def run(self, argv: list, workdir: Path, limits: Limits, data_dir: Path, env: dict, files: dict = None) -> Outcome:
+        """Run `argv` with cwd `workdir` within `limits`; file size and wall time are capped in every way."""
+        workdir = Path(workdir)
+        limiter = self.limiter(limits)
+        command, child_env = self.command(argv, workdir, limits, data_dir, env, files or {})
+        shell = limiter.prefix() + f"exec prlimit --fsize={limits.file_bytes} --core=0 -- \"$@\""
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(["sh", "-c", shell, "sh", *command], cwd=workdir, env=child_env,
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        except BaseException:
+            limiter.remove()
             raise
-        cgroup = None
-    limit_files = f"exec prlimit --fsize={limits.file_bytes} --core=0 -- \"$@\""
-    joins = "".join(f"echo $$ > {f}; " for f in cgroup.procs_files()) if cgroup else ""
-    if sandbox:
-        prepare_workdir(workdir)
-        argv = bwrap_command(argv, workdir, data_dir, env, files)
-        child_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    else:
-        child_env = {**os.environ, **env, "ONIONS_DATA_DIR": str(data_dir)}
-    command = ["sh", "-c", joins + limit_files, "sh", *argv]
-    started = time.monotonic()
-    process = subprocess.Popen(command, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    _running[process.pid] = (process, cgroup)
+        _running[process.pid] = (process, limiter)
+        try:
+            limiter.watch(process)
+            returncode, rusage, timed_out, output = _wait(process, limiter, started + limits.wall_seconds)
+        except BaseException:
+            _kill(process, limiter)
+            limiter.remove()
+            raise
+        finally:
+            _running.pop(process.pid, None)
+        outcome = Outcome(
+            returncode=returncode, timed_out=timed_out, oom_killed=limiter.oom_killed(),
+            process_limit_hit=limiter.process_limit_hit(), wall_seconds=time.monotonic() - started,
+            cpu_seconds=limiter.cpu_seconds(rusage), peak_memory_bytes=limiter.peak_memory(),
+            output=output.decode("utf-8", "replace")[-20000:])
+        limiter.remove()
+        return outcome
+
+
+class RootSandbox(Isolation):
+    name = f"sandboxed: bubblewrap, student code as the user {SANDBOX_USER}"
+
+    def check(self) -> None:
+        if not shutil.which("bwrap"):
+            raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: {SETUP_HINT}")
+        try:
+            pwd.getpwnam(SANDBOX_USER)
+        except KeyError:
+            raise SandboxUnavailable(f"the sandbox user {SANDBOX_USER} does not exist: {SETUP_HINT}") from None
+        if not shutil.which("setpriv"):
+            raise SandboxUnavailable(f"setpriv (util-linux) is missing: {SETUP_HINT}")
+
+    def limiter(self, limits: Limits):
+        try:
+            return Cgroup(limits.memory_bytes, limits.processes)
+        except SandboxUnavailable:  # root in a container without cgroups of its own
+            return Watchdog(limits.memory_bytes, limits.processes, tmpfs=TMPFS)
+
+    def command(self, argv, workdir, limits, data_dir, env, files):
+        user = pwd.getpwnam(SANDBOX_USER)
+        for path in [workdir, *workdir.rglob("*")]:  # the sandbox user may write its working copy, nothing else
+            os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+        argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+                "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *argv]
+        command = bwrap_command(argv, workdir, data_dir, env, files, user_namespace=False, tmpfs_bytes=limits.memory_bytes)
+        return command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+class UserNamespaceSandbox(Isolation):
+    name = "sandboxed: bubblewrap in a user namespace, student code as you without capabilities"
+
+    def check(self) -> None:
+        if not shutil.which("bwrap"):
+            raise SandboxUnavailable("bubblewrap (bwrap) is not installed: ask an administrator to install it "
+                                     "(apt-get install bubblewrap), or pass --no-sandbox")
+        probe = subprocess.run(["bwrap", "--unshare-user", "--disable-userns", "--ro-bind", "/", "/", "true"],
+                               capture_output=True, text=True)
+        if probe.returncode:
+            said = probe.stderr.strip().splitlines()[-1:] or [f"exit status {probe.returncode}"]
+            raise SandboxUnavailable(f"bubblewrap cannot make a user namespace here ({said[0]}): {USERNS_HINT}")
+
+    def limiter(self, limits: Limits):
+        return Watchdog(limits.memory_bytes, limits.processes, tmpfs=TMPFS)
+
+    def limiter_kind(self) -> str:
+        return (f"RLIMIT_NPROC in the namespace (processes and threads, kernel-enforced), "
+                f"a watchdog every {Watchdog.INTERVAL:g} s (memory)")
+
+    def command(self, argv, workdir, limits, data_dir, env, files):
+        # set inside the namespace, where the kernel counts only the sandbox's processes
+        argv = ["prlimit", f"--nproc={limits.processes}", "--", *argv]
+        command = bwrap_command(argv, workdir, data_dir, env, files, user_namespace=True, tmpfs_bytes=limits.memory_bytes)
+        return command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+
+
+class NoSandbox(Isolation):
+    name = "NOT sandboxed (--no-sandbox): student code as you, with your files and the network"
+    pid_namespace = False
+
+    def limiter(self, limits: Limits):
+        try:
+            return Cgroup(limits.memory_bytes, limits.processes)
+        except SandboxUnavailable:
+            return Watchdog(limits.memory_bytes, limits.processes)
+
+    def command(self, argv, workdir, limits, data_dir, env, files):
+        return argv, {**os.environ, **env, "ONIONS_DATA_DIR": str(data_dir)}
+
+
+def choose(sandbox: bool = True) -> Isolation:
+    """The way this grader can isolate student code: root gets the sandbox user and cgroups."""
+    if not sandbox:
+        return NoSandbox()
+    return RootSandbox() if os.geteuid() == 0 else UserNamespaceSandbox()
+
+
+def _wait(process: subprocess.Popen, limiter, deadline: float):
+    """Wait for the run to end or the deadline; (exit status, rusage, timed out, output)."""
+    chunks = []
+    reader = threading.Thread(target=lambda: chunks.append(process.stdout.read()), daemon=True)
+    reader.start()
     timed_out = False
-    try:
-        output, _ = process.communicate(timeout=limits.wall_seconds)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill(process, cgroup)
-        output, _ = process.communicate()
-    except BaseException:
-        _kill(process, cgroup)
-        if cgroup:
-            cgroup.remove()
-        raise
-    finally:
-        _running.pop(process.pid, None)
-    outcome = Outcome(
-        returncode=process.returncode, timed_out=timed_out, oom_killed=bool(cgroup and cgroup.oom_killed()),
-        process_limit_hit=bool(cgroup and cgroup.process_limit_hit()),
-        wall_seconds=time.monotonic() - started, cpu_seconds=cgroup.cpu_seconds() if cgroup else 0.0,
-        peak_memory_bytes=cgroup.peak_memory() if cgroup else 0,
-        output=output.decode("utf-8", "replace")[-20000:])
-    if cgroup:
-        cgroup.remove()
-    return outcome
+    while True:
+        pid, status, rusage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline and not timed_out:
+            timed_out = True
+            _kill(process, limiter)
+        time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    process.stdout.close()
+    return process.returncode, rusage, timed_out, b"".join(chunks)
 
 
-_running = {}  # pid -> (process, cgroup) of every run in progress, for kill_running
+_running = {}  # pid -> (process, limiter) of every run in progress, for kill_running
 
 
 def kill_running() -> None:
     """Stop every sandboxed run in progress (on Ctrl-C: the workers' threads cannot be interrupted)."""
-    for process, cgroup in list(_running.values()):
-        _kill(process, cgroup)
+    for process, limiter in list(_running.values()):
+        _kill(process, limiter)
 
 
-def _kill(process: subprocess.Popen, cgroup) -> None:
+def _kill(process: subprocess.Popen, limiter) -> None:
+    limiter.kill_all()
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    if cgroup:
-        cgroup.kill_all()
