@@ -137,8 +137,8 @@ class Batch:
 
     # -- the batch -------------------------------------------------------------------------
     def run(self, wanted=None) -> list:
-        self.isolation.check()
         self.check_assignment()
+        self.isolation.check()
         self.font_list = sandbox.font_list(self.work / "matplotlib")
         data_dir = data.cache_dir()
         if not data.cache_path().is_file():

@@ -164,7 +164,7 @@ class Watchdog:
 
     def __init__(self, memory_bytes: int, processes: int, tmpfs=()):
         self.memory_bytes, self.processes, self.tmpfs = memory_bytes, processes, tmpfs
-        self.root, self.peak, self.most_tasks, self.over_memory = None, 0, 0, False
+        self.root, self.peak, self.most_tasks, self.over_memory, self.cpu = None, 0, 0, False, 0.0
         self.stopped = threading.Event()
         self.own_mounts = _mount_namespace("self")
 
@@ -184,6 +184,7 @@ class Watchdog:
                 return
             memory = sum(_resident_memory(pid) for pid in pids) + self._tmpfs_bytes(pids)
             self.peak = max(self.peak, memory)
+            self.cpu = max(self.cpu, sum(_cpu_seconds(pid) for pid in pids))
             self.most_tasks = max(self.most_tasks, sum(_threads(pid) for pid in pids))
             if memory > self.memory_bytes:
                 self.over_memory = True
@@ -229,8 +230,9 @@ class Watchdog:
         return self.peak
 
     def cpu_seconds(self, rusage) -> float:
-        """CPU of the processes reaped within the sandbox, as its first process reports when it ends."""
-        return rusage.ru_utime + rusage.ru_stime if rusage else 0.0
+        """CPU of the sandbox's processes (each with the children it reaped) at the last look, or as
+        reported by the first process when it ends (bubblewrap does not pass its children's on)."""
+        return max(self.cpu, rusage.ru_utime + rusage.ru_stime if rusage else 0.0)
 
     def kill_all(self) -> None:
         kill_until_gone(lambda: self.tree() if self.root else [])
@@ -269,10 +271,23 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _stat(pid) -> list:
+    """The fields of /proc/PID/stat after the command's name (state first); [] if it is gone."""
+    return _read(Path(f"/proc/{pid}/stat")).rpartition(")")[2].split()
+
+
 def _state(pid) -> str:
     """R, S, D, Z ... of a process; '' if it is gone."""
-    stat = _read(Path(f"/proc/{pid}/stat"))
-    return stat.rpartition(")")[2].split()[0] if stat else ""
+    return (_stat(pid) or [""])[0]
+
+
+def _cpu_seconds(pid) -> float:
+    """CPU time of a process and of the children it has reaped."""
+    fields = _stat(pid)
+    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS if len(fields) > 14 else 0.0
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _threads(pid) -> int:

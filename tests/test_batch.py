@@ -3,8 +3,6 @@ import sqlite3
 import subprocess
 import sys
 
-import pytest
-
 import corpus
 import submissions
 from conftest import BatchClass, tree_digest
@@ -86,3 +84,13 @@ def test_a_wrong_course_directory_is_one_clear_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "graders", "autograde", course.ASSIGNMENT, "--course", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "no nbgrader_config.py" in result.stderr
+
+
+def test_an_assignment_nbgrader_does_not_know_is_one_line_with_the_command(tmp_path):
+    directory = course.copy_course(tmp_path / "course")
+    course.submit(directory, "alice", {})
+    (directory / "submitted" / "alice" / course.ASSIGNMENT / "check_your_learning.ipynb").write_text("{}")
+    result = subprocess.run([sys.executable, "-m", "graders", "autograde", course.ASSIGNMENT, "--course", str(directory)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"nbgrader generate_assignment {course.ASSIGNMENT}" in result.stderr
