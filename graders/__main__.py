@@ -65,16 +65,20 @@ def main(argv=None) -> int:
     grade = commands.add_parser(
         "autograde", help="grade every submission of an assignment, sandboxed and in parallel",
         description="Grade submitted/*/ASSIGNMENT with nbgrader's Autograde, each student's notebooks executed in a "
-                    "bubblewrap sandbox (no network, no course files, an unprivileged user) within limits, "
-                    "N at a time. Re-running skips submissions graded and unchanged since. Exit status 0 when "
-                    "every submission was graded, 1 otherwise. Run in the course directory.")
+                    "bubblewrap sandbox (no network, no course files, no home directory) within limits, N at a time. "
+                    "As root, student code runs as the user onions-sandbox and a cgroup enforces the memory and "
+                    "process limits exactly; as an ordinary user, it runs in a user namespace without capabilities, "
+                    "RLIMIT_NPROC caps processes and a watchdog kills a sandbox over --memory within 0.1 s (the first "
+                    "line of output says which). Needs bubblewrap and, without root, user namespaces. Re-running skips "
+                    "submissions graded and unchanged since. Exit status 0 when every submission was graded, 1 "
+                    "otherwise. Run in the course directory.")
     grade.add_argument("assignment")
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
     grade.add_argument("--workers", type=positive(int), help="students graded at once (default: cores, as memory allows)")
     grade.add_argument("--timeout", type=positive(float), default=900, help="wall-time limit per notebook, seconds (default 900)")
     grade.add_argument("--memory", type=size, default="4G", help="memory limit per student's sandbox (default 4G)")
     grade.add_argument("--processes", type=positive(int), default=512, help="process and thread limit per student's sandbox (default 512)")
-    grade.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed (trusted code only)")
+    grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
     grade.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
 
