@@ -5,18 +5,22 @@ is graded three times in fresh copies of the course: by stock nbgrader (serial, 
 by the batch grader sandboxed, and by the batch grader with --no-sandbox (the sandbox's own
 overhead). Prints wall times, the speed-up, CPU seconds per notebook (its kernel's: the
 notebook's own code) and per student (the whole sandbox: runner, imports, kernels), peak memory
-per student, and checks that all three gave identical scores.
+per student, how busy the batch kept the cores (the students' sandbox CPU-seconds / cores /
+wall), and checks that all three gave identical scores. Run it as root and as an ordinary user:
+the header names the CPU and the isolation in force.
 Usage: .venv/bin/python bench/batch_speed.py [N] [--workers W]
 """
 import argparse
 import json
+import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from graders import course
+from graders import course, sandbox
 
 
 def make_class(root: Path, students: int) -> Path:
@@ -47,6 +51,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int)
     args = parser.parse_args()
     workers = ["--workers", str(args.workers)] if args.workers else []
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    print(f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; uid {os.geteuid()}; "
+          f"{sandbox.choose().describe(sandbox.Limits())}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         runs = {
             "stock nbgrader autograde (serial)": ([sys.executable, "-m", "nbgrader", "autograde", course.ASSIGNMENT], None),
@@ -75,6 +83,8 @@ def main() -> None:
         memory = max(r["peak_memory_bytes"] for r in students)
         print(f"  sandbox CPU s per student (runner, zygote, kernels) median {cpu[len(cpu) // 2]:.1f}; "
               f"peak memory per student max {memory / 2**30:.2f} GiB")
+        print(f"  cores kept busy with students' work (sandbox CPU s / cores / wall): "
+              f"{sum(cpu) / (os.cpu_count() or 1) / walls[name]:.2f}")
     identical = all(table == list(tables.values())[0] for table in tables.values())
     print(f"identical scores in all three runs: {identical}")
     sys.exit(0 if identical else 1)

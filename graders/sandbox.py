@@ -155,12 +155,18 @@ class Cgroup:
 class Watchdog:
     """Limits without cgroups: every `INTERVAL` seconds, sum the memory of the sandbox's processes
     (resident anonymous and shared memory, plus what its tmpfs folders hold) and count their
-    threads; over the memory limit, kill the whole sandbox. Copy-on-write pages shared by a
-    forked kernel and its zygote count once per process (up to ~0.25 GB more than a cgroup sees).
-    A sandbox grows at most one interval's worth past the limit before it dies (README).
+    threads; over the memory limit, kill the whole sandbox. The quick sum counts pages that a
+    forked kernel shares copy-on-write with its zygote once per process; over the limit, the
+    proportional sum (each shared page split between its sharers, as a cgroup would count it
+    once) decides, so a fork bomb of kernels is not taken for a memory hog. A sandbox grows at
+    most one interval's worth past the limit before it dies (README).
     """
     kind = "watchdog"
     INTERVAL = 0.1
+    TICK = 0.01  # between looks at the host's pid counter: a burst of new tasks is counted at once
+    BURST = 16  # new pids on the host within a tick that make the watchdog count the sandbox's tasks
+    NEAR_CAP = 0.85  # share of the cap that counts as reaching it: the kernel refuses forks at the cap, and
+    # a fork bomb of kernels is seen at 460 to 502 of 512 tasks (its children die as fast as they start)
 
     def __init__(self, memory_bytes: int, processes: int, tmpfs=()):
         self.memory_bytes, self.processes, self.tmpfs = memory_bytes, processes, tmpfs
@@ -178,14 +184,30 @@ class Watchdog:
         threading.Thread(target=self._watch, name=f"watchdog-{process.pid}", daemon=True).start()
 
     def _watch(self) -> None:
-        while not self.stopped.wait(self.INTERVAL):
+        """Memory and CPU every INTERVAL; the task count then too, and at once when many tasks start
+        (a fork bomb lives for milliseconds between the cap and the deaths it causes)."""
+        ticks, last_pid, namespace_proc, threads = 0, _last_pid(), None, 0
+        while not self.stopped.wait(self.TICK):
+            ticks += 1
+            pid = _last_pid()
+            if namespace_proc and (pid - last_pid) % (1 << 22) >= self.BURST:
+                self.most_tasks = max(self.most_tasks, _namespace_processes(namespace_proc) + threads)
+            last_pid = pid
+            if ticks % round(self.INTERVAL / self.TICK):
+                continue
             pids = self.tree()
             if not pids:
                 return
+            inside = self._inside(pids)
+            namespace_proc = f"/proc/{inside}/root/proc" if inside else None
             memory = sum(_resident_memory(pid) for pid in pids) + self._tmpfs_bytes(pids)
+            if memory > self.memory_bytes:  # count pages shared copy-on-write once (slower: only now)
+                memory = sum(_proportional_memory(pid) for pid in pids) + self._tmpfs_bytes(pids)
             self.peak = max(self.peak, memory)
             self.cpu = max(self.cpu, sum(_cpu_seconds(pid) for pid in pids))
-            self.most_tasks = max(self.most_tasks, sum(_threads(pid) for pid in pids))
+            tasks = sum(_threads(pid) for pid in pids)
+            threads = tasks - len(pids)  # beyond one a process: forked children start with one
+            self.most_tasks = max(self.most_tasks, tasks)
             if memory > self.memory_bytes:
                 self.over_memory = True
                 self.kill_all()
@@ -195,8 +217,8 @@ class Watchdog:
         """The sandbox's live processes: the first one and its descendants (orphans in
         bubblewrap's pid namespace are adopted by its init, a descendant too)."""
         found, todo = [], [self.root]
-        while todo:
-            pid = todo.pop()
+        while todo:  # breadth first: the sandbox's init comes before its descendants
+            pid = todo.pop(0)
             if _state(pid) in ("", "Z", "X"):
                 continue
             found.append(pid)
@@ -208,9 +230,13 @@ class Watchdog:
                 todo.extend(int(child) for child in _read(Path(f"/proc/{pid}/task/{task}/children")).split())
         return found
 
+    def _inside(self, pids):
+        """The first process inside the sandbox's mount (and pid) namespace (bubblewrap's init: it lasts), if any."""
+        return next((pid for pid in pids if _mount_namespace(pid) not in ("", self.own_mounts)), None)
+
     def _tmpfs_bytes(self, pids) -> int:
         """What the sandbox's own tmpfs folders hold (seen through a process in its mount namespace)."""
-        inside = next((pid for pid in reversed(pids) if _mount_namespace(pid) not in ("", self.own_mounts)), None)
+        inside = self._inside(pids)
         used = 0
         for folder in self.tmpfs if inside else ():
             try:
@@ -224,7 +250,7 @@ class Watchdog:
         return self.over_memory
 
     def process_limit_hit(self) -> bool:
-        return self.most_tasks >= self.processes
+        return self.most_tasks >= self.NEAR_CAP * self.processes
 
     def peak_memory(self) -> int:
         return self.peak
@@ -301,6 +327,29 @@ def _resident_memory(pid) -> int:
     """Resident anonymous and shared memory of one process, bytes (file-backed pages are reclaimable)."""
     fields = dict(line.split(":", 1) for line in _read(Path(f"/proc/{pid}/status")).splitlines() if ":" in line)
     return sum(int(fields.get(name, "0 kB").split()[0]) for name in ("RssAnon", "RssShmem")) * 1024
+
+
+def _proportional_memory(pid) -> int:
+    """Anonymous and shared memory of one process, each page divided among the processes sharing it."""
+    fields = dict(line.split(":", 1) for line in _read(Path(f"/proc/{pid}/smaps_rollup")).splitlines() if ":" in line)
+    names = ("Pss_Anon", "Pss_Shmem") if "Pss_Anon" in fields else ("Pss",)
+    return sum(int(fields.get(name, "0 kB").split()[0]) for name in names) * 1024
+
+
+def _last_pid() -> int:
+    """The last pid the host gave out: every task made in a sandbox takes one there too."""
+    try:
+        return int(Path("/proc/sys/kernel/ns_last_pid").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _namespace_processes(proc: str) -> int:
+    """Processes (zombies too) in the pid namespace whose /proc is mounted at `proc`: one quick look."""
+    try:
+        return sum(name.isdigit() for name in os.listdir(proc))
+    except OSError:
+        return 0
 
 
 def _mount_namespace(pid) -> str:

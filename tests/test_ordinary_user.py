@@ -52,8 +52,11 @@ def account_clone():
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", ACCOUNT], check=True)
     home = Path(pwd.getpwnam(ACCOUNT).pw_dir)
     clone = home / "onions"
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=course.REPO, capture_output=True, check=True).stdout
-    for name in files.decode().split("\0"):
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=course.REPO, capture_output=True)
+    if listed.returncode:  # not a git checkout: what a clone would hold, roughly
+        shutil.copytree(course.REPO, clone, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+            ".venv", ".git", "demo", "__pycache__", ".graders", "submitted", "autograded", "feedback", "reports"))
+    for name in listed.stdout.decode().split("\0") if not listed.returncode else ():
         if name and (course.REPO / name).is_file():
             (clone / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(course.REPO / name, clone / name)
