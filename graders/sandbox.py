@@ -165,8 +165,9 @@ class Watchdog:
     INTERVAL = 0.1
     TICK = 0.01  # between looks at the host's pid counter: a burst of new tasks is counted at once
     BURST = 16  # new pids on the host within a tick that make the watchdog count the sandbox's tasks
-    NEAR_CAP = 0.85  # share of the cap that counts as reaching it: the kernel refuses forks at the cap, and
-    # a fork bomb of kernels is seen at 460 to 502 of 512 tasks (its children die as fast as they start)
+    BURST_TICK = 0.001  # between looks during a burst
+    NEAR_CAP = 0.8  # share of the cap that counts as reaching it: the kernel refuses forks at the cap, and
+    # a fork bomb of kernels is seen at 451 to 502 of 512 tasks (its children die as fast as they start)
 
     def __init__(self, memory_bytes: int, processes: int, tmpfs=()):
         self.memory_bytes, self.processes, self.tmpfs = memory_bytes, processes, tmpfs
@@ -184,17 +185,21 @@ class Watchdog:
         threading.Thread(target=self._watch, name=f"watchdog-{process.pid}", daemon=True).start()
 
     def _watch(self) -> None:
-        """Memory and CPU every INTERVAL; the task count then too, and at once when many tasks start
-        (a fork bomb lives for milliseconds between the cap and the deaths it causes)."""
-        ticks, last_pid, namespace_proc, threads = 0, _last_pid(), None, 0
-        while not self.stopped.wait(self.TICK):
-            ticks += 1
+        """Memory and CPU every INTERVAL; the task count then too, and at once, every millisecond,
+        while many tasks start (a fork bomb lives for milliseconds between the cap and the deaths
+        it causes)."""
+        last_pid, namespace_proc, threads, tick = _last_pid(), None, 0, self.TICK
+        slow_at = time.monotonic() + self.INTERVAL
+        while not self.stopped.wait(tick):
             pid = _last_pid()
-            if namespace_proc and (pid - last_pid) % (1 << 22) >= self.BURST:
+            started, last_pid = (pid - last_pid) % PID_MAX, pid
+            burst = namespace_proc and started >= max(2, self.BURST * tick / self.TICK)
+            if burst:
                 self.most_tasks = max(self.most_tasks, _namespace_processes(namespace_proc) + threads)
-            last_pid = pid
-            if ticks % round(self.INTERVAL / self.TICK):
+            tick = self.BURST_TICK if burst else self.TICK
+            if time.monotonic() < slow_at:
                 continue
+            slow_at = time.monotonic() + self.INTERVAL
             pids = self.tree()
             if not pids:
                 return
@@ -334,6 +339,9 @@ def _proportional_memory(pid) -> int:
     fields = dict(line.split(":", 1) for line in _read(Path(f"/proc/{pid}/smaps_rollup")).splitlines() if ":" in line)
     names = ("Pss_Anon", "Pss_Shmem") if "Pss_Anon" in fields else ("Pss",)
     return sum(int(fields.get(name, "0 kB").split()[0]) for name in names) * 1024
+
+
+PID_MAX = int(_read(Path("/proc/sys/kernel/pid_max")) or 1 << 22)
 
 
 def _last_pid() -> int:
