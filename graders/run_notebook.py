@@ -1,7 +1,8 @@
 """Execute a student's notebooks as nbgrader's Execute step would: what runs inside the sandbox.
 
 Usage: python -m graders.run_notebook NOTEBOOK... --cell-timeout S --notebook-timeout W
-Each NAME.ipynb is executed, in order, each in a kernel of its own forked from one zygote
+Each NAME.ipynb is read into memory and removed from the disk before any student code runs,
+then executed, in order, each in a kernel of its own forked from one zygote
 (graders.kernel_fork) that imported the `--preload` modules once; with --sandboxed (in
 bubblewrap), whatever a notebook left running is killed before the next starts. The
 NAME.executed.ipynb files are written beside them at the end, when nothing of the student's
@@ -62,14 +63,29 @@ def record_unreported_error(cell, execute_reply, **_):
     cell.outputs.append(error)
 
 
-def run(path: Path, cell_timeout: int, notebook_timeout: float, zygote: Zygote):
-    """Execute one notebook; returns (exit status, the executed notebook)."""
+def take(paths: list):
+    """Read every notebook into this process's memory, then remove the files, before any student
+    code runs: the prepared notebooks hold the hidden tests, and student code may search the disk
+    (this student's other notebook included). Returns ({path: notebook}, exit status)."""
+    notebooks = {}
+    for path in paths:
+        try:
+            notebooks[path] = nbformat.read(str(path), as_version=4)
+        except Exception as error:
+            print(f"RUNNER: unreadable notebook {path.name}: {type(error).__name__}: {error}", flush=True)
+            return {}, UNREADABLE
+    for path in paths:
+        try:
+            path.unlink()
+        except OSError as error:
+            print(f"RUNNER: cannot remove the prepared notebook {path.name}: {error}", flush=True)
+            return {}, UNREADABLE
+    return notebooks, 0
+
+
+def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote: Zygote):
+    """Execute one notebook (read from `path`); returns (exit status, the executed notebook)."""
     started = time.monotonic()
-    try:
-        notebook = nbformat.read(str(path), as_version=4)
-    except Exception as error:
-        print(f"RUNNER: unreadable notebook {path.name}: {type(error).__name__}: {error}", flush=True)
-        return UNREADABLE, None
     # Every output is in once the last cell is done: the kernel is killed, not asked to exit
     # (TensorFlow's teardown costs 0.6 s per notebook; whatever it would still do is not graded).
     client = NotebookClient(notebook, timeout=cell_timeout, on_cell_executed=record_unreported_error,
@@ -154,12 +170,16 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.sandboxed and _read("/proc/1/comm").strip() != "bwrap":
         parser.error("--sandboxed outside a bubblewrap sandbox: refusing to kill this user's processes")
+    # the zygote (and so every kernel) is forked before any notebook is read: none ever held one
     zygote = Zygote([name for name in args.preload.split(",") if name])
     protect_runner()
     executed = {}
     try:
-        for path in args.notebooks:
-            status, executed[path] = run(path, args.cell_timeout, args.notebook_timeout, zygote)
+        notebooks, status = take(args.notebooks)
+        if status:
+            return status
+        for path, notebook in notebooks.items():
+            status, executed[path] = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote)
             if args.sandboxed:
                 kill_leftovers({1, os.getpid(), zygote.pid})
             if status:

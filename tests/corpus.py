@@ -40,9 +40,62 @@ def probes(course_dir, secret=None) -> dict:
         "write gradebook, absolute": f"open({str(db)!r}, 'ab').write(b'x'); print('WROTE')",
         "write gradebook, relative": "open('../../gradebook.db', 'ab').write(b'x'); print('WROTE')",
         "write beside the course": f"open({str(course_dir / 'pwned.txt')!r}, 'w').write('x'); print('WROTE')",
+        # the prepared notebooks (hidden tests written back by nbgrader) beside the running one
+        "read its own notebook": f"print('SAW', open('{CYL}.ipynb').read()[:80])",
+        "read its other notebook": f"print('SAW', open('{MNIST}.ipynb').read()[:80])",
+        "search the disk for hidden tests": SEARCH_DISK,
+        "search /proc for hidden tests": SEARCH_PROC,
         "network, loopback": "import socket; socket.create_connection(('127.0.0.1', 22), timeout=2); print('CONNECTED')",
         "network, outside": "import socket; socket.create_connection(('pypi.org', 443), timeout=2); print('CONNECTED')",
     }
+
+
+HIDDEN = "n_parameters == 307300"  # a line of the hidden test of Q1
+
+SEARCH_DISK = f"""import os
+hits = []
+for top, folders, files in os.walk('/'):
+    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys', '/dev', '/usr')]
+    for name in files:
+        path = os.path.join(top, name)
+        try:
+            if name.endswith(('.ipynb', '.json')) and os.path.getsize(path) < 2 << 20 \\
+                    and {HIDDEN!r} in open(path, errors='replace').read():
+                hits.append(path)
+        except OSError:
+            pass
+if not hits:
+    raise LookupError('no hidden test on disk')
+print('SAW', hits[:3])"""
+
+SEARCH_PROC = f"""import os, re
+hits = []
+for pid in [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]:
+    for name in ('cmdline', 'environ'):
+        try:
+            if {HIDDEN!r}.encode() in open(f'/proc/{{pid}}/{{name}}', 'rb').read():
+                hits.append((pid, name))
+        except OSError:
+            pass
+    try:
+        regions = [line.split()[0] for line in open(f'/proc/{{pid}}/maps') if ' rw' in line]
+        with open(f'/proc/{{pid}}/mem', 'rb') as memory:
+            for region in regions:
+                start, end = (int(x, 16) for x in region.split('-'))
+                if end - start > 256 << 20:
+                    continue
+                try:
+                    memory.seek(start)
+                    if {HIDDEN!r}.encode() in memory.read(end - start):
+                        hits.append((pid, 'mem'))
+                        break
+                except OSError:
+                    pass
+    except OSError:
+        pass
+if not hits:
+    raise LookupError('no hidden test in /proc')
+print('SAW', hits[:3])"""
 
 
 def _with_code(notebook, code: str):

@@ -51,6 +51,16 @@ def test_each_notebook_gets_a_fresh_kernel_of_its_own(tmp_path):
     assert [line.split()[2] for line in result.stdout.splitlines() if line.startswith("RUNNER: ran ")] == ["one", "two"]
 
 
+def test_no_notebook_is_on_disk_while_student_code_runs(tmp_path):
+    look = "import os\nprint(sorted(name for name in os.listdir('.') if name.endswith('.ipynb')))"
+    nbformat.write(notebook(look, "SECRET = 'hidden line'"), str(tmp_path / "one.ipynb"))
+    nbformat.write(notebook(look), str(tmp_path / "two.ipynb"))
+    result = run(tmp_path, "one.ipynb", "two.ipynb")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert outputs(tmp_path, "one")[0][0]["text"] == outputs(tmp_path, "two")[0][0]["text"] == "[]\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.executed.ipynb", "two.executed.ipynb"]
+
+
 def test_a_cell_past_its_timeout_is_interrupted_and_the_rest_runs(tmp_path):
     nbformat.write(notebook("import time\nwhile True: time.sleep(0.1)", "print('after')"), str(tmp_path / "loop.ipynb"))
     result = run(tmp_path, "loop.ipynb", timeout=5)
