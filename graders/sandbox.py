@@ -573,6 +573,9 @@ class NoSandbox(Isolation):
             return Watchdog(limits.memory_bytes, limits.processes)
 
     def command(self, argv, workdir, limits, data_dir, env, files):
+        # a folder the sandbox would show a file in is, here, the folder the file is in
+        shown = {str(Path(inside).parent): str(Path(host).parent) for inside, host in files.items()}
+        env = {key: shown.get(value, value) for key, value in env.items()}
         return argv, {**os.environ, **env, "ONIONS_DATA_DIR": str(data_dir)}
 
 

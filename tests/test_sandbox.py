@@ -1,0 +1,50 @@
+"""The sandbox's small pieces, on real processes: the watchdog, the runner's import, --no-sandbox."""
+import subprocess
+import sys
+
+from graders import sandbox
+
+
+def test_the_watchdog_kills_a_process_tree_over_its_memory_limit():
+    bomb = "import os\nos.fork()\nhoard = []\nwhile True:\n    hoard.append(bytearray(16 << 20))"
+    watchdog = sandbox.Watchdog(memory_bytes=256 << 20, processes=64)
+    process = subprocess.Popen([sys.executable, "-c", bomb], start_new_session=True)
+    watchdog.watch(process)
+    try:
+        assert process.wait(timeout=60) == -9
+        assert watchdog.oom_killed() and not watchdog.process_limit_hit()
+        assert 256 << 20 < watchdog.peak_memory() < 512 << 20
+        assert watchdog.tree() == []  # the forked child died too
+    finally:
+        watchdog.kill_all()
+        watchdog.remove()
+
+
+def test_the_watchdog_leaves_a_process_within_its_limits_alone():
+    watchdog = sandbox.Watchdog(memory_bytes=256 << 20, processes=64)
+    process = subprocess.Popen([sys.executable, "-c", "import time\nhoard = bytearray(32 << 20)\ntime.sleep(1)"])
+    watchdog.watch(process)
+    assert process.wait(timeout=60) == 0
+    watchdog.remove()
+    assert not watchdog.oom_killed() and 32 << 20 <= watchdog.peak_memory() < 128 << 20
+
+
+def test_the_runner_is_this_package_never_a_graders_folder_of_the_working_directory(tmp_path):
+    fake = tmp_path / "graders"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "run_notebook.py").write_text("def main():\n    print('HIJACKED')\n    return 0\n")
+    result = subprocess.run(sandbox.python_module("graders.run_notebook", "--help"), cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "HIJACKED" not in result.stdout
+    assert result.stdout.startswith("usage: python -m graders.run_notebook")
+
+
+def test_without_the_sandbox_a_shown_file_is_read_where_it_lies(tmp_path):
+    fonts = tmp_path / "fonts" / "fontlist.json"
+    fonts.parent.mkdir()
+    fonts.write_text("{}")
+    outcome = sandbox.NoSandbox().run([sys.executable, "-c", "import os; print(os.environ['MPLCONFIGDIR'])"], tmp_path,
+                                      sandbox.Limits(wall_seconds=60), tmp_path, {"MPLCONFIGDIR": "/tmp/matplotlib"},
+                                      {"/tmp/matplotlib/fontlist.json": fonts})
+    assert outcome.returncode == 0 and outcome.output.strip() == str(fonts.parent)
