@@ -438,9 +438,12 @@ PACKAGE = Path(__file__).resolve().parent  # this package, as the grader importe
 
 def python_module(module: str, *args) -> list:
     """`python -m module args`, importing `module` from this very package wherever it was
-    installed from, never from the working directory (a student may hand in a `graders/`)."""
+    installed from, never from the working directory (a student may hand in a `graders/`).
+    The package's folder then stays last on sys.path, so that the kernels (forked from this
+    process) import the same package when a notebook does (`from graders.data import ...`)."""
     boot = ("import importlib, sys; folder = sys.argv.pop(1); sys.path.insert(0, folder); "
-            "module = importlib.import_module(sys.argv.pop(1)); sys.path.remove(folder); sys.exit(module.main())")
+            "module = importlib.import_module(sys.argv.pop(1)); sys.path.remove(folder); sys.path.append(folder); "
+            "sys.exit(module.main())")
     return [sys.executable, "-I", "-c", boot, str(PACKAGE.parent), module, *args]
 
 

@@ -114,6 +114,9 @@ def test_every_bad_submission_gets_the_status_it_gets_as_root(account_batch):
              if account_batch.status.get(s) != expected}
     assert not wrong, account_batch.output[-3000:]
     assert account_batch.status["reference"] == "graded"
+    # its kernels import the package the grader imported, not the one the virtualenv points at
+    executed = course.read_notebook(account_batch.directory / "autograded" / "reference" / course.ASSIGNMENT / "mnist_exercise.ipynb")
+    assert not [o for o in submissions.cell(executed, "setup").outputs if o.output_type == "error"]
 
 
 def test_scores_equal_the_root_batch_cell_for_cell(account_batch, batch_class):
