@@ -44,7 +44,7 @@ def probes(course_dir, secret=None) -> dict:
         "read its own notebook": f"print('SAW', open('{CYL}.ipynb').read()[:80])",
         "read its other notebook": f"print('SAW', open('{MNIST}.ipynb').read()[:80])",
         "search the disk for hidden tests": SEARCH_DISK,
-        "search /proc for hidden tests": SEARCH_PROC,
+        "search proc for hidden tests": SEARCH_PROC,
         "network, loopback": "import socket; socket.create_connection(('127.0.0.1', 22), timeout=2); print('CONNECTED')",
         "network, outside": "import socket; socket.create_connection(('pypi.org', 443), timeout=2); print('CONNECTED')",
     }
