@@ -14,6 +14,7 @@ is never used for grading:
 import gzip
 import hashlib
 import io
+import math
 import os
 import shutil
 import struct
@@ -216,7 +217,7 @@ def _fashion_mnist_arrays(deb, log):
             arrays[f"x_{split}"] = _idx(gzip.decompress(files[images]))
     except (OSError, EOFError, zlib.error, ValueError) as error:  # a damaged .gz file or IDX header
         raise DataUnavailable(f"Fashion-MNIST from {origin} is damaged ({type(error).__name__}: {error}): "
-                              f"reinstall {DEB}, or pass a fresh .deb with --deb PATH")
+                              f"reinstall it (sudo apt-get install --reinstall {DEB}), or pass its .deb with --deb PATH")
     return arrays, origin
 
 
@@ -239,9 +240,13 @@ def _download_deb(folder: Path, log) -> Path:
 
 def _files_in_deb(deb: Path) -> dict:
     """The four .gz files, read from the .deb's data archive (dpkg-deb, nothing installed)."""
+    if not shutil.which("dpkg-deb"):
+        raise DataUnavailable(f"dpkg-deb (Debian's package tool) is needed to read {deb}: install dpkg, "
+                              f"or install the package {DEB} itself")
     result = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True)
     if result.returncode != 0:
-        raise DataUnavailable(f"dpkg-deb could not read {deb}: {result.stderr.decode(errors='replace').strip()}")
+        first = (result.stderr.decode(errors="replace").strip().splitlines() or ["no reason given"])[0]
+        raise DataUnavailable(f"dpkg-deb could not read {deb} ({first})")
     with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
         return {name: archive.extractfile(f"./{DEB_DATA}/{name}").read()
                 for pair in IDX_FILES.values() for name in pair}
@@ -253,6 +258,6 @@ def _idx(raw: bytes) -> np.ndarray:
         raise ValueError("not an IDX file of unsigned bytes")
     shape = struct.unpack(f">{raw[3]}I", raw[4:4 + 4 * raw[3]])
     offset = 4 + 4 * len(shape)
-    if len(raw) != offset + int(np.prod(shape)):
+    if len(raw) != offset + math.prod(shape):
         raise ValueError(f"IDX file of {len(raw)} bytes does not hold shape {shape}")
     return np.frombuffer(raw, np.uint8, offset=offset).reshape(shape)

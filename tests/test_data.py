@@ -173,7 +173,7 @@ def test_damaged_installed_files_are_refused(idx_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEB_FOLDER", folder)
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
     with pytest.raises(data.DataUnavailable, match=r"from .*installed \(package dataset-fashion-mnist\) is damaged "
-                                                   r"\(EOFError: .*\): reinstall dataset-fashion-mnist"):
+                                                   r"\(EOFError: .*\): reinstall it \(sudo apt-get install --reinstall dataset-fashion-mnist\)"):
         data.build_cache("fashion_mnist", log=lambda _: None)
     labels.write_bytes(gzip.compress(b"\0\0\x08\x01" + (10000).to_bytes(4, "big") + bytes(10000)))
     with pytest.raises(data.DataUnavailable, match=r"failed verification: y_test differs from the canonical Fashion-MNIST"):
