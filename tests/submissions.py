@@ -37,6 +37,19 @@ WRONG_ANSWERS = {
                          "model_dropout = build_model()", {"dropout_test"}),
 }
 
+# Students who choose Fashion-MNIST in the `dataset` cell (graded offline from the verified cache
+# where keras cannot download): {student: ({cell id: (text in the reference, replacement)}, the
+# grade cells that must fail)}. The reference solution clears the 0.85 bar; ten training batches
+# of 64 images (640 of the 60,000) do not, and every other answer stays right.
+FASHION = ('DATASET = "mnist"', 'DATASET = "fashion_mnist"')
+FASHION_STUDENTS = {
+    "fashion-mnist": ({}, set()),
+    "fashion-mnist-undertrained": ({"training_answer": (
+        "train_data = make_dataset(preprocess(x_train), keras.utils.to_categorical(y_train, 10), shuffle=True)",
+        "train_data = make_dataset(preprocess(x_train), keras.utils.to_categorical(y_train, 10), shuffle=True).take(10)",
+    )}, {"accuracy_test"}),
+}
+
 NOISE = b"E0000 00:00:1795614480.1 2063 meta_optimizer.cc:966] NodeDef mentions attribute use_unbounded_threadpool"
 
 # TensorFlow-style noise on stderr while every later cell runs, the test cells included:
@@ -100,6 +113,12 @@ def build(course_dir) -> dict:
     }
     for student, (name, cell_id, *edits, _) in WRONG_ANSWERS.items():
         students[student] = {name: edited(reference[name], cell_id, *edits)}
+
+    for student, (edits, _) in FASHION_STUDENTS.items():
+        notebook = edited(reference[MNIST], "dataset", *FASHION)
+        for cell_id, (old, new) in edits.items():
+            notebook = edited(notebook, cell_id, old, new)
+        students[student] = {MNIST: notebook}
 
     noisy_cyl = edited(reference[CYL], "q1_answer", "width, height", NOISY_CELLS + "\nwidth, height")
     noisy_mnist = edited(reference[MNIST], "preprocess_answer", "def preprocess(images):\n", NOISY_PREPROCESS)

