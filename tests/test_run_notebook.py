@@ -123,3 +123,9 @@ def test_killing_leftovers_outside_the_sandbox_is_refused(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and "refusing to kill this user's processes" in result.stderr
     assert not (tmp_path / "one.executed.ipynb").exists()
+
+
+def test_the_runner_executes_with_the_settings_of_nbgraders_own_execute_step():
+    from nbgrader.preprocessors import Execute
+    execute = Execute()
+    assert {name: getattr(execute, name) for name in run_notebook.EXECUTE_SETTINGS} == run_notebook.EXECUTE_SETTINGS
