@@ -247,7 +247,7 @@ class Batch:
         covers them all, with room for starting up, in case the runner cannot.
         """
         folder = self.stage / student / self.assignment
-        argv = sandbox.python_module(
+        argv = self.isolation.python_module(
             "graders.run_notebook", *(f"{name}.ipynb" for name in notebooks), "--cell-timeout", str(self.cell_timeout),
             "--notebook-timeout", str(self.limits.wall_seconds), "--preload", PRELOAD,
             *(["--sandboxed"] if self.isolation.pid_namespace else []))

@@ -35,7 +35,7 @@ from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
-from graders import sandbox  # noqa: E402
+from graders.watchdog import kill_until_gone  # noqa: E402
 from graders.kernel_fork import ForkedKernelManager, Zygote  # noqa: E402
 
 KERNEL_DIED, UNREADABLE, TIMED_OUT = 3, 4, 5
@@ -130,7 +130,7 @@ def kill_leftovers(keep: set) -> None:
     """Kill every process of ours in the sandbox but `keep`, so nothing a notebook started outlives
     it (to meddle with the next notebook, or with the outputs). Only in bubblewrap's pid namespace,
     where all a sandbox user's processes are the student's: outside it they would be the grader's."""
-    sandbox.kill_until_gone(lambda: [pid for pid in _our_processes() if pid not in keep], attempts=100, pause=0.02)
+    kill_until_gone(lambda: [pid for pid in _our_processes() if pid not in keep], attempts=100, pause=0.02)
 
 
 def _our_processes() -> list:

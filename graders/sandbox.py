@@ -12,6 +12,7 @@ Both sandboxes show the same view: /usr, /etc, the Python installation and virtu
 read-only data cache at /data and the student's working copy at /submission: no course
 directory (no source/, no gradebook.db), no other student, no home directory, no network.
 """
+import json
 import os
 import pwd
 import shutil
@@ -23,6 +24,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from graders import watchdog
+from graders.watchdog import kill_until_gone
 
 SANDBOX_USER = "onions-sandbox"
 SETUP_HINT = "run scripts/setup as root to install it, or pass --no-sandbox to grade without a sandbox"
@@ -153,27 +157,15 @@ class Cgroup:
 
 
 class Watchdog:
-    """Limits without cgroups: every `INTERVAL` seconds, sum the memory of the sandbox's processes
-    (resident anonymous and shared memory, plus what its tmpfs folders hold) and count their
-    threads; over the memory limit, kill the whole sandbox. The quick sum counts pages that a
-    forked kernel shares copy-on-write with its zygote once per process; over the limit, the
-    proportional sum (each shared page split between its sharers, as a cgroup would count it
-    once) decides, so a fork bomb of kernels is not taken for a memory hog. A sandbox grows at
-    most one interval's worth past the limit before it dies (README).
-    """
+    """Limits without cgroups: graders.watchdog, in a process of its own, kills the sandbox over
+    the memory limit and counts its tasks (see there); RLIMIT_DATA stops one process at 1.25x."""
     kind = "watchdog"
-    INTERVAL = 0.1
-    TICK = 0.01  # between looks at the host's pid counter: a burst of new tasks is counted at once
-    BURST = 16  # new pids on the host within a tick that make the watchdog count the sandbox's tasks
-    BURST_TICK = 0.001  # between looks during a burst
     NEAR_CAP = 0.8  # share of the cap that counts as reaching it: the kernel refuses forks at the cap, and
     # a fork bomb of kernels is seen at 451 to 502 of 512 tasks (its children die as fast as they start)
 
     def __init__(self, memory_bytes: int, processes: int, tmpfs=()):
         self.memory_bytes, self.processes, self.tmpfs = memory_bytes, processes, tmpfs
-        self.root, self.peak, self.most_tasks, self.over_memory, self.cpu = None, 0, 0, False, 0.0
-        self.stopped = threading.Event()
-        self.own_mounts = _mount_namespace("self")
+        self.root, self.watcher, self.seen = None, None, None
 
     def prefix(self) -> str:
         """Each process may hold at most the memory limit and a quarter in data (the hard stop
@@ -182,108 +174,48 @@ class Watchdog:
 
     def watch(self, process) -> None:
         self.root = process.pid
-        threading.Thread(target=self._watch, name=f"watchdog-{process.pid}", daemon=True).start()
+        self.watcher = subprocess.Popen(
+            python_module("graders.watchdog", str(process.pid), str(self.memory_bytes), str(self.processes), *self.tmpfs),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
 
-    def _watch(self) -> None:
-        """Memory and CPU every INTERVAL; the task count then too, and at once, every millisecond,
-        while many tasks start (a fork bomb lives for milliseconds between the cap and the deaths
-        it causes)."""
-        last_pid, namespace_proc, threads, tick = _last_pid(), None, 0, self.TICK
-        slow_at = time.monotonic() + self.INTERVAL
-        while not self.stopped.wait(tick):
-            pid = _last_pid()
-            started, last_pid = (pid - last_pid) % PID_MAX, pid
-            burst = namespace_proc and started >= max(2, self.BURST * tick / self.TICK)
-            if burst:
-                self.most_tasks = max(self.most_tasks, _namespace_processes(namespace_proc) + threads)
-            tick = self.BURST_TICK if burst else self.TICK
-            if time.monotonic() < slow_at:
-                continue
-            slow_at = time.monotonic() + self.INTERVAL
-            pids = self.tree()
-            if not pids:
-                return
-            inside = self._inside(pids)
-            namespace_proc = f"/proc/{inside}/root/proc" if inside else None
-            memory = sum(_resident_memory(pid) for pid in pids) + self._tmpfs_bytes(pids)
-            if memory > self.memory_bytes:  # count pages shared copy-on-write once (slower: only now)
-                memory = sum(_proportional_memory(pid) for pid in pids) + self._tmpfs_bytes(pids)
-            self.peak = max(self.peak, memory)
-            self.cpu = max(self.cpu, sum(_cpu_seconds(pid) for pid in pids))
-            tasks = sum(_threads(pid) for pid in pids)
-            threads = tasks - len(pids)  # beyond one a process: forked children start with one
-            self.most_tasks = max(self.most_tasks, tasks)
-            if memory > self.memory_bytes:
-                self.over_memory = True
-                self.kill_all()
-                return
-
-    def tree(self) -> list:
-        """The sandbox's live processes: the first one and its descendants (orphans in
-        bubblewrap's pid namespace are adopted by its init, a descendant too)."""
-        found, todo = [], [self.root]
-        while todo:  # breadth first: the sandbox's init comes before its descendants
-            pid = todo.pop(0)
-            if _state(pid) in ("", "Z", "X"):
-                continue
-            found.append(pid)
-            try:
-                tasks = os.listdir(f"/proc/{pid}/task")
-            except OSError:
-                continue
-            for task in tasks:
-                todo.extend(int(child) for child in _read(Path(f"/proc/{pid}/task/{task}/children")).split())
-        return found
-
-    def _inside(self, pids):
-        """The first process inside the sandbox's mount (and pid) namespace (bubblewrap's init: it lasts), if any."""
-        return next((pid for pid in pids if _mount_namespace(pid) not in ("", self.own_mounts)), None)
-
-    def _tmpfs_bytes(self, pids) -> int:
-        """What the sandbox's own tmpfs folders hold (seen through a process in its mount namespace)."""
-        inside = self._inside(pids)
-        used = 0
-        for folder in self.tmpfs if inside else ():
-            try:
-                stat = os.statvfs(f"/proc/{inside}/root{folder}")
-                used += (stat.f_blocks - stat.f_bfree) * stat.f_frsize
-            except OSError:
-                pass
-        return used
+    def _seen(self) -> dict:
+        """What the watchdog saw, once the sandbox is gone (it ends then)."""
+        if self.seen is None:
+            self.seen = {}
+            if self.watcher:
+                try:
+                    output, _ = self.watcher.communicate(timeout=30)
+                    self.seen = json.loads(output.strip().splitlines()[-1])
+                except (subprocess.TimeoutExpired, ValueError, IndexError):
+                    self.watcher.kill()
+                    self.watcher.communicate()
+        return self.seen
 
     def oom_killed(self) -> bool:
-        return self.over_memory
+        return self._seen().get("over_memory", False)
 
     def process_limit_hit(self) -> bool:
-        return self.most_tasks >= self.NEAR_CAP * self.processes
+        return self._seen().get("most_tasks", 0) >= self.NEAR_CAP * self.processes
 
     def peak_memory(self) -> int:
-        return self.peak
+        return self._seen().get("peak_memory_bytes", 0)
 
     def cpu_seconds(self, rusage) -> float:
         """CPU of the sandbox's processes (each with the children it reaped) at the last look, or as
         reported by the first process when it ends (bubblewrap does not pass its children's on)."""
-        return max(self.cpu, rusage.ru_utime + rusage.ru_stime if rusage else 0.0)
+        return max(self._seen().get("cpu_seconds", 0.0), rusage.ru_utime + rusage.ru_stime if rusage else 0.0)
+
+    def tree(self) -> list:
+        return watchdog.tree(self.root) if self.root else []
 
     def kill_all(self) -> None:
-        kill_until_gone(lambda: self.tree() if self.root else [])
+        if self.root:
+            watchdog.kill_tree(self.root)
 
     def remove(self) -> None:
-        self.stopped.set()
-
-
-def kill_until_gone(list_pids, attempts: int = 50, pause: float = 0.05) -> None:
-    """SIGKILL what `list_pids()` returns until it returns nothing (a fork bomb keeps adding)."""
-    for _ in range(attempts):
-        pids = list_pids()
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(pause)
+        if self.watcher and self.watcher.poll() is None:
+            self.watcher.terminate()
+        self._seen()
 
 
 def _v1_root(controller: str) -> Path:
@@ -298,71 +230,6 @@ def _v1_root(controller: str) -> Path:
 def _read(path: Path) -> str:
     try:
         return path.read_text()
-    except OSError:
-        return ""
-
-
-def _stat(pid) -> list:
-    """The fields of /proc/PID/stat after the command's name (state first); [] if it is gone."""
-    return _read(Path(f"/proc/{pid}/stat")).rpartition(")")[2].split()
-
-
-def _state(pid) -> str:
-    """R, S, D, Z ... of a process; '' if it is gone."""
-    return (_stat(pid) or [""])[0]
-
-
-def _cpu_seconds(pid) -> float:
-    """CPU time of a process and of the children it has reaped."""
-    fields = _stat(pid)
-    return sum(int(value) for value in fields[11:15]) / CLOCK_TICKS if len(fields) > 14 else 0.0
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _threads(pid) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return 0
-
-
-def _resident_memory(pid) -> int:
-    """Resident anonymous and shared memory of one process, bytes (file-backed pages are reclaimable)."""
-    fields = dict(line.split(":", 1) for line in _read(Path(f"/proc/{pid}/status")).splitlines() if ":" in line)
-    return sum(int(fields.get(name, "0 kB").split()[0]) for name in ("RssAnon", "RssShmem")) * 1024
-
-
-def _proportional_memory(pid) -> int:
-    """Anonymous and shared memory of one process, each page divided among the processes sharing it."""
-    fields = dict(line.split(":", 1) for line in _read(Path(f"/proc/{pid}/smaps_rollup")).splitlines() if ":" in line)
-    names = ("Pss_Anon", "Pss_Shmem") if "Pss_Anon" in fields else ("Pss",)
-    return sum(int(fields.get(name, "0 kB").split()[0]) for name in names) * 1024
-
-
-PID_MAX = int(_read(Path("/proc/sys/kernel/pid_max")) or 1 << 22)
-
-
-def _last_pid() -> int:
-    """The last pid the host gave out: every task made in a sandbox takes one there too."""
-    try:
-        return int(Path("/proc/sys/kernel/ns_last_pid").read_text())
-    except (OSError, ValueError):
-        return 0
-
-
-def _namespace_processes(proc: str) -> int:
-    """Processes (zombies too) in the pid namespace whose /proc is mounted at `proc`: one quick look."""
-    try:
-        return sum(name.isdigit() for name in os.listdir(proc))
-    except OSError:
-        return 0
-
-
-def _mount_namespace(pid) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/mnt")
     except OSError:
         return ""
 
@@ -414,12 +281,12 @@ def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: d
     for inside, host in (files or {}).items():
         command += ["--perms", "1777", "--dir", str(Path(inside).parent), "--ro-bind", str(host), inside]
     made = set()
-    for path in _python_paths():
+    for path in [*_python_paths(), PACKAGE_INSIDE]:
         for parent in reversed(Path(path).parents[:-1]):  # bwrap would make them 0700 when run as root
             if str(parent) not in made:
                 made.add(str(parent))
                 command += ["--perms", "0755", "--dir", str(parent)]
-        command += ["--ro-bind", path, path]
+        command += ["--ro-bind", str(PACKAGE) if path == PACKAGE_INSIDE else path, path]
     command += ["--ro-bind", str(data_dir), "/data", "--bind", str(workdir), "/submission", "--chdir", "/submission",
                 "--remount-ro", "/dev", "--remount-ro", "/"]
     for key, value in {**env, "HOME": "/tmp", "ONIONS_DATA_DIR": "/data", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}.items():
@@ -428,23 +295,24 @@ def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: d
 
 
 def _python_paths() -> list:
-    """The interpreter, the virtualenv and this package (an editable install points at its source)."""
-    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), str(PACKAGE)}
+    """The interpreter and the virtualenv."""
+    paths = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
     return sorted(p for p in paths if not p.startswith("/usr/") and p != "/usr")
 
 
-PACKAGE = Path(__file__).resolve().parent  # this package, as the grader imported it
+PACKAGE = Path(__file__).resolve().parent  # this package, as the grader imported it (an editable install: its source)
+PACKAGE_INSIDE = "/opt/onions/graders"  # where a sandbox shows it: not at its own path, which may be in the course
 
 
-def python_module(module: str, *args) -> list:
-    """`python -m module args`, importing `module` from this very package wherever it was
-    installed from, never from the working directory (a student may hand in a `graders/`).
-    The package's folder then stays last on sys.path, so that the kernels (forked from this
-    process) import the same package when a notebook does (`from graders.data import ...`)."""
+def python_module(module: str, *args, folder: str = str(PACKAGE.parent)) -> list:
+    """`python -m module args`, importing `module` from this very package (in `folder`) wherever
+    it was installed from, never from the working directory (a student may hand in a `graders/`).
+    The folder then stays last on sys.path, so that the kernels (forked from this process)
+    import the same package when a notebook does (`from graders.data import ...`)."""
     boot = ("import importlib, sys; folder = sys.argv.pop(1); sys.path.insert(0, folder); "
             "module = importlib.import_module(sys.argv.pop(1)); sys.path.remove(folder); sys.path.append(folder); "
             "sys.exit(module.main())")
-    return [sys.executable, "-I", "-c", boot, str(PACKAGE.parent), module, *args]
+    return [sys.executable, "-I", "-c", boot, folder, module, *args]
 
 
 # -- the three ways --------------------------------------------------------------------------
@@ -453,6 +321,11 @@ class Isolation:
     """How student code runs: `describe` for the batch header, `check` before anything runs, `run`."""
     name = ""
     pid_namespace = True  # student code runs in a pid namespace of its own, where all its uid's processes are its
+    package_folder = str(Path(PACKAGE_INSIDE).parent)  # where the student's side finds this package
+
+    def python_module(self, module: str, *args) -> list:
+        """The command line that runs `module` of this package on the student's side."""
+        return python_module(module, *args, folder=self.package_folder)
 
     def describe(self, limits: Limits) -> str:
         return f"{self.name}; limits by {self.limiter_kind()}: {limits.describe()}"
@@ -568,6 +441,7 @@ class UserNamespaceSandbox(Isolation):
 class NoSandbox(Isolation):
     name = "NOT sandboxed (--no-sandbox): student code as you, with your files and the network"
     pid_namespace = False
+    package_folder = str(PACKAGE.parent)
 
     def limiter(self, limits: Limits):
         try:
