@@ -343,7 +343,7 @@ class Isolation:
             return f"nothing ({error})"
         limiter.remove()
         return "a cgroup (kernel-enforced)" if limiter.kind == "cgroup" else (
-            f"a watchdog every {Watchdog.INTERVAL:g} s (memory) and rlimits")
+            f"a watchdog every {watchdog.INTERVAL:g} s (memory) and rlimits")
 
     def command(self, argv: list, workdir: Path, limits: Limits, data_dir: Path, env: dict, files: dict):
         """(command line, environment) that runs `argv`."""
@@ -429,7 +429,7 @@ class UserNamespaceSandbox(Isolation):
 
     def limiter_kind(self) -> str:
         return (f"RLIMIT_NPROC in the namespace (processes and threads, kernel-enforced), "
-                f"a watchdog every {Watchdog.INTERVAL:g} s (memory)")
+                f"a watchdog every {watchdog.INTERVAL:g} s (memory)")
 
     def command(self, argv, workdir, limits, data_dir, env, files):
         # set inside the namespace, where the kernel counts only the sandbox's processes
