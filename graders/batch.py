@@ -54,7 +54,7 @@ class Result:
     seconds: float = 0.0
     cpu_seconds: float = 0.0  # of the student's sandbox, all notebooks
     peak_memory_bytes: int = 0  # of the student's sandbox
-    notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's)
+    notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
 
 
 @contextlib.contextmanager
@@ -260,7 +260,7 @@ class Batch:
             return {"status": "execution failed", "detail": f"{type(error).__name__}: {error}", "wall_seconds": 0.0, "notebooks": {}}
         status, detail = GRADED, ""
         runner_says = [line[len("RUNNER: "):] for line in outcome.output.splitlines() if line.startswith("RUNNER: ")]
-        failure = next((line for line in runner_says if not line.startswith("ran ")), "")
+        failure = next((line for line in runner_says if not line.startswith(("ran ", "checked "))), "")
         # the cause first: a fork bomb may then time out, crash its kernel or even finish
         if outcome.process_limit_hit:
             status, detail = "too many processes", f"reached the limit of {self.limits.processes} processes and threads"
@@ -384,12 +384,16 @@ def reason(messages) -> str:
 
 
 def _measured(runner_says) -> dict:
-    """{notebook: {wall_seconds, cpu_seconds}} from the runner's "ran NAME in W s, kernel CPU C s" lines."""
+    """{notebook: {wall_seconds, cpu_seconds, check_...}} from the runner's "ran NAME ..." and "checked NAME ..." lines."""
     measured = {}
     for line in runner_says:
         match = re.fullmatch(r"ran (\S+) in ([\d.]+) s, kernel CPU ([\d.]+) s", line)
         if match:
             measured[match[1]] = {"wall_seconds": float(match[2]), "cpu_seconds": float(match[3])}
+        match = re.fullmatch(r"checked (\S+) in ([\d.]+) s, checker CPU ([\d.]+) s, exports ([\d.]+) s", line)
+        if match and match[1] in measured:
+            measured[match[1]].update(check_wall_seconds=float(match[2]), check_cpu_seconds=float(match[3]),
+                                      export_seconds=float(match[4]))
     return measured
 
 

@@ -9,9 +9,15 @@ its own session and process group (interrupts reach it as usual), the working di
 and environment jupyter_client asked for, numpy's global random state reseeded. The only
 visible difference: the preloaded modules are already imported.
 
+The zygote also forks, before any kernel, the checker that runs the hidden tests
+(graders.hidden): a process that never runs student code, on a line of its own. Both are not
+dumpable: a student's kernel (made dumpable again, as a fresh one is) cannot trace them or read
+their memory.
+
 `ForkedKernelManager` is jupyter_client's AsyncKernelManager launching through the zygote
 (any kernel that is not ipykernel starts the usual way).
 """
+import ctypes
 import importlib
 import json
 import os
@@ -32,19 +38,33 @@ class Zygote:
 
     def __init__(self, preload=()):
         ours, theirs = socket.socketpair()
+        checks_ours, checks_theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:  # the zygote
             ours.close()
+            checks_ours.close()
             code = 1
             try:
-                _serve(theirs, preload)
+                _serve(theirs, preload, checks_theirs)
                 code = 0
             finally:
                 os._exit(code)
         theirs.close()
+        checks_theirs.close()
         self.pid, self.socket, self.stream = pid, ours, ours.makefile("rw", encoding="utf-8")
+        self.checks = checks_ours.makefile("rw", encoding="utf-8")
+        self.checks_socket = checks_ours
+        self._checker_pid = None
         self.cpu_seconds = {}  # kernel pid -> CPU seconds it used, once reaped
         self.last_pid = None  # the kernel forked last
+
+    @property
+    def checker_pid(self) -> int:
+        """The checker's pid (it says so first, once the zygote has imported and forked it)."""
+        if self._checker_pid is None:
+            line = self.checks.readline()
+            self._checker_pid = json.loads(line)["pid"] if line else -1
+        return self._checker_pid
 
     def request(self, **message) -> dict:
         try:
@@ -67,8 +87,27 @@ class Zygote:
         self.cpu_seconds[pid] = reply["cpu_seconds"]
         return reply["returncode"]
 
+    def check(self, checks: list, seconds: float) -> tuple:
+        """Run hidden checks (graders.hidden.Check) in the checker: ({cell id: None or [ename,
+        evalue]}, the checker's CPU seconds). A dead checker fails them all."""
+        request = {"checks": [vars(check) for check in checks], "seconds": seconds}
+        try:
+            self.checker_pid  # noqa: B018 (the hello line comes first)
+            self.checks.write(json.dumps(request) + "\n")
+            self.checks.flush()
+            line = self.checks.readline()
+        except OSError:
+            line = ""
+        if not line:
+            from graders.hidden import FAILED_TO_RUN
+            return {check.cell_id: [FAILED_TO_RUN, "the hidden checks could not run: the checker has died"]
+                    for check in checks}, 0.0
+        reply = json.loads(line)
+        return reply["results"], reply["cpu_seconds"]
+
     def close(self) -> None:
         self.socket.close()
+        self.checks_socket.close()
         try:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
@@ -76,14 +115,27 @@ class Zygote:
             pass
 
 
-def _serve(connection: socket.socket, preload) -> None:
-    """The zygote's loop: import once, then fork kernels and reap them as asked."""
+def _serve(connection: socket.socket, preload, checks: socket.socket) -> None:
+    """The zygote's loop: import once, fork the checker, then fork kernels and reap them as asked."""
+    set_dumpable(False)
     runner_directory = os.getcwd()
     for name in ["ipykernel.kernelapp", *preload]:
         try:
             importlib.import_module(name)
         except Exception:  # the notebook's own import will say what is wrong
             pass
+    if os.fork() == 0:  # the checker: holds no line to the kernels, and they none to it
+        connection.close()
+        code = 1
+        try:
+            from graders import hidden
+            hidden.clean_path(os.getcwd())
+            os.chdir("/")
+            hidden.serve(checks)
+            code = 0
+        finally:
+            os._exit(code)
+    checks.close()
     stream = connection.makefile("rw", encoding="utf-8")
     for line in stream:
         request = json.loads(line)
@@ -109,6 +161,7 @@ def _become_kernel(connection_file: str, cwd: str, env: dict, runner_directory: 
     code = 1
     try:
         os.setsid()
+        set_dumpable(True)
         stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
         os.close(stdin)
@@ -140,6 +193,11 @@ def _become_kernel(connection_file: str, cwd: str, env: dict, runner_directory: 
             except Exception:
                 pass
         os._exit(code)
+
+
+def set_dumpable(dumpable: bool) -> None:
+    """prctl(PR_SET_DUMPABLE): whether processes of the same user may trace this one or read its memory."""
+    ctypes.CDLL(None, use_errno=True).prctl(4, int(dumpable), 0, 0, 0)
 
 
 class ForkedKernel:

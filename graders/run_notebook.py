@@ -3,10 +3,13 @@
 Usage: python -m graders.run_notebook NOTEBOOK... --cell-timeout S --notebook-timeout W
 Each NAME.ipynb is read into memory and removed from the disk before any student code runs,
 then executed, in order, each in a kernel of its own forked from one zygote
-(graders.kernel_fork) that imported the `--preload` modules once; with --sandboxed (in
-bubblewrap), whatever a notebook left running is killed before the next starts. The
-NAME.executed.ipynb files are written beside them at the end, when nothing of the student's
-runs any more. Prints "RUNNER: ran NAME in W s, kernel CPU C s" per notebook. Stops at the
+(graders.kernel_fork) that imported the `--preload` modules once. The kernel never sees a
+hidden test: it runs each test cell's public part and exports what the hidden part reads; with
+--sandboxed (in bubblewrap) whatever the notebook left running is then killed, and the checker
+(graders.hidden) runs the hidden parts. The NAME.executed.ipynb files, with the cells' sources
+as they came, are written beside them at the end, when nothing of the student's runs any more.
+Prints "RUNNER: ran NAME in W s, kernel CPU C s" and "RUNNER: checked NAME in W s, checker CPU
+C s" per notebook. Stops at the
 first notebook that fails, with exit status 3 when its kernel died, 4 when it could not be read
 or written, 5 when it ran past its wall time; 0 when all ran to the end (cells may have failed:
 that is for the grade to say).
@@ -17,8 +20,8 @@ CPU-seconds (all of nbgrader, its server extensions and SQLAlchemy), 4% of a cla
 time on 2 cores. nbgrader's own Autograde grades the result.
 """
 import argparse
-import ctypes
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -32,11 +35,13 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
+from nbclient.util import ensure_async  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
+from graders import hidden  # noqa: E402
 from graders.watchdog import kill_until_gone  # noqa: E402
-from graders.kernel_fork import ForkedKernelManager, Zygote  # noqa: E402
+from graders.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
 
 KERNEL_DIED, UNREADABLE, TIMED_OUT = 3, 4, 5
 
@@ -63,6 +68,37 @@ def record_unreported_error(cell, execute_reply, **_):
     cell.outputs.append(error)
 
 
+class HiddenTestsClient(NotebookClient):
+    """nbclient that gives the kernel only the public part of each test cell; after a public part
+    that passed, the kernel exports the names the hidden part reads into `exports`/<cell>.
+    `checks` lists them, for the checker."""
+
+    def __init__(self, notebook, exports: Path, **kw):
+        super().__init__(notebook, **kw)
+        self.exports, self.checks = exports, []
+        self.export_seconds = 0.0  # the kernel's exporting, wall time
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        public, code = hidden.split(cell.source) if cell.cell_type == "code" else (cell.source, None)
+        if code is None:
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        original, cell.source = cell.source, public
+        try:
+            await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        finally:
+            cell.source = original
+        if not any(output.output_type == "error" for output in cell.outputs):  # else stock stops there too
+            check = hidden.Check(cell.get("id") or f"cell{cell_index}", code,
+                                 str(self.exports / f"{cell_index:03d}"), hidden.free_names(code))
+            started = time.monotonic()
+            message = await ensure_async(self.kc.execute(hidden.export_code(check.names, check.folder), silent=True,
+                                                         store_history=False, allow_stdin=False))
+            await self.async_wait_for_reply(message)
+            self.export_seconds += time.monotonic() - started
+            self.checks.append((cell, check))
+        return cell
+
+
 def take(paths: list):
     """Read every notebook into this process's memory, then remove the files, before any student
     code runs: the prepared notebooks hold the hidden tests, and student code may search the disk
@@ -83,14 +119,15 @@ def take(paths: list):
     return notebooks, 0
 
 
-def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote: Zygote):
-    """Execute one notebook (read from `path`); returns (exit status, the executed notebook)."""
+def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote: Zygote, exports: Path):
+    """Execute one notebook (read from `path`); returns (exit status, the executed notebook, the
+    client, whose `checks` are the hidden parts to run)."""
     started = time.monotonic()
     # Every output is in once the last cell is done: the kernel is killed, not asked to exit
     # (TensorFlow's teardown costs 0.6 s per notebook; whatever it would still do is not graded).
-    client = NotebookClient(notebook, timeout=cell_timeout, on_cell_executed=record_unreported_error,
-                            shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent)}},
-                            kernel_manager_class=ForkedKernelManager, **EXECUTE_SETTINGS)
+    client = HiddenTestsClient(notebook, exports, timeout=cell_timeout, on_cell_executed=record_unreported_error,
+                               shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent)}},
+                               kernel_manager_class=ForkedKernelManager, **EXECUTE_SETTINGS)
     ForkedKernelManager.zygote, zygote.last_pid = zygote, None
     timed_out = threading.Event()
     deadline = threading.Timer(notebook_timeout, _kill_kernel, [zygote, timed_out])
@@ -100,14 +137,27 @@ def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote
     except RuntimeError as error:  # the kernel died or did not start (DeadKernelError, ZygoteDied...)
         if timed_out.is_set():
             print(f"RUNNER: timed out: {path.name} still running after {notebook_timeout:g} s", flush=True)
-            return TIMED_OUT, None
+            return TIMED_OUT, None, client
         print(f"RUNNER: kernel died: {path.name}: {error}", flush=True)
-        return KERNEL_DIED, None
+        return KERNEL_DIED, None, client
     finally:
         deadline.cancel()
     cpu = zygote.cpu_seconds.get(zygote.last_pid, 0.0)
     print(f"RUNNER: ran {path.stem} in {time.monotonic() - started:.2f} s, kernel CPU {cpu:.2f} s", flush=True)
-    return 0, notebook
+    return 0, notebook, client
+
+
+def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float) -> None:
+    """Run the hidden parts in the checker, once no student process is left; a failed one is its
+    cell's error output, as it would have been in the kernel."""
+    started, checks = time.monotonic(), client.checks
+    results, cpu = zygote.check([item for _, item in checks], seconds) if checks else ({}, 0.0)
+    for cell, item in checks:
+        result = results.get(item.cell_id, [hidden.FAILED_TO_RUN, "the hidden checks could not run"])
+        if result:
+            cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result)))
+    print(f"RUNNER: checked {path.stem} in {time.monotonic() - started:.2f} s, checker CPU {cpu:.2f} s, "
+          f"exports {client.export_seconds:.2f} s", flush=True)
 
 
 def _kill_kernel(zygote: Zygote, timed_out: threading.Event) -> None:
@@ -118,12 +168,6 @@ def _kill_kernel(zygote: Zygote, timed_out: threading.Event) -> None:
             os.killpg(zygote.last_pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def protect_runner() -> None:
-    """No student process may inspect or alter the runner: it runs as the same uid, which could
-    otherwise ptrace it or open /proc/PID/mem. Non-dumpable processes are closed to both."""
-    ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
 
 
 def kill_leftovers(keep: set) -> None:
@@ -172,20 +216,27 @@ def main(argv=None) -> int:
         parser.error("--sandboxed outside a bubblewrap sandbox: refusing to kill this user's processes")
     # the zygote (and so every kernel) is forked before any notebook is read: none ever held one
     zygote = Zygote([name for name in args.preload.split(",") if name])
-    protect_runner()
+    # no student process may inspect or alter the runner (same uid: it could ptrace it or open
+    # /proc/PID/mem): it holds the hidden tests
+    set_dumpable(False)
     executed = {}
+    exports = Path(tempfile.mkdtemp(prefix="graders-checks-"))
     try:
         notebooks, status = take(args.notebooks)
         if status:
             return status
         for path, notebook in notebooks.items():
-            status, executed[path] = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote)
+            status, executed[path], client = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote,
+                                                      exports / path.stem)
             if args.sandboxed:
-                kill_leftovers({1, os.getpid(), zygote.pid})
+                kill_leftovers({1, os.getpid(), zygote.pid, zygote.checker_pid})
             if status:
                 return status
+            check(path, client, zygote, args.notebook_timeout)
+            shutil.rmtree(exports / path.stem, ignore_errors=True)
     finally:
         zygote.close()
+        shutil.rmtree(exports, ignore_errors=True)
     # written only now, when no student process is left to change them
     if args.sandboxed:
         kill_leftovers({1, os.getpid()})

@@ -1,0 +1,157 @@
+"""The answers a hidden check needs, as plain data: saved by the student's kernel, loaded by the checker.
+
+A hidden check must not run in the student's kernel, where the student's code can have replaced
+any function (numpy's, keras', the builtins) or made objects that lie (an int whose `==` is always
+True). So after a test cell's public part has run, the kernel saves the names the hidden part
+uses (`export`), and a process that has never run student code loads them (`load`) as objects
+of its own making: exact JSON values for numbers, strings and their lists and dicts; `.npy`
+files (no pickles) for arrays; `.keras` files loaded with `safe_mode=True` for models; a
+History's `history` dict for a History. Anything else is refused with the reason, and a check
+that uses it fails with that reason. What a student's kernel exports is only ever a claim: the
+checks test it.
+"""
+import importlib
+import json
+import math
+import types
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+PLAIN = (bool, int, float, str, type(None))
+
+
+class Refused(Exception):
+    """A value that cannot cross to the checker as data."""
+
+
+# -- in the student's kernel ---------------------------------------------------------------
+
+def export(namespace: dict, names: list, folder: str) -> None:
+    """Save `names` from `namespace` into `folder`, with a manifest of what each became."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for name in names:
+        if name not in namespace:
+            continue  # the check will say NameError, as it would in the kernel
+        try:
+            manifest[name] = _export_one(namespace[name], name, folder)
+        except Exception as error:
+            manifest[name] = {"kind": "refused", "why": f"{name} could not be checked: {_why(error)}"}
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _export_one(value, name: str, folder: Path) -> dict:
+    if isinstance(value, types.ModuleType):
+        return {"kind": "module", "name": value.__name__}
+    if isinstance(value, types.FunctionType):
+        raise Refused("it is a function, and hidden checks never run the student's code "
+                      "(compute what they need in the cell's public part)")
+    import numpy as np
+    if isinstance(value, np.ndarray):
+        array = np.asarray(value)
+        np.save(folder / f"{name}.npy", array, allow_pickle=False)
+        return {"kind": "array", "file": f"{name}.npy"}
+    keras = _keras()
+    if keras is not None and isinstance(value, keras.Model):
+        value.save(folder / f"{name}.keras")
+        return {"kind": "model", "file": f"{name}.keras"}
+    if keras is not None and isinstance(value, keras.callbacks.History):
+        history = plain(value.history)
+        if not isinstance(history, dict):
+            raise Refused("its .history is not a dict")
+        return {"kind": "history", "history": history}
+    return {"kind": "value", "value": plain(value)}
+
+
+def plain(value):
+    """`value` as a tagged JSON tree of exact builtin types; numpy's own scalars become numbers.
+    Subclasses are refused: their `==`, `<` or `abs` may say anything."""
+    import numpy as np
+    kind = type(value)
+    if kind in PLAIN:
+        if kind is float and not math.isfinite(value):
+            return {"float": repr(value)}
+        return value
+    if kind in (list, tuple):
+        return {kind.__name__: [plain(item) for item in value]}
+    if kind is dict:
+        if not all(type(key) is str for key in value):
+            raise Refused("a dict with keys that are not plain strings")
+        return {"dict": {key: plain(item) for key, item in value.items()}}
+    if kind.__module__ == "numpy" and isinstance(value, (np.bool_, np.integer, np.floating)):
+        return plain(value.item())
+    raise Refused(f"it is a {kind.__module__}.{kind.__qualname__}, not a plain int, float, str, "
+                  "list, dict, numpy array or keras model")
+
+
+def _keras():
+    try:
+        import keras
+        return keras
+    except ImportError:
+        return None
+
+
+def _why(error: Exception) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text if isinstance(error, Refused) else f"{type(error).__name__}: {text}"[:300]
+
+
+# -- in the checker ------------------------------------------------------------------------
+
+def load(folder: str) -> tuple:
+    """({name: value} as the checker's own objects, {name: why it was refused})."""
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    values, refused = {}, {}
+    for name, entry in manifest.items():
+        try:
+            values[name] = _load_one(entry, folder)
+        except Exception as error:
+            refused[name] = entry.get("why") or f"{name} could not be checked: {_why(error)}"
+    return values, refused
+
+
+def _load_one(entry: dict, folder: Path):
+    kind = entry["kind"]
+    if kind == "refused":
+        raise Refused(entry["why"])
+    if kind == "module":
+        return importlib.import_module(entry["name"])
+    if kind == "array":
+        import numpy as np
+        return np.load(_inside(folder, entry["file"]), allow_pickle=False)
+    if kind == "model":
+        import keras
+        return keras.saving.load_model(_inside(folder, entry["file"]), compile=False, safe_mode=True)
+    if kind == "history":
+        import keras
+        history = keras.callbacks.History()
+        history.history = unplain(entry["history"])
+        return history
+    if kind == "value":
+        return unplain(entry["value"])
+    raise Refused(f"unknown kind {kind!r}")
+
+
+def unplain(tree):
+    """The inverse of `plain`: tagged JSON back to Python values."""
+    if type(tree) in PLAIN:
+        return tree
+    if type(tree) is dict and len(tree) == 1:
+        (tag, item), = tree.items()
+        if tag == "float" and item in ("nan", "inf", "-inf"):
+            return float(item)
+        if tag in ("list", "tuple") and type(item) is list:
+            return {"list": list, "tuple": tuple}[tag](unplain(x) for x in item)
+        if tag == "dict" and type(item) is dict:
+            return {key: unplain(x) for key, x in item.items()}
+    raise Refused("malformed value")
+
+
+def _inside(folder: Path, name: str) -> Path:
+    path = folder / name
+    if path.parent != folder or path.is_symlink():
+        raise Refused(f"{name} is not a file of the export")
+    return path

@@ -1,0 +1,158 @@
+"""Hidden tests run outside the student's kernel, on what the student's code left behind.
+
+nbgrader writes the hidden tests back into the test cells before execution, so in stock
+nbgrader they run in the student's kernel, where student code can read them (from the prepared
+notebook, or from the kernel's own input) and talk them round (replace `numpy.mean`, make an
+int whose `==` is always True, silence tracebacks). Here a test cell is cut at
+`### BEGIN HIDDEN TESTS`: the kernel runs only the public part above it; if that passed, the
+kernel exports the names the hidden part reads (`graders.artifacts`); once no student process is
+left, a checker that has never run student code runs the hidden part on them with its own
+builtins and modules. A failure becomes the cell's error output, so nbgrader scores it as usual.
+
+Authors write hidden tests as in nbgrader, with two rules: a hidden part imports the tools it
+uses (it does not see the notebook's imports, only its own), and it reads only data: numbers,
+strings, lists, dicts, numpy arrays, keras models and Histories. What needs the student's
+functions (`preprocess` on the test images) is computed in the public part and stored in a name.
+Code after `### END HIDDEN TESTS` runs in the checker too.
+"""
+import ast
+import builtins
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+
+BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+FAILED_TO_RUN = "HiddenCheckError"
+
+
+@dataclass
+class Check:
+    """One test cell's hidden part, and where its kernel exported the names it reads."""
+    cell_id: str
+    code: str
+    folder: str
+    names: list = field(default_factory=list)
+
+
+def split(source: str) -> tuple:
+    """(public part, hidden part or None): the hidden part is everything from the first BEGIN
+    line on, without the marker lines."""
+    lines = source.splitlines(keepends=True)
+    starts = [number for number, line in enumerate(lines) if line.strip() == BEGIN]
+    if not starts:
+        return source, None
+    public, rest = lines[:starts[0]], lines[starts[0]:]
+    hidden = [line for line in rest if line.strip() not in (BEGIN, END)]
+    return "".join(public), "".join(hidden)
+
+
+def free_names(code: str) -> list:
+    """The names `code` reads but never binds, builtins excluded: what the kernel must export.
+    A name that shadows a builtin (`abs`, `isinstance`) is never taken from the student."""
+    tree = ast.parse(code)
+    read, bound = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read.append if isinstance(node.ctx, ast.Load) else bound.add)(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    names = dict.fromkeys(name for name in read if name not in bound and not hasattr(builtins, name))
+    return list(names)
+
+
+def export_code(names: list, folder: str) -> str:
+    """What the kernel runs (silently, after the public part) to export `names`."""
+    return f"__import__('graders.artifacts', fromlist=['export']).export(globals(), {names!r}, {folder!r})"
+
+
+def failure_output(ename: str, evalue: str) -> dict:
+    """An error output as the kernel would show it, with the message only: the hidden code stays hidden."""
+    return {"output_type": "error", "ename": ename, "evalue": evalue,
+            "traceback": [f"\x1b[0;31m{ename}\x1b[0m: {evalue}" if evalue else f"\x1b[0;31m{ename}\x1b[0m"]}
+
+
+# -- the checker: forked from the zygote before any student code ran ----------------------------
+
+def serve(connection) -> None:
+    """The checker's loop: per request (one JSON line: checks and a time limit), fork a child that
+    runs them, and answer with {cell id: null or [ename, evalue]} and the child's CPU seconds."""
+    stream = connection.makefile("rw", encoding="utf-8")
+    stream.write(json.dumps({"pid": os.getpid()}) + "\n")
+    stream.flush()
+    for line in stream:
+        request = json.loads(line)
+        results, cpu = _run_in_child(request["checks"], request["seconds"])
+        stream.write(json.dumps({"results": results, "cpu_seconds": cpu}) + "\n")
+        stream.flush()
+
+
+def _run_in_child(checks: list, seconds: float) -> tuple:
+    """Each request in a fresh child: what one notebook's checks load or leave behind (models,
+    arrays, imports) never reaches the next notebook's."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        code = 1
+        try:
+            signal.alarm(max(1, int(seconds)))  # the default action ends the child
+            _quiet()
+            with os.fdopen(write, "w") as out:
+                for check in checks:
+                    out.write(json.dumps([check["cell_id"], run_check(check)]) + "\n")
+                    out.flush()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    results = {}
+    with os.fdopen(read) as lines:
+        for line in lines:
+            cell_id, result = json.loads(line)
+            results[cell_id] = result
+    _, status, usage = os.wait4(pid, 0)
+    why = "timed out" if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM else (
+        f"ended with status {os.waitstatus_to_exitcode(status)}")
+    for check in checks:
+        results.setdefault(check["cell_id"], [FAILED_TO_RUN, f"the hidden checks could not run: the checker {why}"])
+    return results, usage.ru_utime + usage.ru_stime
+
+
+def _quiet() -> None:
+    """What hidden code prints (load_dataset's notes) goes nowhere: the student must not see it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def run_check(check: dict):
+    """Run one hidden part on its exported names: None if it passed, else [ename, evalue]."""
+    from graders import artifacts
+    try:
+        values, refused = artifacts.load(check["folder"])
+    except Exception as error:
+        return [FAILED_TO_RUN, f"the names this check reads were not exported ({type(error).__name__})"]
+    used = [name for name in check["names"] if name in refused]
+    if used:
+        return [FAILED_TO_RUN, refused[used[0]]]
+    namespace = {"__builtins__": builtins, "__name__": "__hidden__", **values}
+    try:
+        exec(compile(check["code"], f"<hidden test of {check['cell_id']}>", "exec"), namespace)
+    except BaseException as error:  # noqa: B902 (SystemExit and KeyboardInterrupt fail the check too)
+        return [type(error).__name__, str(error)]
+    return None
+
+
+def clean_path(notebook_folder: str) -> None:
+    """No module of the student's folder (or the working directory) can be imported by the checker."""
+    sys.path[:] = [entry for entry in sys.path
+                   if entry not in ("", ".") and not os.path.realpath(entry).startswith(os.path.realpath(notebook_folder))]
