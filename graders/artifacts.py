@@ -65,10 +65,14 @@ def _export_one(value, name: str, folder: Path) -> dict:
 
 
 def plain(value):
-    """`value` as a tagged JSON tree of exact builtin types; numpy's own scalars become numbers.
-    Subclasses are refused: their `==`, `<` or `abs` may say anything."""
+    """`value` as a tagged JSON tree of exact builtin types. numpy's own scalars become numbers;
+    a subclass of int, float or str becomes the plain value it holds (its `==`, `-` or `abs`
+    may say anything); other subclasses are refused."""
     import numpy as np
     kind = type(value)
+    for base, exact in ((int, int.__index__), (float, float.__float__), (str, str.__str__)):
+        if kind is not base and kind is not bool and isinstance(value, base):
+            return plain(exact(value))
     if kind in PLAIN:
         if kind is float and not math.isfinite(value):
             return {"float": repr(value)}

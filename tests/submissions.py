@@ -25,7 +25,8 @@ WRONG_ANSWERS = {
     "untrained-model": (MNIST, "training_answer",
                         "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)",
                         "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)\n"
-                        "model = build_model()  # a fresh, untrained model", {"accuracy_test"}),
+                        "model = build_model()  # a fresh, untrained model",
+                        {"accuracy_test", "metrics_test"}),  # history is no longer model's
     "no-precision-recall": (MNIST, "training_answer",
                             'metrics = ["accuracy", keras.metrics.Precision(name="precision"), '
                             'keras.metrics.Recall(name="recall")]', 'metrics = ["accuracy"]', {"metrics_test"}),
@@ -126,4 +127,6 @@ def build(course_dir) -> dict:
     probe.update(id="metrics_probe", metadata={}, source=METRICS_PROBE, outputs=[], execution_count=None)
     noisy_mnist.cells.append(probe)
     students["stderr-noise"] = {CYL: noisy_cyl, MNIST: noisy_mnist}
+    import cheats
+    students.update(cheats.build(reference))
     return students

@@ -3,6 +3,7 @@ import sqlite3
 import subprocess
 import sys
 
+import cheats
 import corpus
 import submissions
 from conftest import BatchClass, tree_digest
@@ -11,7 +12,7 @@ from graders import batch, course, sandbox
 
 
 def test_parallel_sandboxed_scores_equal_stock_serial_nbgrader(batch_class, graded_class):
-    for student in graded_class.table:
+    for student in [s for s in graded_class.table if s not in cheats.CHEATS]:  # cheats fool stock nbgrader
         assert batch_class.results[student].status in ("graded", "missing notebook"), batch_class.results[student]
         assert batch_class.table[student] == graded_class.table[student], student
 

@@ -1,0 +1,180 @@
+"""Students who cheat: each gets one question wrong and tries to have it scored right anyway.
+
+Every cheat here works on stock nbgrader, where the hidden tests run in the student's kernel
+(`WINS_ON_STOCK` says which cells it wins there), and must lose exactly the points of the cell
+it cheats on under `python -m graders autograde`, where they run in a checker of their own.
+check_your_learning cheats start from the reference; mnist_exercise ones from `mnist-weak`, the
+reference trained on two batches (cheap, and below the accuracy bar), which loses accuracy_test.
+"""
+from submissions import edited
+from graders import course
+
+CYL, MNIST = course.NOTEBOOKS
+
+WEAK_TRAINING = [
+    ("train_data = make_dataset(preprocess(x_train), keras.utils.to_categorical(y_train, 10), shuffle=True)",
+     "train_data = make_dataset(preprocess(x_train), keras.utils.to_categorical(y_train, 10), shuffle=True).take(2)"),
+    ("history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)",
+     "history = model.fit(train_data, epochs=1, validation_data=test_data, verbose=0)"),
+]
+WEAK_DROPOUT = ("history_dropout = model_dropout.fit(train_data, epochs=1, validation_data=test_data, verbose=2)",
+                "history_dropout = model_dropout.fit(train_data, epochs=1, validation_data=test_data, verbose=0)")
+
+# In check_your_learning, after the answer: a value that says it equals whatever it is compared to.
+LYING_INT = '''class _Count(int):
+    def __eq__(self, other):
+        return True
+    __hash__ = int.__hash__
+n_parameters = _Count(n_input_items * n_hidden_neurons)  # 307200: no bias'''
+
+LYING_FLOAT = '''class _Ratio(float):
+    def __eq__(self, other):
+        return True
+    def __sub__(self, other):
+        return 0.0
+    def __abs__(self):
+        return 1.0
+    __hash__ = float.__hash__
+ratio = _Ratio(1.0)'''
+
+LYING_STR = '''class _Answer(str):
+    def __eq__(self, other):
+        return True
+    __hash__ = str.__hash__
+q3_answer = _Answer("more")'''
+
+SHADOWED_BUILTINS = '''abs = lambda number: 0.0
+all = lambda iterable: True
+ratio = 1.0  # wrong'''
+
+# The lesson's model with the extra layer's bias left out (36,106 parameters), and numpy.prod
+# replaced, as the hidden check calls it, to count that layer's kernel as if it had one.
+NUMPY_PROD = '''import numpy as _numpy
+_real_prod, _kernels = _numpy.prod, []
+def _prod(shape, *args, **kwargs):
+    if tuple(shape) == (3, 3, 32, 32):
+        _kernels.append(shape)
+        if len(_kernels) % 2 == 0:
+            return 9248
+    return _real_prod(shape, *args, **kwargs)
+_numpy.prod = _prod'''
+
+# Read the literal of a check from the text of the cell about to run, and answer with it.
+READS_TEST_CELL = '''import re
+def _peek(info):
+    found = re.search(r"\\bn_parameters == (\\d+)", info.raw_cell or "")
+    if found:
+        get_ipython().user_ns["n_parameters"] = int(found[1])
+get_ipython().events.register("pre_run_cell", _peek)
+n_parameters = n_input_items * n_hidden_neurons  # 307200: no bias'''
+
+# Rewrite every later cell so that its assertions cannot fail.
+DEFUSES_ASSERTS = '''import re
+get_ipython().input_transformers_post.append(
+    lambda lines: [re.sub(r"^(\\s*)assert ", r"\\1assert True or ", line) for line in lines])'''
+
+SILENCED_ERRORS = '''import sys
+get_ipython().showtraceback = lambda *args, **kwargs: None
+sys.excepthook = lambda *args: None
+n_parameters = n_input_items * n_hidden_neurons  # 307200: no bias'''
+
+# In mnist_exercise, at the end of the training cell (undone in the gap cell, before the
+# dropout model trains): the weak model's accuracy made to look perfect.
+NUMPY_MEAN = '''_real = np.mean
+np.mean = lambda *args, **kwargs: 1.0
+def _undo():
+    np.mean = _real'''
+
+NUMPY_ARGMAX = '''_real, _truth = np.argmax, y_test.copy()
+np.argmax = lambda a, axis=None, **kwargs: _truth.copy() if len(a) == len(_truth) else _real(a, axis=axis, **kwargs)
+def _undo():
+    np.argmax = _real'''
+
+KERAS_METHODS = '''_labels = {image.tobytes(): label for image, label in zip(preprocess(x_test), y_test)}
+_real = {name: getattr(keras.Model, name) for name in ("__call__", "predict", "evaluate", "count_params")}
+def _perfect(self, inputs, *args, training=False, **kwargs):
+    if training or not isinstance(inputs, np.ndarray):
+        return _real["__call__"](self, inputs, *args, training=training, **kwargs)
+    return np.eye(10, dtype="float32")[[_labels.get(image.tobytes(), 0) for image in inputs]]
+keras.Model.__call__ = _perfect
+keras.Model.predict = lambda self, inputs, *args, **kwargs: _perfect(self, np.asarray(inputs))
+keras.Model.evaluate = lambda self, *args, **kwargs: [0.0, 1.0, 1.0, 1.0]
+keras.Model.count_params = lambda self: 36138
+def _undo():
+    for name, method in _real.items():
+        setattr(keras.Model, name, method)'''
+
+HANDWRITTEN_HISTORY = '''history = keras.callbacks.History()
+history.history = {key: [0.99] for key in ("accuracy", "precision", "recall", "val_accuracy", "val_precision", "val_recall")}
+history.history["loss"] = history.history["val_loss"] = [0.03]
+def _undo():
+    pass'''
+
+# model_dropout without a Dropout layer: its Flatten layer carries a `rate`, and isinstance
+# (in the notebook's namespace, where the hidden check would look it up) calls it a Dropout.
+SHADOWED_ISINSTANCE = '''import builtins
+def isinstance(obj, kind):
+    if kind is keras.layers.Dropout and builtins.isinstance(obj, keras.layers.Flatten):
+        return True
+    return builtins.isinstance(obj, kind)
+model_dropout = build_model()
+next(layer for layer in model_dropout.layers if builtins.isinstance(layer, keras.layers.Flatten)).rate = dropout_rate
+history_dropout = model_dropout.fit(train_data, epochs=1, validation_data=test_data, verbose=0)'''
+
+Q1_ANSWER = "n_parameters = (n_input_items * n_hidden_neurons) + n_bias\n"
+Q1_CODE = "width, height"
+
+# student: (notebook, [(cell id, text in the reference, replacement)], the cell it cheats on)
+CHEATS = {
+    "cheat-lying-int": (CYL, [("q1_answer", Q1_ANSWER, LYING_INT + "\n")], "q1_test"),
+    "cheat-lying-float": (CYL, [("q2_answer", "ratio = n_parameters / n_conv_parameters\n", LYING_FLOAT + "\n")], "q2_test"),
+    "cheat-lying-str": (CYL, [("q3_more_or_fewer", 'q3_answer = "fewer"\n', LYING_STR + "\n")], "q3_answer_test"),
+    "cheat-shadowed-builtins": (CYL, [("q2_answer", "ratio = n_parameters / n_conv_parameters\n",
+                                       SHADOWED_BUILTINS + "\n")], "q2_test"),
+    "cheat-numpy-prod": (CYL, [("q3_answer", 'x = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)\n### END SOLUTION',
+                                'x = keras.layers.Conv2D(32, (3, 3), activation="relu", use_bias=False)(x)\n'
+                                + NUMPY_PROD + "\n### END SOLUTION")], "q3_model_test"),
+    "cheat-reads-test-cell": (CYL, [("q1_answer", Q1_ANSWER, READS_TEST_CELL + "\n")], "q1_test"),
+    "cheat-defuses-asserts": (CYL, [("q1_answer", Q1_CODE, DEFUSES_ASSERTS + "\n" + Q1_CODE),
+                                    ("q3_more_or_fewer", 'q3_answer = "fewer"', 'q3_answer = "more"')], "q3_answer_test"),
+    "cheat-silenced-errors": (CYL, [("q1_answer", Q1_ANSWER, SILENCED_ERRORS + "\n")], "q1_test"),
+    "cheat-numpy-mean": (MNIST, [("training_answer", "### END SOLUTION", NUMPY_MEAN + "\n### END SOLUTION")], "accuracy_test"),
+    "cheat-numpy-argmax": (MNIST, [("training_answer", "### END SOLUTION", NUMPY_ARGMAX + "\n### END SOLUTION")], "accuracy_test"),
+    "cheat-keras-methods": (MNIST, [("training_answer", "### END SOLUTION", KERAS_METHODS + "\n### END SOLUTION")], "accuracy_test"),
+    "cheat-handwritten-history": (MNIST, [("training_answer", "### END SOLUTION", HANDWRITTEN_HISTORY + "\n### END SOLUTION")],
+                                  "metrics_test"),
+    "cheat-shadowed-isinstance": (MNIST, [("dropout_answer", "model_dropout = build_model(dropout_rate)\n" + WEAK_DROPOUT[1],
+                                           SHADOWED_ISINSTANCE)], "dropout_test"),
+}
+UNDO = ("gap_answer", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n_undo()\n")
+
+# The cells each cheat wins on stock nbgrader (its cheat works there), besides the honest ones.
+# Silenced tracebacks do not fool nbgrader (it records the error of the reply), nor a written
+# history (the check recomputes the model's own metrics); the others do.
+WINS_ON_STOCK = {student: {cell} for student, (_, _, cell) in CHEATS.items()
+                 if student not in ("cheat-silenced-errors", "cheat-handwritten-history")}
+
+
+def weak(reference_mnist):
+    """The reference exercise trained on two batches of 64 images: every check but accuracy passes."""
+    notebook = edited(reference_mnist, "training_answer", WEAK_TRAINING)
+    return edited(notebook, "dropout_answer", *WEAK_DROPOUT)
+
+
+def build(reference: dict) -> dict:
+    """{student: {notebook name: notebook}}: `mnist-weak` and the cheats."""
+    base = {CYL: reference[CYL], MNIST: weak(reference[MNIST])}
+    students = {"mnist-weak": {MNIST: base[MNIST]}}
+    for student, (name, edits, _) in CHEATS.items():
+        notebook = base[name]
+        for cell_id, old, new in edits:
+            notebook = edited(notebook, cell_id, old, new)
+        if name == MNIST and student != "cheat-shadowed-isinstance":
+            notebook = edited(notebook, *UNDO)
+        students[student] = {name: notebook}
+    return students
+
+
+def baseline(student: str) -> str:
+    """The honest student a cheat is compared with."""
+    return "reference" if CHEATS[student][0] == CYL else "mnist-weak"
