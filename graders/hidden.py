@@ -13,7 +13,9 @@ Authors write hidden tests as in nbgrader, with two rules: a hidden part imports
 uses (it does not see the notebook's imports, only its own), and it reads only data: numbers,
 strings, lists, dicts, numpy arrays, keras models and Histories. What needs the student's
 functions (`preprocess` on the test images) is computed in the public part and stored in a name.
-Code after `### END HIDDEN TESTS` runs in the checker too.
+Code after `### END HIDDEN TESTS` runs in the checker too. Only test cells are cut (locked grade
+cells, whose source nbgrader restores from the gradebook): the marker in a student's own cell
+is a comment like any other, and that code runs in the kernel.
 """
 import ast
 import builtins
@@ -36,6 +38,14 @@ class Check:
     names: list = field(default_factory=list)
 
 
+def is_test_cell(cell) -> bool:
+    """A locked grade cell that is not an answer: nbgrader has restored its source from the
+    gradebook (checksum checked), so its hidden part is the instructor's, never a student's."""
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return (cell.get("cell_type") == "code" and bool(meta.get("grade_id")) and bool(meta.get("locked"))
+            and bool(meta.get("grade")) and not meta.get("solution"))
+
+
 def split(source: str) -> tuple:
     """(public part, hidden part or None): the hidden part is everything from the first BEGIN
     line on, without the marker lines."""
@@ -54,8 +64,10 @@ def free_names(code: str) -> list:
     tree = ast.parse(code)
     read, bound = [], set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (read.append if isinstance(node.ctx, ast.Load) else bound.add)(node.id)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            read.append((node.lineno, node.col_offset, node.id))
+        elif isinstance(node, ast.Name):
+            bound.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(node.name)
         elif isinstance(node, ast.arg):
@@ -64,7 +76,7 @@ def free_names(code: str) -> list:
             bound.add((node.asname or node.name).split(".")[0])
         elif isinstance(node, ast.ExceptHandler) and node.name:
             bound.add(node.name)
-    names = dict.fromkeys(name for name in read if name not in bound and not hasattr(builtins, name))
+    names = dict.fromkeys(name for *_, name in sorted(read) if name not in bound and not hasattr(builtins, name))
     return list(names)
 
 

@@ -79,7 +79,7 @@ class HiddenTestsClient(NotebookClient):
         self.export_seconds = 0.0  # the kernel's exporting, wall time
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        public, code = hidden.split(cell.source) if cell.cell_type == "code" else (cell.source, None)
+        public, code = hidden.split(cell.source) if hidden.is_test_cell(cell) else (cell.source, None)
         if code is None:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         original, cell.source = cell.source, public

@@ -25,6 +25,11 @@ FAILED = "failed public test"
 NOT_ANSWERED = "not answered"
 BY_HAND = "answered (graded by hand)"
 
+WHAT_RUNS_WHERE = (
+    "Here, your code and the public tests ran together in one kernel on this machine.\n"
+    "When graded, your code runs in a sandbox, then hidden tests check the answers it left (numbers, "
+    "arrays, saved models, histories) in a process that never runs your code.")
+
 
 @dataclass
 class Question:
@@ -174,6 +179,7 @@ def run(args) -> int:
             continue
         print(report(str(path), found), flush=True)
         all_passed &= all(q.status == PASSED for q in found if not q.written)
+    print(WHAT_RUNS_WHERE, flush=True)
     return 0 if all_passed else 1
 
 

@@ -59,6 +59,14 @@ def _prod(shape, *args, **kwargs):
     return _real_prod(shape, *args, **kwargs)
 _numpy.prod = _prod'''
 
+# A wrong ratio, and the hidden-test marker in the answer cell: a grader that ran what follows
+# it outside the kernel, with the hidden checks, would let it replace their `abs`.
+HIDDEN_MARKER = '''ratio = 1.0  # wrong
+### BEGIN HIDDEN TESTS
+import builtins
+builtins.abs = lambda number: 0.0
+### END HIDDEN TESTS'''
+
 # Read the literal of a check from the text of the cell about to run, and answer with it.
 READS_TEST_CELL = '''import re
 def _peek(info):
@@ -90,12 +98,12 @@ np.argmax = lambda a, axis=None, **kwargs: _truth.copy() if len(a) == len(_truth
 def _undo():
     np.argmax = _real'''
 
-KERAS_METHODS = '''_labels = {image.tobytes(): label for image, label in zip(preprocess(x_test), y_test)}
+KERAS_METHODS = '''_known = {image.tobytes(): label for image, label in zip(preprocess(x_test), y_test)}
 _real = {name: getattr(keras.Model, name) for name in ("__call__", "predict", "evaluate", "count_params")}
 def _perfect(self, inputs, *args, training=False, **kwargs):
     if training or not isinstance(inputs, np.ndarray):
         return _real["__call__"](self, inputs, *args, training=training, **kwargs)
-    return np.eye(10, dtype="float32")[[_labels.get(image.tobytes(), 0) for image in inputs]]
+    return np.eye(10, dtype="float32")[[_known.get(image.tobytes(), 0) for image in inputs]]
 keras.Model.__call__ = _perfect
 keras.Model.predict = lambda self, inputs, *args, **kwargs: _perfect(self, np.asarray(inputs))
 keras.Model.evaluate = lambda self, *args, **kwargs: [0.0, 1.0, 1.0, 1.0]
@@ -131,6 +139,7 @@ CHEATS = {
     "cheat-lying-str": (CYL, [("q3_more_or_fewer", 'q3_answer = "fewer"\n', LYING_STR + "\n")], "q3_answer_test"),
     "cheat-shadowed-builtins": (CYL, [("q2_answer", "ratio = n_parameters / n_conv_parameters\n",
                                        SHADOWED_BUILTINS + "\n")], "q2_test"),
+    "cheat-hidden-marker": (CYL, [("q2_answer", "ratio = n_parameters / n_conv_parameters\n", HIDDEN_MARKER + "\n")], "q2_test"),
     "cheat-numpy-prod": (CYL, [("q3_answer", 'x = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)\n### END SOLUTION',
                                 'x = keras.layers.Conv2D(32, (3, 3), activation="relu", use_bias=False)(x)\n'
                                 + NUMPY_PROD + "\n### END SOLUTION")], "q3_model_test"),

@@ -65,6 +65,7 @@ def test_the_untouched_release_is_not_answered_anywhere(tmp_path, capsys):
     assert "Task 2, written answer (1 point)  not answered" in lines
     assert "0 of 4 public tests passed. Hidden tests will check more" in printed.out
     assert "0 of 5 public tests passed" in printed.out
+    assert printed.out.endswith(selfcheck.WHAT_RUNS_WHERE + "\n")
     assert "running cell 8/22 (training_answer)" in printed.err  # progress, as each cell runs
     assert snapshot(tmp_path) == before, "the self-check changed or added files next to the notebooks"
 
