@@ -12,7 +12,6 @@ the header names the CPU and the isolation in force.
 Usage: .venv/bin/python bench/batch_speed.py [N] [--workers W]
 """
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -21,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from graders import course, sandbox
+from graders import course, coursedir, sandbox
 
 
 def make_class(root: Path, students: int) -> Path:
@@ -47,7 +46,7 @@ def median(values) -> float:
 
 
 def per_student(directory: Path) -> list:
-    state = json.loads((directory / ".graders" / course.ASSIGNMENT / "state.json").read_text())
+    state = coursedir.Course(directory).state(course.ASSIGNMENT).load()
     return [entry["result"] for entry in state.values()]
 
 

@@ -14,6 +14,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 from pathlib import Path
 
 from graders import batch, data, demo, sandbox
+from graders.status import Status
 
 
 def size(text: str) -> int:
@@ -136,7 +137,7 @@ def autograde(args) -> int:
         print("interrupted: graded submissions are kept; run the same command again to resume", file=sys.stderr)
         return 130
     print(batch.summary(results))
-    return 0 if all(r.status == batch.GRADED for r in results) else 1
+    return max((Status(r.status).exit_status for r in results), default=0)
 
 
 if __name__ == "__main__":

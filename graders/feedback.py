@@ -10,7 +10,6 @@ written is then scanned for the hidden lines once more, and removed if one is fo
 """
 import copy
 import html
-import json
 import re
 import shutil
 from pathlib import Path
@@ -20,12 +19,11 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import GenerateFeedback
-from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from traitlets import List, Unicode
-from traitlets.config.loader import PyFileConfigLoader
 
-from graders import batch
+from graders.coursedir import Course, run_converter, reason
+from graders.status import SCORED
 
 MIN_SECRET = 8  # shorter hidden lines ("else:", "])") are not worth hiding, and match anywhere
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -163,12 +161,9 @@ class Feedback:
     """nbgrader's GenerateFeedback for one assignment of a course, student by student."""
 
     def __init__(self, course: Path, assignment: str):
-        self.course, self.assignment = Path(course).resolve(), assignment
-        if not (self.course / "nbgrader_config.py").is_file():
-            raise RuntimeError(f"{self.course} has no nbgrader_config.py: run in the course directory or pass --course")
-        self.config = PyFileConfigLoader("nbgrader_config.py", path=str(self.course)).load_config()
-        self.config.CourseDirectory.root = str(self.course)
-        self.coursedir = CourseDirectory(config=self.config)
+        course = Course(course)
+        self.course, self.assignment = course.root, assignment
+        self.config, self.coursedir = course.config, course.directory
         redact = RedactHiddenTests(config=self.config)
         sources = sorted((self.course / self.coursedir.source_directory / assignment).glob("*.ipynb"))
         if not sources:
@@ -177,10 +172,8 @@ class Feedback:
         self.secrets = hidden_lines([nbformat.read(str(path), as_version=4) for path in sources],
                                     redact.begin_test_delimeter, redact.end_test_delimeter)
         self.marker = redact.begin_test_delimeter
-        try:  # the batch grader's record of each student (graders/batch.py); absent after stock autograde
-            self.state = json.loads((self.course / batch.WORK / assignment / "state.json").read_text())
-        except (OSError, ValueError):
-            self.state = {}
+        # the batch grader's record of each student; empty after stock autograde
+        self.state = course.state(assignment).load()
 
     def folder(self, kind: str, student: str) -> Path:
         return Path(self.coursedir.format_path(kind, student, self.assignment))
@@ -193,7 +186,7 @@ class Feedback:
     def why_not_graded(self, student: str) -> str:
         """'' if the student has autograded notebooks from their last grading, else why not."""
         known = self.state.get(student, {})
-        if known and known.get("status") not in batch.SCORED:
+        if known and known.get("status") not in SCORED:
             detail = known.get("result", {}).get("detail", "")
             return f"{known['status']}: {detail}" if detail else known["status"]
         if not list(self.folder(self.coursedir.autograded_directory, student).glob("*.ipynb")):
@@ -208,7 +201,7 @@ class Feedback:
         config.GenerateFeedback.force = True  # stale feedback is worse than a second of work
         config.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
         config.RedactHiddenTests.secret_lines = sorted(self.secrets)
-        return [m for m in batch.run_converter(GenerateFeedback, config) if m.startswith("ERROR")]
+        return [m for m in run_converter(GenerateFeedback, config) if m.startswith("ERROR")]
 
     def leaking(self, folder: Path) -> list:
         """The HTML files in `folder` that show a hidden line after all: a last check before release."""
@@ -242,15 +235,15 @@ class Feedback:
 
     def one(self, student: str):
         folder = self.folder(self.coursedir.feedback_directory, student)
-        reason = self.why_not_graded(student)
-        if reason:
+        why = self.why_not_graded(student)
+        if why:
             if folder.is_dir():  # an older feedback would not match the grade, and may leak
                 shutil.rmtree(folder)
-                reason += f" (removed the older {folder.relative_to(self.course)})"
-            return NOT_GRADED, reason
+                why += f" (removed the older {folder.relative_to(self.course)})"
+            return NOT_GRADED, why
         errors = self.generate(student)
         if errors:
-            return FAILED, batch.reason(errors)
+            return FAILED, reason(errors)
         leaks = self.leaking(folder)
         for path in leaks:
             path.unlink()

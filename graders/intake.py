@@ -14,7 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from graders import batch, course
+from graders import course
+from graders.coursedir import Course
 
 # Canvas' "Download Submissions" names every file <lastfirst>_[LATE_]<user id>_<file id>_<uploaded
 # name>, and appends -1, -2 ... to the uploaded name of a re-upload. The user id is the nbgrader
@@ -150,12 +151,12 @@ def _staged(staging: Path, assignment: str, expected: dict) -> dict:
     return folders
 
 
-def _move_in(directory: Path, staging: Path, assignment: str, folders: dict) -> set:
+def _move_in(course_dir: Course, staging: Path, assignment: str, folders: dict) -> set:
     """Move every staged folder into submitted/, all or none; return the students replaced."""
     done, replaced = [], set()
     try:
         for student, folder in sorted(folders.items()):
-            target = directory / "submitted" / student / assignment
+            target = course_dir.folder("submitted", assignment, student)
             if target.exists():
                 old = staging / "replaced" / student
                 old.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +185,8 @@ def intake(directory: Path, archive: Path, assignment: str, force: bool = False,
     archive = Path(archive)
     if not archive.is_file():
         raise IntakeError(f"{archive} is not a file: give the path of the zip downloaded from the LMS")
-    work = directory / batch.WORK / assignment
+    course_dir = Course(directory)
+    work = course_dir.work(assignment)
     work.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="intake-", dir=work))
     try:
@@ -193,13 +195,13 @@ def intake(directory: Path, archive: Path, assignment: str, force: bool = False,
         checked.parent.mkdir(parents=True)
         shutil.copyfile(archive, checked)
         expected = check_archive(checked, names, label=archive.name)
-        present = sorted(s for s in expected if (directory / "submitted" / s / assignment).exists())
+        present = sorted(s for s in expected if course_dir.folder("submitted", assignment, s).exists())
         if present and not force:
             raise IntakeError(f"{len(present)} student(s) of {archive.name} already handed in {assignment} "
                               f"({', '.join(present[:5])}{' ...' if len(present) > 5 else ''}): nothing imported; "
                               f"pass --force to replace their hand-ins")
         _zip_collect(directory, staging, assignment)
-        replaced = _move_in(directory, staging, assignment, _staged(staging, assignment, expected))
+        replaced = _move_in(course_dir, staging, assignment, _staged(staging, assignment, expected))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for student, notebooks in sorted(expected.items()):

@@ -45,6 +45,7 @@ class Zygote:
             checks_ours.close()
             code = 1
             try:
+                _close_inherited(keep={theirs.fileno(), checks_theirs.fileno()})
                 _serve(theirs, preload, checks_theirs)
                 code = 0
             finally:
@@ -193,6 +194,18 @@ def _become_kernel(connection_file: str, cwd: str, env: dict, runner_directory: 
             except Exception:
                 pass
         os._exit(code)
+
+
+def _close_inherited(keep: set) -> None:
+    """Close every descriptor but stdin/out/err and `keep`: what the runner holds (its private
+    report line to the grader) never reaches the kernels or the checker."""
+    for name in os.listdir("/proc/self/fd"):
+        descriptor = int(name)
+        if descriptor > 2 and descriptor not in keep:
+            try:
+                os.close(descriptor)
+            except OSError:  # the directory's own descriptor, closed meanwhile
+                pass
 
 
 def set_dumpable(dumpable: bool) -> None:

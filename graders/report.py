@@ -2,7 +2,7 @@
 
 One self-contained HTML page (its plots embedded as data: URIs, the PNGs also written beside
 it) and a student x question CSV, both read from nbgrader's gradebook, plus each student's
-status from the batch grader's state (.graders/ASSIGNMENT/state.json). A student the batch
+status from the batch grader's state (.graders/ASSIGNMENT/state.jsonl). A student the batch
 grader could not grade (timed out, kernel crashed ...) has no usable grades: `nbgrader export`
 lists them with 0; here they are counted under their status, never as zeros in the plots.
 """
@@ -10,26 +10,20 @@ import base64
 import csv
 import html
 import io
-import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
-from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.coursedir import CourseDirectory
-from traitlets.config import Config
-from traitlets.config.loader import PyFileConfigLoader
+from nbgrader.api import MissingEntry
 
-from graders import batch
+from graders.coursedir import Course
+from graders.status import Status
 
-GRADED_BY_NBGRADER = "graded by nbgrader"  # scored in the gradebook, unknown to the batch grader
-NOT_GRADED = "not graded"  # in the gradebook without a single score (e.g. stock autograde failed)
-NOT_SUBMITTED = "no submission"  # a student of the gradebook who handed nothing in
-NOT_IN_GRADEBOOK = "not in gradebook"  # the batch grader graded it, the gradebook has no trace
-# the statuses whose gradebook scores are real (the batch grader's own, see batch.Batch.verdict)
-USABLE = (*batch.SCORED, GRADED_BY_NBGRADER)
+GRADED_BY_NBGRADER, NOT_GRADED = Status.GRADED_BY_NBGRADER, Status.NOT_GRADED
+NOT_SUBMITTED, NOT_IN_GRADEBOOK = Status.NO_SUBMISSION, Status.NOT_IN_GRADEBOOK
+USABLE = tuple(status for status in Status if status.scored)  # the statuses whose gradebook scores are real
 
 
 @dataclass
@@ -62,16 +56,6 @@ class Student:
         return sum(self.scores.get(q.key) or 0.0 for q in questions if q.autograded)
 
 
-def gradebook_location(course: Path):
-    """(db url, course id) as nbgrader itself resolves them from the course's configuration."""
-    config = Config()
-    if (course / "nbgrader_config.py").is_file():
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-    config.CourseDirectory.root = str(course)
-    coursedir = CourseDirectory(config=config)
-    return coursedir.db_url, coursedir.course_id
-
-
 def _cell_order(source_notebook: Path) -> dict:
     """{grade id: position} in the instructor's notebook, so columns follow the notebook."""
     try:
@@ -84,18 +68,9 @@ def _cell_order(source_notebook: Path) -> dict:
 
 def read_class(course: Path, assignment: str):
     """([Question], [Student]) of an assignment, from the gradebook and the batch grader's state."""
-    course = Path(course).resolve()
-    url, course_id = gradebook_location(course)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        # nbgrader would create an empty gradebook there: say what is wrong instead
-        raise RuntimeError(f"no gradebook at {url[len('sqlite:///'):]}: grade first (python -m graders autograde "
-                           f"{assignment}) or point --course at the course directory")
-    state_path = course / batch.WORK / assignment / "state.json"
-    try:
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    except ValueError:
-        raise RuntimeError(f"{state_path} is not valid JSON: run python -m graders autograde {assignment} to rewrite it") from None
-    with Gradebook(url, course_id) as gradebook:
+    course = Course(course)
+    state = course.state(assignment).load()
+    with course.gradebook() as gradebook:
         try:
             found = gradebook.find_assignment(assignment)
         except MissingEntry:
@@ -103,7 +78,7 @@ def read_class(course: Path, assignment: str):
             raise RuntimeError(f"assignment {assignment!r} is not in the gradebook (it has: {known}): check the name") from None
         questions = []
         for notebook in sorted(found.notebooks, key=lambda n: n.name):
-            order = _cell_order(course / "source" / assignment / f"{notebook.name}.ipynb")
+            order = _cell_order(course.folder("source", assignment) / f"{notebook.name}.ipynb")
             answers = {cell.name for cell in notebook.solution_cells}
             for cell in sorted(notebook.grade_cells, key=lambda c: (order.get(c.name, math.inf), c.name)):
                 questions.append(Question(notebook.name, cell.name, cell.max_score, cell.name not in answers))

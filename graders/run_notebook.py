@@ -8,8 +8,9 @@ hidden test: it runs each test cell's public part and exports what the hidden pa
 --sandboxed (in bubblewrap) whatever the notebook left running is then killed, and the checker
 (graders.hidden) runs the hidden parts. The NAME.executed.ipynb files, with the cells' sources
 as they came, are written beside them at the end, when nothing of the student's runs any more.
-Prints "RUNNER: ran NAME in W s, kernel CPU C s" and "RUNNER: checked NAME in W s, checker CPU
-C s" per notebook. Stops at the
+Reports (on the grader's private line, $GRADERS_REPORT_FD, and as RUNNER lines on stdout) when
+it starts, "ran NAME in W s, kernel CPU C s" and "checked NAME in W s, checker CPU C s, exports E
+s" per notebook, and what went wrong. Stops at the
 first notebook that fails, with exit status 3 when its kernel died, 4 when it could not be read
 or written, 5 when it ran past its wall time; 0 when all ran to the end (cells may have failed:
 that is for the grade to say).
@@ -20,6 +21,7 @@ CPU-seconds (all of nbgrader, its server extensions and SQLAlchemy), 4% of a cla
 time on 2 cores. nbgrader's own Autograde grades the result.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -36,7 +38,6 @@ sys.modules.setdefault("rfc3987_syntax", None)
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.util import ensure_async  # noqa: E402
-from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
 from graders import hidden  # noqa: E402
@@ -44,6 +45,24 @@ from graders.watchdog import kill_until_gone  # noqa: E402
 from graders.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
 
 KERNEL_DIED, UNREADABLE, TIMED_OUT = 3, 4, 5
+_report_line = None  # the grader's private line ($GRADERS_REPORT_FD), if it gave one
+
+
+def report(text: str, **item) -> None:
+    """Tell the grader (as JSON on its private line) and whoever reads the log (as a RUNNER line)."""
+    print(f"RUNNER: {text}", flush=True)
+    if _report_line:
+        _report_line.write(json.dumps({**item, "text": text}) + "\n")
+        _report_line.flush()
+
+
+def open_report_line() -> None:
+    """Take the grader's private line: student processes never inherit it (graders.kernel_fork
+    closes it in the zygote) and cannot borrow it (this process is not dumpable)."""
+    global _report_line
+    descriptor = os.environ.pop("GRADERS_REPORT_FD", "")
+    if descriptor.isdigit():
+        _report_line = os.fdopen(int(descriptor), "w", encoding="utf-8")
 
 # nbgrader 0.9's Execute (nbgrader/preprocessors/execute.py): keep going after errors, and a
 # cell that times out gets an error output, so its test fails rather than hangs.
@@ -108,13 +127,13 @@ def take(paths: list):
         try:
             notebooks[path] = nbformat.read(str(path), as_version=4)
         except Exception as error:
-            print(f"RUNNER: unreadable notebook {path.name}: {type(error).__name__}: {error}", flush=True)
+            report(f"unreadable notebook {path.name}: {type(error).__name__}: {error}", failure=True)
             return {}, UNREADABLE
     for path in paths:
         try:
             path.unlink()
         except OSError as error:
-            print(f"RUNNER: cannot remove the prepared notebook {path.name}: {error}", flush=True)
+            report(f"cannot remove the prepared notebook {path.name}: {error}", failure=True)
             return {}, UNREADABLE
     return notebooks, 0
 
@@ -136,14 +155,16 @@ def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote
         client.execute()
     except RuntimeError as error:  # the kernel died or did not start (DeadKernelError, ZygoteDied...)
         if timed_out.is_set():
-            print(f"RUNNER: timed out: {path.name} still running after {notebook_timeout:g} s", flush=True)
+            report(f"timed out: {path.name} still running after {notebook_timeout:g} s", failure=True)
             return TIMED_OUT, None, client
-        print(f"RUNNER: kernel died: {path.name}: {error}", flush=True)
+        report(f"kernel died: {path.name}: {error}", failure=True)
         return KERNEL_DIED, None, client
     finally:
         deadline.cancel()
     cpu = zygote.cpu_seconds.get(zygote.last_pid, 0.0)
-    print(f"RUNNER: ran {path.stem} in {time.monotonic() - started:.2f} s, kernel CPU {cpu:.2f} s", flush=True)
+    wall = time.monotonic() - started
+    report(f"ran {path.stem} in {wall:.2f} s, kernel CPU {cpu:.2f} s", notebook=path.stem,
+           wall_seconds=round(wall, 3), cpu_seconds=round(cpu, 3))
     return 0, notebook, client
 
 
@@ -156,8 +177,10 @@ def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float)
         result = results.get(item.cell_id, [hidden.FAILED_TO_RUN, "the hidden checks could not run"])
         if result:
             cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result)))
-    print(f"RUNNER: checked {path.stem} in {time.monotonic() - started:.2f} s, checker CPU {cpu:.2f} s, "
-          f"exports {client.export_seconds:.2f} s", flush=True)
+    wall = time.monotonic() - started
+    report(f"checked {path.stem} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s",
+           notebook=path.stem, check_wall_seconds=round(wall, 3), check_cpu_seconds=round(cpu, 3),
+           export_seconds=round(client.export_seconds, 3))
 
 
 def _kill_kernel(zygote: Zygote, timed_out: threading.Event) -> None:
@@ -214,6 +237,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.sandboxed and _read("/proc/1/comm").strip() != "bwrap":
         parser.error("--sandboxed outside a bubblewrap sandbox: refusing to kill this user's processes")
+    open_report_line()
+    report("started", started=True)
     # the zygote (and so every kernel) is forked before any notebook is read: none ever held one
     zygote = Zygote([name for name in args.preload.split(",") if name])
     # no student process may inspect or alter the runner (same uid: it could ptrace it or open
@@ -244,7 +269,7 @@ def main(argv=None) -> int:
         try:
             write(notebook, path.with_suffix(".executed.ipynb"))
         except Exception as error:
-            print(f"RUNNER: cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", flush=True)
+            report(f"cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", failure=True)
             return UNREADABLE
     return 0
 

@@ -22,13 +22,14 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from graders import watchdog
 from graders.watchdog import kill_until_gone
 
 SANDBOX_USER = "onions-sandbox"
+REPORT_FD = "GRADERS_REPORT_FD"  # the environment variable that names the command's private report line
 SETUP_HINT = "run scripts/setup as root to install it, or pass --no-sandbox to grade without a sandbox"
 USERNS_HINT = ("ask an administrator to allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
                "Debian's kernel.unprivileged_userns_clone=1; Ubuntu 24.04's kernel.apparmor_restrict_unprivileged_userns=0 "
@@ -62,6 +63,7 @@ class Outcome:
     cpu_seconds: float
     peak_memory_bytes: int
     output: str  # the command's stdout and stderr, last 20,000 characters
+    report: list = field(default_factory=list)  # JSON objects the command wrote to $GRADERS_REPORT_FD
 
 
 def parse_size(text: str) -> int:
@@ -353,19 +355,30 @@ class Isolation:
         raise NotImplementedError
 
     def run(self, argv: list, workdir: Path, limits: Limits, data_dir: Path, env: dict, files: dict = None) -> Outcome:
-        """Run `argv` with cwd `workdir` within `limits`; file size and wall time are capped in every way."""
+        """Run `argv` with cwd `workdir` within `limits`; file size and wall time are capped in every way.
+
+        The command gets a private line back, the descriptor $GRADERS_REPORT_FD, for JSON objects
+        (one per line): unlike its stdout, it must not pass it on to the code it runs."""
         workdir = Path(workdir)
         limiter = self.limiter(limits)
+        report_read, report_write = os.pipe()
+        env = {**env, REPORT_FD: str(report_write)}
         command, child_env = self.command(argv, workdir, limits, data_dir, env, files or {})
         shell = limiter.prefix() + f"exec prlimit --fsize={limits.file_bytes} --core=0 -- \"$@\""
         started = time.monotonic()
         try:
             process = subprocess.Popen(["sh", "-c", shell, "sh", *command], cwd=workdir, env=child_env,
                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+                                       start_new_session=True, pass_fds=(report_write,))
         except BaseException:
+            os.close(report_read)
             limiter.remove()
             raise
+        finally:
+            os.close(report_write)
+        reports = []
+        reader = threading.Thread(target=_read_report, args=(report_read, reports), daemon=True)
+        reader.start()
         _running[process.pid] = (process, limiter)
         try:
             limiter.watch(process)
@@ -381,6 +394,8 @@ class Isolation:
             process_limit_hit=limiter.process_limit_hit(), wall_seconds=time.monotonic() - started,
             cpu_seconds=limiter.cpu_seconds(rusage), peak_memory_bytes=limiter.peak_memory(),
             output=output.decode("utf-8", "replace")[-20000:])
+        reader.join(timeout=5)
+        outcome.report = list(reports)
         limiter.remove()
         return outcome
 
@@ -484,6 +499,22 @@ def _wait(process: subprocess.Popen, limiter, deadline: float):
     reader.join()
     process.stdout.close()
     return process.returncode, rusage, timed_out, b"".join(chunks)
+
+
+def _read_report(descriptor: int, reports: list) -> None:
+    """Collect the JSON objects of the private report line (at most 1 MB, the rest is dropped)."""
+    size = 0
+    with os.fdopen(descriptor, "rb") as stream:
+        for line in stream:
+            size += len(line)
+            if size > 1 << 20:
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict):
+                reports.append(item)
 
 
 _running = {}  # pid -> (process, limiter) of every run in progress, for kill_running

@@ -1,5 +1,4 @@
 """The source notebooks as nbgrader's validate and a plain kernel (nbclient) run them."""
-import os
 
 import nbclient
 import pytest

@@ -5,7 +5,6 @@ that account in bubblewrap's user namespace.
 The suite runs as root in CI, so these tests create the account (`useradd`) and run as it
 (`runuser`). Run as an ordinary user, the whole suite already grades that way: they skip.
 """
-import json
 import os
 import pwd
 import shutil
@@ -18,7 +17,7 @@ import pytest
 import corpus
 import submissions
 from conftest import tree_digest
-from graders import course
+from graders import course, coursedir
 
 ACCOUNT = "onions-grader"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the distribution's interpreter (Debian 12: 3.11.2)
@@ -69,7 +68,7 @@ def account_clone():
 class AccountBatch:
     def __init__(self, directory, output, expected, submitted_before):
         self.directory, self.output, self.expected, self.submitted_before = directory, output, expected, submitted_before
-        state = json.loads((directory / ".graders" / course.ASSIGNMENT / "state.json").read_text())
+        state = coursedir.Course(directory).state(course.ASSIGNMENT).load()
         self.status = {student: entry["status"] for student, entry in state.items()}
         self.table = course.grades(directory)
 

@@ -2,7 +2,6 @@
 import base64
 import csv
 import io
-import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from graders import course
+from graders import course, coursedir
 
 USABLE_IN_DEMO = ("graded",)  # the demo's statuses with usable grades (the others: kernel crashed, invalid notebook)
 
@@ -137,10 +136,10 @@ def test_students_unknown_to_the_batch_grader(demo_class, tmp_path):
     directory, _ = demo_class
     copy = tmp_path / "course"
     shutil.copytree(directory, copy)
-    state_path = copy / ".graders" / course.ASSIGNMENT / "state.json"
-    state = json.loads(state_path.read_text())
-    del state["demo-blank"], state["demo-crash"]
-    state_path.write_text(json.dumps(state))
+    state = coursedir.Course(copy).state(course.ASSIGNMENT)
+    known = state.load()
+    del known["demo-blank"], known["demo-crash"]
+    state.rewrite(known)
     done = graders_cli("report", course.ASSIGNMENT, "--course", str(copy), "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr
     rows = read_csv(tmp_path / "out" / "scores_by_question.csv")

@@ -1,0 +1,179 @@
+"""The course directory as nbgrader configures it, in one place.
+
+`Course` loads `nbgrader_config.py` once, names folders through nbgrader's `CourseDirectory`,
+opens the gradebook one way, runs nbgrader's converters and keeps the batch grader's records
+(`BatchState`). The batch grader, feedback, the report and intake all stand on it.
+"""
+import contextlib
+import copy
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.coursedir import CourseDirectory
+from traitlets.config.loader import PyFileConfigLoader
+
+WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
+
+
+class CourseError(RuntimeError):
+    """Something is wrong with the course directory: one line naming it and the fix."""
+
+
+class Course:
+    def __init__(self, root):
+        self.root = Path(root).resolve()
+        if not (self.root / "nbgrader_config.py").is_file():
+            raise CourseError(f"{self.root} has no nbgrader_config.py: run in the course directory or pass --course")
+        self.config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
+        self.config.CourseDirectory.root = str(self.root)
+        self.directory = CourseDirectory(config=self.config)
+
+    def config_for(self, assignment: str, student: str = "."):
+        """A copy of the configuration aimed at one assignment (and student), for nbgrader's converters."""
+        config = copy.deepcopy(self.config)
+        config.CourseDirectory.assignment_id = assignment
+        config.CourseDirectory.student_id = student
+        return config
+
+    def folder(self, kind: str, assignment: str, student: str = ".") -> Path:
+        """`kind` is "source", "release", "submitted", "autograded" or "feedback", as nbgrader names it."""
+        name = getattr(self.directory, f"{kind}_directory")
+        return Path(self.directory.format_path(name, student, assignment))
+
+    def notebooks(self, assignment: str) -> list:
+        """The assignment's notebook names, from its source folder."""
+        return sorted(path.stem for path in self.folder("source", assignment).glob("*.ipynb"))
+
+    def students(self, assignment: str) -> list:
+        """Everyone with a submitted/<student>/<assignment> folder."""
+        pattern = f"*/{assignment}"
+        return sorted(p.parent.name for p in (self.root / self.directory.submitted_directory).glob(pattern) if p.is_dir())
+
+    def work(self, assignment: str) -> Path:
+        return self.root / WORK / assignment
+
+    def state(self, assignment: str) -> "BatchState":
+        return BatchState(self.work(assignment))
+
+    @contextlib.contextmanager
+    def gradebook(self):
+        """nbgrader's Gradebook; a missing SQLite file is an error here (nbgrader would make an empty one)."""
+        url = self.directory.db_url
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+            raise CourseError(f"no gradebook at {url[len('sqlite:///'):]}: run nbgrader generate_assignment "
+                              "(and grade) first, or point --course at the course directory")
+        with Gradebook(url, self.directory.course_id) as gradebook:
+            yield gradebook
+
+    def check_assignment(self, assignment: str) -> None:
+        """Stop before grading if nbgrader does not know the assignment (its release was never generated)."""
+        fix = f"run `nbgrader generate_assignment {assignment}` in {self.root} first"
+        try:
+            with self.gradebook() as gradebook:
+                gradebook.find_assignment(assignment)
+        except CourseError:
+            raise CourseError(f"{self.root} has no gradebook.db: {fix}") from None
+        except MissingEntry:
+            raise CourseError(f"nbgrader does not know the assignment {assignment} (not in gradebook.db): {fix}") from None
+
+
+class BatchState:
+    """The batch grader's record of each student: an append-only journal, one JSON line per
+    graded student, so recording one of 10,000 students does not rewrite everyone. Loading
+    keeps each student's last line; a line cut short by a crash is ignored."""
+
+    def __init__(self, work: Path):
+        self.work = Path(work)
+        self.path = self.work / "state.jsonl"
+
+    def load(self) -> dict:
+        state = {}
+        try:
+            with open(self.path, encoding="utf-8") as journal:
+                lines = list(journal)
+        except OSError:
+            return state
+        for line in lines:
+            try:
+                student, entry = json.loads(line)
+            except ValueError:  # torn by a crash: that student is graded again
+                continue
+            state[student] = entry
+        if len(lines) > 2 * len(state) + 100:
+            self.rewrite(state)
+        return state
+
+    def record(self, student: str, entry: dict) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as journal:
+            journal.write(json.dumps([student, entry], sort_keys=True) + "\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    def rewrite(self, state: dict) -> None:
+        """Replace the journal with one line per student of `state`; a crash leaves the old one whole."""
+        partial = self.path.with_suffix(".partial")
+        self.work.mkdir(parents=True, exist_ok=True)
+        with open(partial, "w", encoding="utf-8") as journal:
+            for student, entry in sorted(state.items()):
+                journal.write(json.dumps([student, entry], sort_keys=True) + "\n")
+        os.replace(partial, self.path)
+
+
+@contextlib.contextmanager
+def quiet_nbgrader_warnings():
+    """Hide nbgrader 0.9's SQLAlchemy 2 warnings ("Object of type <...> not in session"): they
+    come on every regrade, change nothing, and would drown the progress lines. Main thread only.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session")
+        yield
+
+
+def run_converter(converter, config) -> list:
+    """Run one of nbgrader's converters (Autograde, GenerateFeedback) for the student in `config`;
+    return the warnings and errors it logged (and an exception it raised) as "LEVEL message"."""
+    messages = []
+    handler = _Collect(messages)
+    logger = logging.getLogger(f"graders.nbgrader.{converter.__name__}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with quiet_nbgrader_warnings():
+            converter(coursedir=CourseDirectory(config=config), config=config, log=logger).start()
+    except Exception as error:
+        messages.append(f"ERROR {type(error).__name__}: {error}")
+    finally:
+        logger.removeHandler(handler)
+    return messages
+
+
+class _Collect(logging.Handler):
+    def __init__(self, messages):
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record):
+        self.messages.append(f"{record.levelname} {record.getMessage()}")
+
+
+def reason(messages) -> str:
+    """The exception at the bottom of the first traceback nbgrader logged, else its first error."""
+    for message in messages:
+        if "Traceback (most recent call last)" in message:
+            last = [line.strip() for line in message.splitlines() if line.strip()][-1]
+            return last.removeprefix("ERROR ")[:300]
+    return first_line(m.removeprefix("ERROR ") for m in messages)
+
+
+def first_line(lines) -> str:
+    for line in lines:
+        for part in str(line).splitlines():
+            if part.strip() and "Traceback" not in part:
+                return part.strip()[:300]
+    return ""

@@ -1,0 +1,160 @@
+"""Running a student's prepared notebooks: one seam between the batch grader and the machines.
+
+`Executor.run(job) -> Execution` takes a student's prepared folder and notebook names and gives
+back an explicit result (status, detail, measurements); the executed notebooks are left in the
+folder. `SandboxExecutor` runs one job in this machine's sandbox (graders.sandbox: root,
+user namespace or none) with graders.run_notebook inside; `LocalPool` runs many on a pool of
+threads, longest expected first. Another pool (a cluster) would take the same jobs.
+"""
+import concurrent.futures
+import dataclasses
+import math
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from graders import run_notebook, sandbox
+from graders.coursedir import first_line
+from graders.status import Status
+
+
+@dataclass
+class Job:
+    student: str
+    folder: Path  # the prepared notebooks; the executed ones are written beside them
+    notebooks: list  # names, run in this order
+
+
+@dataclass
+class Execution:
+    status: Status
+    detail: str = ""
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of the student's sandbox, all notebooks
+    peak_memory_bytes: int = 0
+    notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
+
+
+class Executor:
+    def run(self, job: Job) -> Execution:
+        raise NotImplementedError
+
+
+class SandboxExecutor(Executor):
+    """One job in a sandbox of this machine: every notebook under `limits.wall_seconds`, the
+    whole run under that times the notebooks plus a minute for starting up."""
+
+    def __init__(self, isolation: sandbox.Isolation, limits: sandbox.Limits, cell_timeout: int, preload: str,
+                 data_dir: Path, env: dict, files: dict):
+        self.isolation, self.limits, self.cell_timeout, self.preload = isolation, limits, cell_timeout, preload
+        self.data_dir, self.env, self.files = data_dir, env, files
+
+    def run(self, job: Job) -> Execution:
+        argv = self.isolation.python_module(
+            "graders.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
+            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", self.preload,
+            *(["--sandboxed"] if self.isolation.pid_namespace else []))
+        limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(job.notebooks) + 60)
+        try:
+            outcome = self.isolation.run(argv, job.folder, limits, self.data_dir, self.env, self.files)
+        except sandbox.SandboxUnavailable as error:
+            return Execution(Status.SANDBOX_REFUSED, str(error))
+        except Exception as error:  # keep the batch going; this student gets the status
+            return Execution(Status.EXECUTION_FAILED, f"{type(error).__name__}: {error}")
+        status, detail = classify(outcome, self.limits)
+        return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
+                         measurements(outcome.report))
+
+
+def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
+    """(status, detail) of a sandboxed run, from its limits and the runner's private report;
+    the cause first: a fork bomb may then time out, crash its kernel or even finish."""
+    if outcome.process_limit_hit:
+        return Status.TOO_MANY_PROCESSES, f"reached the limit of {limits.processes} processes and threads"
+    if outcome.oom_killed:
+        return Status.KILLED_FOR_MEMORY, f"over the {limits.memory_bytes >> 20} MB limit"
+    if outcome.timed_out or outcome.returncode == run_notebook.TIMED_OUT:
+        return Status.TIMED_OUT, f"still running after {limits.wall_seconds:g} s"
+    if outcome.returncode == 0:
+        return Status.GRADED, ""
+    failure = next((item["text"] for item in outcome.report if item.get("failure")), "")
+    if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner
+        return Status.SANDBOX_REFUSED, first_line(outcome.output.splitlines()[-3:]) or f"exit status {outcome.returncode}"
+    if outcome.returncode == run_notebook.KERNEL_DIED:
+        return Status.KERNEL_CRASHED, failure[:300]
+    return Status.EXECUTION_FAILED, (failure or first_line(outcome.output.splitlines()[-3:]))[:300]
+
+
+def measurements(report: list) -> dict:
+    """{notebook: {wall_seconds, cpu_seconds, check_wall_seconds, check_cpu_seconds, export_seconds}}."""
+    measured = {}
+    for item in report:
+        name = item.get("notebook")
+        if isinstance(name, str):
+            numbers = {key: float(value) for key, value in item.items()
+                       if key.endswith("seconds") and isinstance(value, (int, float))}
+            measured.setdefault(name, {}).update(numbers)
+    return measured
+
+
+class LocalPool:
+    """Runs jobs on `workers` threads, each through `executor`: the longest expected job first
+    (`expected`: seconds per notebook name, learnt as jobs finish; an unknown one counts as
+    longest, to learn its cost). `add` jobs as they are prepared, then `close`; `finished()`
+    yields (job, execution) as they end."""
+
+    def __init__(self, executor: Executor, workers: int, expected: dict):
+        self.executor, self.expected = executor, dict(expected)
+        self.waiting, self.closed, self.stopping = [], False, False
+        self.ready, self.done = threading.Condition(), queue.Queue()
+        self.count = 0
+        self.threads = concurrent.futures.ThreadPoolExecutor(workers)
+        for _ in range(workers):
+            self.threads.submit(self._work)
+
+    def add(self, job: Job) -> None:
+        with self.ready:
+            self.waiting.append(job)
+            self.count += 1
+            self.ready.notify_all()
+
+    def close(self) -> None:
+        """No more jobs will be added."""
+        with self.ready:
+            self.closed = True
+            self.ready.notify_all()
+
+    def finished(self):
+        for _ in range(self.count):
+            yield self.done.get()
+
+    def stop(self) -> None:
+        """Ctrl-C: no new job starts, the running sandboxes are killed."""
+        with self.ready:
+            self.stopping = True
+            self.ready.notify_all()
+        sandbox.kill_running()
+        self.threads.shutdown(wait=False)
+
+    def shutdown(self) -> None:
+        self.threads.shutdown()
+
+    def _next(self):
+        with self.ready:
+            while not self.waiting and not self.closed and not self.stopping:
+                self.ready.wait()
+            if not self.waiting or self.stopping:
+                return None
+            job = max(self.waiting, key=lambda job: sum(self.expected.get(name, math.inf) for name in job.notebooks))
+            self.waiting.remove(job)
+            return job
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            execution = self.executor.run(job)
+            with self.ready:
+                for name, measured in execution.notebooks.items():
+                    if "wall_seconds" in measured:
+                        self.expected[name] = max(self.expected.get(name, 0.0), measured["wall_seconds"])
+            self.done.put((job, execution))

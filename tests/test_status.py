@@ -1,0 +1,20 @@
+"""One vocabulary of statuses: the README's table, the corpus and the report use graders.status."""
+import corpus
+from graders import course, report, status
+
+
+def test_the_readme_table_is_the_status_vocabulary():
+    readme = (course.REPO / "README.md").read_text()
+    assert status.table() in readme, "README's status table drifted: paste graders.status.table() into it"
+
+
+def test_every_status_the_corpus_expects_is_a_batch_status(tmp_path):
+    expected = {expected for _, expected in corpus.build(course.REPO).values()}
+    assert expected <= set(status.BATCH), expected - set(status.BATCH)
+    assert {"graded", "timed out", "kernel crashed", "killed for memory", "too many processes"} <= expected
+
+
+def test_scored_statuses_are_those_with_real_gradebook_scores():
+    assert set(status.SCORED) == {status.Status.GRADED, status.Status.MISSING_NOTEBOOK, status.Status.TEST_CELL_DELETED}
+    assert set(report.USABLE) == {*status.SCORED, status.Status.GRADED_BY_NBGRADER}
+    assert [s.exit_status for s in status.BATCH].count(0) == 1 and status.Status.GRADED.exit_status == 0

@@ -1,0 +1,286 @@
+"""The package's small pure pieces, without kernels, sandboxes or nbgrader runs: a few seconds in all."""
+import copy
+import json
+import math
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from graders import artifacts, execute, executor, feedback, hidden, sandbox
+
+
+# -- graders.sandbox -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, size", [("4G", 4 << 30), ("512M", 512 << 20), ("3g", 3 << 30), ("4GB", 4 << 30),
+                                        (" 2k ", 2048), ("1.5G", 3 << 29), ("1T", 1 << 40), ("1024", 1024)])
+def test_parse_size_reads_units_case_and_plain_bytes(text, size):
+    assert sandbox.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["lots", "", "G", "4X", "4GiB"])
+def test_parse_size_refuses_what_is_not_a_size_with_a_value_error(text):
+    with pytest.raises(ValueError):
+        sandbox.parse_size(text)
+
+
+def flag_args(command, flag, count):
+    """The `count` arguments after each occurrence of `flag` before the `--` that starts argv."""
+    options = command[:command.index("--")]
+    return [tuple(options[i + 1:i + 1 + count]) for i, word in enumerate(options) if word == flag]
+
+
+@pytest.fixture
+def bwrap(tmp_path):
+    def build(user_namespace, **kw):
+        return sandbox.bwrap_command(["python", "run.py"], tmp_path / "work", tmp_path / "data",
+                                     {"OMP_NUM_THREADS": "2", "HOME": "/home/grader"},
+                                     {"/tmp/matplotlib/fontlist.json": tmp_path / "fonts.json"},
+                                     user_namespace=user_namespace, **kw)
+    return build
+
+
+def test_bwrap_unshares_user_and_forbids_nested_namespaces_only_in_a_user_namespace(bwrap):
+    inside, as_root = bwrap(True), bwrap(False)
+    assert {"--unshare-user", "--disable-userns"} <= set(inside[:inside.index("--")])
+    assert not {"--unshare-user", "--disable-userns"} & set(as_root)
+    for command in (inside, as_root):
+        assert {"--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--clearenv"} <= set(command)
+
+
+def test_bwrap_only_submission_and_the_tmpfs_folders_are_writable(bwrap, tmp_path):
+    command = bwrap(True, tmpfs_bytes=123 << 20)
+    assert flag_args(command, "--bind", 2) == [(str(tmp_path / "work"), "/submission")]
+    assert flag_args(command, "--chdir", 1) == [("/submission",)]
+    assert flag_args(command, "--tmpfs", 1) == [(folder,) for folder in sandbox.TMPFS] == [("/tmp",), ("/dev/shm",)]
+    assert flag_args(command, "--size", 3) == [(str(123 << 20), "--tmpfs", folder) for folder in sandbox.TMPFS]
+    assert not {"--dev-bind", "--bind-try", "--dev-bind-try"} & set(command)
+    # the root and /dev are made read-only once everything is mounted on them
+    remounts = [i for i, word in enumerate(command) if word == "--remount-ro"]
+    assert sorted(command[i + 1] for i in remounts) == ["/", "/dev"]
+    mounts = [i for i, word in enumerate(command) if word in ("--bind", "--ro-bind", "--tmpfs", "--dir", "--symlink")]
+    assert max(mounts) < min(remounts)
+
+
+def test_bwrap_shows_data_files_and_the_package_read_only_and_never_the_course(bwrap, tmp_path):
+    command = bwrap(True)
+    read_only = flag_args(command, "--ro-bind", 2)
+    assert (str(tmp_path / "data"), "/data") in read_only
+    assert (str(tmp_path / "fonts.json"), "/tmp/matplotlib/fontlist.json") in read_only
+    assert (str(sandbox.PACKAGE), sandbox.PACKAGE_INSIDE) in read_only
+    assert ("1777", "--dir", "/tmp/matplotlib") in flag_args(command, "--perms", 3)  # a folder anyone may write
+    course_source = sandbox.PACKAGE.parent / "source"
+    for host, _ in read_only + flag_args(command, "--bind", 2):
+        assert not course_source.is_relative_to(host), f"{host} shows the course's source/"
+        assert not Path.home().is_relative_to(host), f"{host} shows the home directory"
+
+
+def test_bwrap_sets_the_environment_and_runs_argv_last(bwrap):
+    command = bwrap(False)
+    env = dict(flag_args(command, "--setenv", 2))
+    assert env["OMP_NUM_THREADS"] == "2"
+    assert env["HOME"] == "/tmp" and env["ONIONS_DATA_DIR"] == "/data"  # the grader's own HOME is overridden
+    assert env["PATH"].endswith(":/usr/bin:/bin")
+    assert command.index("--clearenv") < command.index("--setenv")
+    assert command[command.index("--"):] == ["--", "python", "run.py"]
+
+
+# -- graders.execute -----------------------------------------------------------------------------
+
+def notebook(*outputs):
+    meta = {"nbgrader": {"grade": True, "points": 1}}
+    return new_notebook(cells=[new_markdown_cell("# Title"), new_code_cell("print(1)", metadata=meta, outputs=list(outputs))])
+
+
+def executed(ours, *outputs, count=3):
+    """What the sandbox returns for `ours`: the same cells, with outputs."""
+    theirs = copy.deepcopy(ours)
+    theirs.cells[1].update(outputs=list(outputs), execution_count=count)
+    return theirs
+
+
+def test_copy_outputs_takes_outputs_and_counts_and_nothing_else():
+    ours = notebook()
+    theirs = executed(ours, new_output("stream", name="stdout", text="1\n"))
+    theirs.cells[1].metadata = {"nbgrader": {"grade": True, "points": 100}}
+    execute.copy_outputs(theirs, ours)
+    assert ours.cells[1].outputs == [new_output("stream", name="stdout", text="1\n")]
+    assert ours.cells[1].execution_count == 3
+    assert ours.cells[1].metadata["nbgrader"]["points"] == 1
+    execute.copy_outputs(executed(ours, new_output("stream", name="stdout", text="z" * 10 ** 6)), ours)
+    assert len(json.dumps(ours.cells[1].outputs)) < execute.MAX_OUTPUT_CHARS  # capped on the way in
+
+
+@pytest.mark.parametrize("change", [lambda cells: cells[1].update(source="print(2)"),
+                                    lambda cells: cells[1].update(id="other-id"),
+                                    lambda cells: cells.__setitem__(1, new_markdown_cell("print(1)", id=cells[1].id)),
+                                    lambda cells: cells.append(new_code_cell("print(3)"))], ids=["source", "id", "type", "count"])
+def test_copy_outputs_refuses_a_changed_cell_or_cell_count(change):
+    ours = notebook()
+    theirs = executed(ours, new_output("stream", name="stdout", text="1\n"))
+    change(theirs.cells)
+    with pytest.raises(execute.InvalidExecution):
+        execute.copy_outputs(theirs, ours)
+    assert ours.cells[1].outputs == []
+
+
+def test_capped_leaves_small_outputs_and_cuts_huge_ones_with_a_note():
+    small = new_output("stream", name="stderr", text="warning\n")
+    assert execute.capped(small) is small
+    big = execute.capped(new_output("stream", name="stderr", text="x" * 10 ** 6))
+    assert big.name == "stderr" and big.text.startswith("x" * (execute.MAX_OUTPUT_CHARS // 2))
+    assert "1,000,0" in big.text and "cut" in big.text and len(json.dumps(big)) < execute.MAX_OUTPUT_CHARS
+    rich = execute.capped(new_output("display_data", data={"text/plain": "y" * 10 ** 6}))
+    assert rich.output_type == "stream" and len(json.dumps(rich)) < execute.MAX_OUTPUT_CHARS
+    error = execute.capped(new_output("error", ename="E", evalue="v" * 10 ** 6, traceback=["t" * 5000] * 500))
+    assert len(error.traceback) == 20 and max(map(len, error.traceback)) == 2000 and len(error.evalue) == 2000
+
+
+def test_read_executed_refuses_missing_oversized_and_invalid_notebooks(tmp_path):
+    path = tmp_path / "n.executed.ipynb"
+    with pytest.raises(execute.InvalidExecution, match="no executed notebook"):
+        execute.read_executed(path, 1 << 20)
+    nbformat.write(notebook(), str(path))
+    assert execute.read_executed(path, 1 << 20).cells[0].source == "# Title"
+    with pytest.raises(execute.InvalidExecution, match="limit"):
+        execute.read_executed(path, 100)
+    for text in ("{not json", json.dumps({"cells": "none", "nbformat": 4, "nbformat_minor": 5, "metadata": {}})):
+        with pytest.raises(execute.InvalidExecution, match="not a valid notebook"):
+            path.write_text(text)
+            execute.read_executed(path, 1 << 20)
+
+
+def test_relabel_stderr_turns_stderr_into_stdout_and_counts():
+    nb = notebook(new_output("stream", name="stderr", text="E0000 tf\n"), new_output("stream", name="stdout", text="ok"),
+                  new_output("stream", name="stderr", text="warn"), new_output("error", ename="E", evalue="", traceback=[]))
+    assert execute.relabel_stderr(nb) == 2
+    assert [o.get("name") for o in nb.cells[1].outputs] == ["stdout", "stdout", "stdout", None]
+    assert execute.relabel_stderr(nb) == 0
+
+
+# -- graders.feedback ----------------------------------------------------------------------------
+
+HIDDEN_Q3 = 'assert q3_answer == "fewer", "the answer is fewer"'
+HIDDEN_Q4 = 'assert n_parameters == 307300, "wrong count"'
+PUBLIC_Q4 = 'assert n_parameters > 0, "n_parameters should be positive"'
+
+
+def grade_cell(source, grade_id, count, outputs):
+    meta = {"nbgrader": {"grade": True, "locked": True, "solution": False, "grade_id": grade_id, "points": 1}}
+    return new_code_cell(source, metadata=meta, execution_count=count, outputs=outputs)
+
+
+def graded_notebook():
+    q3 = grade_cell(f'# Q3, the direction (1 point)\nassert isinstance(q3_answer, str), "q3_answer should be a string"\n'
+                    f"### BEGIN HIDDEN TESTS\n{HIDDEN_Q3}\n### END HIDDEN TESTS", "q3_test", 4,
+                    [new_output("stream", name="stdout", text="checking 'fewer'\n"),
+                     nbformat.from_dict(hidden.failure_output("AssertionError", "the answer is fewer"))])
+    frame = f"Cell \x1b[0;32mIn[7], line 5\x1b[0m\n\x1b[1;32m      3\x1b[0m {HIDDEN_Q4}\n\x1b[0;32m----> 5\x1b[0m {PUBLIC_Q4}\n"
+    traceback = ["\x1b[0;31m-----\x1b[0m", "AssertionError  Traceback (most recent call last)", frame,
+                 "\x1b[0;31mAssertionError\x1b[0m: n_parameters should be positive"]
+    q4 = grade_cell(f"# Q4, the count (1 point)\n### BEGIN HIDDEN TESTS\n{HIDDEN_Q4}\n### END HIDDEN TESTS\n{PUBLIC_Q4}", "q4_test", 7,
+                    [new_output("error", ename="AssertionError", evalue="n_parameters should be positive", traceback=traceback)])
+    answer = new_code_cell('q3_answer = "maybe"', execution_count=2,
+                           outputs=[new_output("stream", name="stdout", text=f"I guessed: {HIDDEN_Q4}\n"),
+                                    new_output("execute_result", data={"text/plain": "'maybe'"}, execution_count=2)])
+    return new_notebook(cells=[new_markdown_cell("# Q3 and Q4"), answer, q3, q4])
+
+
+def test_hidden_lines_and_question_labels():
+    nb = graded_notebook()
+    nb.cells.append(new_code_cell('### BEGIN HIDDEN TESTS\nx = 1\nq3_answer = "maybe"\n### END HIDDEN TESTS'))
+    assert feedback.hidden_lines([nb]) == {HIDDEN_Q3, HIDDEN_Q4}  # x = 1 is short; the answer cell shows the other
+    assert [feedback.question(cell) for cell in graded_notebook().cells[2:]] == ["Q3", "Q4"]
+    assert feedback.question(grade_cell("assert ok", "q5_test", 1, [])) == "Q5"
+    assert feedback.question(grade_cell("assert ok", "shape", 1, [])) == "the test cell shape"
+
+
+def test_redaction_cuts_hidden_tests_and_every_output_quoting_them_but_keeps_public_messages():
+    nb, _ = feedback.RedactHiddenTests().preprocess(graded_notebook(), {})
+    answer, q3, q4 = nb.cells[1:]
+    everything = "\n".join([cell.source for cell in nb.cells] + [feedback._text(o) for c in nb.cells for o in c.get("outputs", [])])
+    for secret in (HIDDEN_Q3, HIDDEN_Q4, "307300", '"fewer"', "HIDDEN TESTS"):
+        assert secret not in feedback.plain(everything), secret
+    assert q3.source.endswith('assert isinstance(q3_answer, str), "q3_answer should be a string"')
+    assert [(o.output_type, o.evalue) for o in q3.outputs] == [("error", "a hidden check of Q3 failed")]  # no stream kept
+    assert q4.source == f"# Q4, the count (1 point)\n{PUBLIC_Q4}"
+    (error,) = q4.outputs
+    assert (error.ename, error.evalue) == ("AssertionError", "n_parameters should be positive")
+    assert f"line 2\n----> 2 {PUBLIC_Q4}" in "".join(error.traceback)  # numbered as in the cell the student sees
+    assert [o.get("text") for o in answer.outputs] == [feedback.REMOVED, None]
+    assert answer.outputs[1].data == {"text/plain": "'maybe'"}
+
+
+def test_a_public_line_failing_in_another_execution_is_reported_as_hidden():
+    nb = graded_notebook()
+    nb.cells[3].execution_count = 8  # the traceback's In[7] is not this cell's run
+    nb, _ = feedback.RedactHiddenTests().preprocess(nb, {})
+    assert [o.evalue for o in nb.cells[3].outputs] == ["a hidden check of Q4 failed"]
+
+
+# -- graders.hidden and graders.artifacts --------------------------------------------------------
+
+def test_split_hides_everything_from_the_first_begin_including_code_after_end():
+    source = "assert a\n### BEGIN HIDDEN TESTS\nassert b\n### END HIDDEN TESTS\nassert c\n### BEGIN HIDDEN TESTS\nassert d"
+    assert hidden.split(source) == ("assert a\n", "assert b\nassert c\nassert d")
+    assert hidden.split("### BEGIN HIDDEN TESTS   \nassert b\n") == ("", "assert b\n")
+
+
+@pytest.mark.parametrize("meta, expected", [
+    ({"grade": True, "locked": True, "grade_id": "q1_test", "solution": False}, True),
+    ({"grade": True, "locked": True, "grade_id": "q1", "solution": True}, False),  # an autograded answer
+    ({"grade": True, "locked": False, "grade_id": "q1_test"}, False),
+    ({"grade": False, "locked": True, "grade_id": "q1_test"}, False),
+    ({"grade": True, "locked": True, "grade_id": ""}, False),
+    (None, False)])
+def test_is_test_cell_takes_only_locked_grade_cells_that_are_not_answers(meta, expected):
+    cell = new_code_cell("assert x", metadata={"nbgrader": meta} if meta else {})
+    assert hidden.is_test_cell(cell) is expected
+    assert hidden.is_test_cell(new_markdown_cell("x", metadata=cell.metadata)) is False
+
+
+def test_free_names_skips_what_the_code_binds_anywhere():
+    code = ("import os.path\nfrom numpy import testing as npt\n"
+            "def close(v, *rest, tol=1e-3):\n    return abs(v - target) < tol\n"
+            "try:\n    npt.assert_equal(len(history), epochs)\nexcept AssertionError as err:\n    raise\n"
+            "assert all(close(v) for v in values) and os.path.exists(path)\n"
+            "assert {k: w for k, w in weights.items()} and (n := count) > 0 and n\n")
+    assert hidden.free_names(code) == ["target", "history", "epochs", "values", "path", "weights", "count"]
+
+
+def test_plain_and_unplain_keep_types_through_json():
+    value = {"t": (1, [2.5, ("s", None)]), "l": [True, False, -0.0], "nested": {"e": ()},
+             "special": [math.inf, -math.inf], "np": [np.int64(3), np.float32(0.5), np.bool_(True), np.str_("s")]}
+    back = artifacts.unplain(json.loads(json.dumps(artifacts.plain(value), allow_nan=False)))
+    assert back == {"t": (1, [2.5, ("s", None)]), "l": [True, False, -0.0], "nested": {"e": ()},
+                    "special": [math.inf, -math.inf], "np": [3, 0.5, True, "s"]}
+    assert [type(x) for x in back["np"]] == [int, float, bool, str] and type(back["t"][1][1]) is tuple
+    nan = artifacts.unplain(json.loads(json.dumps(artifacts.plain(np.float64("nan")), allow_nan=False)))
+    assert type(nan) is float and math.isnan(nan)
+
+
+@pytest.mark.parametrize("value", [{np.str_("k"): 1}, {(1, 2): 3}, {1, 2}, b"bytes", 1j, object(), [np.datetime64("2024")]])
+def test_plain_refuses_what_is_not_plain_data(value):
+    with pytest.raises(artifacts.Refused):
+        artifacts.plain(value)
+
+
+@pytest.mark.parametrize("tree", [{"float": "1.5"}, {"list": "abc"}, {"tuple": 1}, {"a": 1, "b": 2}, {"set": []}, [1, 2], {}])
+def test_unplain_refuses_malformed_trees(tree):
+    with pytest.raises(artifacts.Refused):
+        artifacts.unplain(tree)
+
+
+# -- graders.executor (the runner's measurements; once graders.batch._measured) ------------------
+
+def test_measurements_gather_each_notebooks_seconds_from_the_runners_report():
+    report = [{"text": "started", "started": True}, {"text": "ran a", "notebook": "a", "wall_seconds": 12.5, "cpu_seconds": 30},
+              {"text": "checked a", "notebook": "a", "check_wall_seconds": 1.0, "check_cpu_seconds": 0.75, "export_seconds": 0.2},
+              {"text": "ran b", "notebook": "b", "wall_seconds": "3", "cpu_seconds": 2.0, "peak": 7},
+              {"text": "kernel died", "failure": True, "notebook": ["a"], "wall_seconds": 1}]
+    assert executor.measurements(report) == {
+        "a": {"wall_seconds": 12.5, "cpu_seconds": 30.0, "check_wall_seconds": 1.0, "check_cpu_seconds": 0.75, "export_seconds": 0.2},
+        "b": {"cpu_seconds": 2.0}}
+    assert executor.measurements([]) == {}
