@@ -13,6 +13,7 @@ checks test it.
 import importlib
 import json
 import math
+import sys
 import types
 from pathlib import Path
 
@@ -47,12 +48,11 @@ def _export_one(value, name: str, folder: Path) -> dict:
     if isinstance(value, types.FunctionType):
         raise Refused("it is a function, and hidden checks never run the student's code "
                       "(compute what they need in the cell's public part)")
-    import numpy as np
-    if isinstance(value, np.ndarray):
-        array = np.asarray(value)
-        np.save(folder / f"{name}.npy", array, allow_pickle=False)
+    np = sys.modules.get("numpy")  # not imported: no value can be an array (or a keras object)
+    if np is not None and isinstance(value, np.ndarray):
+        np.save(folder / f"{name}.npy", np.asarray(value), allow_pickle=False)
         return {"kind": "array", "file": f"{name}.npy"}
-    keras = _keras()
+    keras = sys.modules.get("keras")
     if keras is not None and isinstance(value, keras.Model):
         value.save(folder / f"{name}.keras")
         return {"kind": "model", "file": f"{name}.keras"}
@@ -68,7 +68,6 @@ def plain(value):
     """`value` as a tagged JSON tree of exact builtin types. numpy's own scalars become numbers;
     a subclass of int, float or str becomes the plain value it holds (its `==`, `-` or `abs`
     may say anything); other subclasses are refused."""
-    import numpy as np
     kind = type(value)
     for base, exact in ((int, int.__index__), (float, float.__float__), (str, str.__str__)):
         if kind is not base and kind is not bool and isinstance(value, base):
@@ -83,18 +82,11 @@ def plain(value):
         if not all(type(key) is str for key in value):
             raise Refused("a dict with keys that are not plain strings")
         return {"dict": {key: plain(item) for key, item in value.items()}}
-    if kind.__module__ == "numpy" and isinstance(value, (np.bool_, np.integer, np.floating)):
+    np = sys.modules.get("numpy")
+    if np is not None and kind.__module__ == "numpy" and isinstance(value, (np.bool_, np.integer, np.floating)):
         return plain(value.item())
     raise Refused(f"it is a {kind.__module__}.{kind.__qualname__}, not a plain int, float, str, "
                   "list, dict, numpy array or keras model")
-
-
-def _keras():
-    try:
-        import keras
-        return keras
-    except ImportError:
-        return None
 
 
 def _why(error: Exception) -> str:

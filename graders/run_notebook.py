@@ -229,7 +229,7 @@ def write(notebook, path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graders.run_notebook", description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", type=Path, nargs="+", metavar="NOTEBOOK")
-    parser.add_argument("--cell-timeout", type=int, default=300, help="seconds per cell (nbgrader's Execute.timeout)")
+    parser.add_argument("--cell-timeout", type=int, required=True, help="seconds per cell (nbgrader's Execute.timeout)")
     parser.add_argument("--notebook-timeout", type=float, default=900, help="wall seconds per notebook")
     parser.add_argument("--preload", default="", help="modules the kernels share, comma-separated")
     parser.add_argument("--sandboxed", action="store_true",
