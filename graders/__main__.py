@@ -77,11 +77,15 @@ def main(argv=None) -> int:
                     "RLIMIT_NPROC caps processes and a watchdog kills a sandbox over --memory within 0.1 s (the first "
                     "line of output says which). Needs bubblewrap and, without root, user namespaces. Re-running skips "
                     "submissions graded and unchanged since. Exit status 0 when every submission was graded, 1 "
-                    "otherwise. Run in the course directory.")
+                    "otherwise. Run in the course directory. What the course chooses (modules to preload, datasets "
+                    "to check) is in nbgrader_config.py as c.GradersBatch.*.")
     grade.add_argument("assignment")
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
     grade.add_argument("--workers", type=positive(int), help="students graded at once (default: cores, as memory allows)")
-    grade.add_argument("--timeout", type=positive(float), default=900, help="wall-time limit per notebook, seconds (default 900)")
+    grade.add_argument("--timeout", type=positive(float), default=900,
+                       help="wall-time limit per notebook, seconds (default 900); a student's sandbox gets that "
+                            "times the notebooks plus 60 s; each cell gets nbgrader's Execute.timeout "
+                            "(nbgrader_config.py), at most this")
     grade.add_argument("--memory", type=size, default="4G", help="memory limit per student's sandbox (default 4G)")
     grade.add_argument("--processes", type=positive(int), default=512, help="process and thread limit per student's sandbox (default 512)")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
@@ -125,8 +129,6 @@ def build_data(args) -> int:
 
 
 def autograde(args) -> int:
-    if not (args.course / "nbgrader_config.py").is_file():
-        raise FileExistsError(f"{args.course.resolve()} has no nbgrader_config.py: run in the course directory or pass --course")
     limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
                             processes=args.processes)
     workers = args.workers or batch.default_workers(limits.memory_bytes)
