@@ -193,30 +193,10 @@ class Batch:
             result.cpu_seconds, result.peak_memory_bytes = execution.cpu_seconds, execution.peak_memory_bytes
             result.notebooks = execution.notebooks
         if not problem:
-            result.score, result.max_score, result.status, result.detail = self.verdict(student)
+            result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
         shutil.rmtree(self.stage / student, ignore_errors=True)
         self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result)})
         return result
-
-    def verdict(self, student: str):
-        """Score, max score, and what nbgrader graded silently: missing notebooks, deleted test cells."""
-        missing, deleted = [], []
-        folder = self.course.folder("submitted", self.assignment, student)
-        with self.course.gradebook() as gb:
-            submission = gb.find_submission(self.assignment, student)
-            for notebook in submission.notebooks:
-                if not (folder / f"{notebook.name}.ipynb").is_file():
-                    missing.append(notebook.name)
-                    continue
-                answers = {cell.name for cell in notebook.notebook.solution_cells}
-                deleted += [f"{notebook.name}/{grade.name}" for grade in notebook.grades
-                            if grade.cell.cell_type == "code" and grade.auto_score is None and grade.name not in answers]
-            score, max_score = submission.score, submission.max_score
-        if missing:
-            return score, max_score, Status.MISSING_NOTEBOOK, ", ".join(missing) + " (scored 0)"
-        if deleted:
-            return score, max_score, Status.TEST_CELL_DELETED, ", ".join(deleted) + " (needs manual grading)"
-        return score, max_score, Status.GRADED, ""
 
 
 def _bar(done: int, total: int, width: int = 20) -> str:

@@ -16,6 +16,8 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
+from graders.status import Status
+
 WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
 
 
@@ -79,6 +81,28 @@ class Course:
             raise CourseError(f"{self.root} has no gradebook.db: {fix}") from None
         except MissingEntry:
             raise CourseError(f"nbgrader does not know the assignment {assignment} (not in gradebook.db): {fix}") from None
+
+
+    def verdict(self, assignment: str, student: str):
+        """(score, max score, status, detail) of a graded submission, with what nbgrader graded
+        silently: missing notebooks (scored 0), deleted test cells (left for manual grading)."""
+        missing, deleted = [], []
+        folder = self.folder("submitted", assignment, student)
+        with self.gradebook() as gb:
+            submission = gb.find_submission(assignment, student)
+            for notebook in submission.notebooks:
+                if not (folder / f"{notebook.name}.ipynb").is_file():
+                    missing.append(notebook.name)
+                    continue
+                answers = {cell.name for cell in notebook.notebook.solution_cells}
+                deleted += [f"{notebook.name}/{grade.name}" for grade in notebook.grades
+                            if grade.cell.cell_type == "code" and grade.auto_score is None and grade.name not in answers]
+            score, max_score = submission.score, submission.max_score
+        if missing:
+            return score, max_score, Status.MISSING_NOTEBOOK, ", ".join(missing) + " (scored 0)"
+        if deleted:
+            return score, max_score, Status.TEST_CELL_DELETED, ", ".join(deleted) + " (needs manual grading)"
+        return score, max_score, Status.GRADED, ""
 
 
 class BatchState:
