@@ -8,11 +8,14 @@ Usage: .venv/bin/python bench/reference_seeds.py [--dataset mnist|fashion_mnist]
 """
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import nbclient
 
-from graders import course
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import course  # noqa: E402 (the tests' helpers: a copy of this course, hand-ins, grades)
 
 BARS = {"mnist": 0.97, "fashion_mnist": 0.85}
 PROBE = ('import json; print("BENCH " + json.dumps({"accuracy": history.history["val_accuracy"][-1], '

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import nbformat
 
-from graders import batch, course, feedback, intake, report, sandbox, selfcheck
+from graders import batch, feedback, intake, report, sandbox, selfcheck
+from graders.coursedir import run_nbgrader
+
+REPO = Path(__file__).resolve().parents[1]  # the course this demo copies
+ASSIGNMENT = "lesson08"
+NOTEBOOKS = ("check_your_learning", "mnist_exercise")
 
 MARKER = ".onions-demo"  # a directory holding it was made by this demo and may be replaced
 
@@ -19,6 +24,15 @@ HOSTILE = """try:
 except OSError as error:
     print("could not read the hidden tests:", error)
 """
+
+
+def copy_course(directory: Path) -> None:
+    """A new course in `directory` (empty or new) holding this course's source/ and nbgrader_config.py."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):
+        raise FileExistsError(f"{directory} is not empty: choose a new directory or remove it first")
+    shutil.copytree(REPO / "source", directory / "source")
+    shutil.copy2(REPO / "nbgrader_config.py", directory / "nbgrader_config.py")
 
 
 def _edited(notebook, cell_id, old, new):
@@ -31,14 +45,14 @@ def _edited(notebook, cell_id, old, new):
 def students(directory: Path) -> dict:
     """{student: {file name: bytes}}: a small class with the usual troubles."""
     def load(folder, name):
-        return course.read_notebook(directory / folder / course.ASSIGNMENT / f"{name}.ipynb")
+        return nbformat.read(str(directory / folder / ASSIGNMENT / f"{name}.ipynb"), as_version=4)
 
     def files(cyl, mnist):
         return {"check_your_learning.ipynb": nbformat.writes(cyl).encode(), "mnist_exercise.ipynb": nbformat.writes(mnist).encode()}
 
-    reference = {name: load("source", name) for name in course.NOTEBOOKS}
-    blank = {name: load("release", name) for name in course.NOTEBOOKS}
-    cyl, mnist = course.NOTEBOOKS
+    reference = {name: load("source", name) for name in NOTEBOOKS}
+    blank = {name: load("release", name) for name in NOTEBOOKS}
+    cyl, mnist = NOTEBOOKS
     partial = _edited(reference[cyl], "q3_more_or_fewer", 'q3_answer = "fewer"', 'q3_answer = "more"')
     hostile = _edited(reference[cyl], "q1_answer", "width, height", HOSTILE + "width, height")
     crash = _edited(reference[cyl], "q1_answer", "width, height", "import os\nos._exit(1)\nwidth, height")
@@ -58,12 +72,12 @@ def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     directory = Path(directory).resolve()  # nbgrader runs in it: a relative path would point elsewhere
     if (directory / MARKER).is_file():
         shutil.rmtree(directory)
-    course.copy_course(directory)
+    copy_course(directory)
     (directory / MARKER).write_text("made by: python -m graders demo (replaced on the next run)\n")
     nbgrader_log = directory / "nbgrader.log"
     log(f"demo class in {directory}")
-    course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT, "--force", log=nbgrader_log)
-    log(f"generated release/{course.ASSIGNMENT} with nbgrader generate_assignment")
+    run_nbgrader(directory, "generate_assignment", ASSIGNMENT, "--force", log=nbgrader_log)
+    log(f"generated release/{ASSIGNMENT} with nbgrader generate_assignment")
     handed_in = students(directory)
     draft = directory / "student-draft" / "check_your_learning.ipynb"  # demo-partial's, before handing in
     draft.parent.mkdir()
@@ -72,17 +86,17 @@ def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     log(selfcheck.report(str(draft.relative_to(directory)), selfcheck.check(draft)))
     archive = intake.lms_archive(directory / "lms-download.zip", handed_in)
     log(f"the class hands in through an LMS: {archive.name}, as Canvas' 'Download Submissions' names it")
-    intake.intake(directory, archive, course.ASSIGNMENT, log=log)
+    intake.intake(directory, archive, ASSIGNMENT, log=log)
     limits = sandbox.Limits()
-    grader = batch.Batch(directory, course.ASSIGNMENT, limits, batch.default_workers(limits.memory_bytes),
+    grader = batch.Batch(directory, ASSIGNMENT, limits, batch.default_workers(limits.memory_bytes),
                          use_sandbox=use_sandbox, log=log)
     results = grader.run()
     log(batch.summary(results))
-    feedback.Feedback(directory, course.ASSIGNMENT).run(log=log)
-    course.nbgrader(directory, "export", "--to", str(directory / "grades.csv"), log=nbgrader_log)
+    feedback.Feedback(directory, ASSIGNMENT).run(log=log)
+    run_nbgrader(directory, "export", "--to", str(directory / "grades.csv"), log=nbgrader_log)
     log(f"grades exported by nbgrader export: {directory / 'grades.csv'}")
     log(f"written answers: TAs grade them in formgrader (README, 'Grading the written answers'): "
         f"cd {directory} && jupyter server, then open /formgrader")
-    path = report.write_report(directory, course.ASSIGNMENT, log=log)
+    path = report.write_report(directory, ASSIGNMENT, log=log)
     log(f"class report: {path}")
     return results

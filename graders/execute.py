@@ -99,6 +99,7 @@ def capped(output):
     if output.get("output_type") == "error":
         output["traceback"] = [line[:2000] for line in output.get("traceback", [])[-20:]]
         output["evalue"] = output.get("evalue", "")[:2000]
+        output["ename"] = output.get("ename", "")[:200]
         return output
     text = output.get("text", "") if output.get("output_type") == "stream" else json.dumps(output.get("data", {}))
     return nbformat.v4.new_output("stream", name=output.get("name", "stdout"), text=text[: MAX_OUTPUT_CHARS // 2] + note)

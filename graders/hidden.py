@@ -25,7 +25,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-BEGIN, END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's delimiters: a line containing one is a marker
 FAILED_TO_RUN = "HiddenCheckError"
 
 
@@ -47,20 +47,22 @@ def is_test_cell(cell) -> bool:
 
 
 def split(source: str) -> tuple:
-    """(public part, hidden part or None): the hidden part is everything from the first BEGIN
-    line on, without the marker lines."""
+    """(public part, hidden part or None): the hidden part is everything from the first line
+    holding BEGIN on (as nbgrader's ClearHiddenTests, which looks for the text anywhere in a
+    line), without the marker lines."""
     lines = source.splitlines(keepends=True)
-    starts = [number for number, line in enumerate(lines) if line.strip() == BEGIN]
+    starts = [number for number, line in enumerate(lines) if BEGIN in line]
     if not starts:
         return source, None
     public, rest = lines[:starts[0]], lines[starts[0]:]
-    hidden = [line for line in rest if line.strip() not in (BEGIN, END)]
+    hidden = [line for line in rest if BEGIN not in line and END not in line]
     return "".join(public), "".join(hidden)
 
 
 def free_names(code: str) -> list:
     """The names `code` reads but never binds, builtins excluded: what the kernel must export.
-    A name that shadows a builtin (`abs`, `isinstance`) is never taken from the student."""
+    A name that shadows a builtin (`abs`, `isinstance`) is never taken from the student. Scopes
+    are not told apart: a name bound anywhere in the hidden part (even in a function) is its own."""
     tree = ast.parse(code)
     read, bound = [], set()
     for node in ast.walk(tree):

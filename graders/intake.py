@@ -14,8 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from graders import course
-from graders.coursedir import Course
+from graders.coursedir import Course, run_nbgrader
 
 # Canvas' "Download Submissions" names every file <lastfirst>_[LATE_]<user id>_<file id>_<uploaded
 # name>, and appends -1, -2 ... to the uploaded name of a re-upload. The user id is the nbgrader
@@ -124,7 +123,7 @@ def _zip_collect(directory: Path, staging: Path, assignment: str):
     """nbgrader zip_collect, reading the archive and writing submitted/ inside `staging` only."""
     relative = staging.relative_to(directory)  # zip_collect joins its folders to the course root
     try:
-        course.nbgrader(directory, "zip_collect", assignment,
+        run_nbgrader(directory, "zip_collect", assignment,
                         f"--CourseDirectory.root={directory}",
                         f"--ZipCollectApp.downloaded_directory={relative / 'downloaded'}",
                         f"--CourseDirectory.submitted_directory={relative / 'submitted'}",

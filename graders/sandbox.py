@@ -70,9 +70,12 @@ def parse_size(text: str) -> int:
     """'4G', '512M', '1024' (bytes) -> bytes."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     text = text.strip().upper().removesuffix("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
+    try:
+        if text and text[-1] in units:
+            return int(float(text[:-1]) * units[text[-1]])
+        return int(text)
+    except OverflowError:  # "infG", "1e400G"
+        raise ValueError(f"{text!r} is not a size") from None
 
 
 # -- limits: a cgroup (root), or a watchdog ----------------------------------------------------

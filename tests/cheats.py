@@ -7,7 +7,7 @@ check_your_learning cheats start from the reference; mnist_exercise ones from `m
 reference trained on two batches (cheap, and below the accuracy bar), which loses accuracy_test.
 """
 from submissions import edited
-from graders import course
+import course
 
 CYL, MNIST = course.NOTEBOOKS
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import submissions
-from graders import course
+import course
 
 
 class GradedClass:

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 
 import submissions
-from graders import course
+import course
 
 CYL, MNIST = course.NOTEBOOKS
 

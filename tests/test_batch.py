@@ -7,7 +7,8 @@ import cheats
 import corpus
 import submissions
 from conftest import BatchClass, tree_digest
-from graders import batch, course, sandbox
+import course
+from graders import batch, sandbox
 
 
 

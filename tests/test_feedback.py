@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from graders import batch, course, sandbox
+import course
+from graders import batch, sandbox
 
 MESSAGES = "feedback-messages"  # Q1 a float, Q3 "maybe", and prints a hidden line
 HIDDEN_Q3 = "assert q3_answer == \"fewer\""

@@ -24,7 +24,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from graders import course
+import course
 
 STUDENT = "demo-reference"
 NOTEBOOK = "mnist_exercise"

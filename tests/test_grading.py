@@ -5,7 +5,7 @@ import re
 import pytest
 
 import submissions
-from graders import course
+import course
 
 
 @pytest.mark.parametrize("notebook", course.NOTEBOOKS)

@@ -55,6 +55,8 @@ def test_split_keeps_the_public_part_for_the_kernel():
     assert public == "assert x > 0\n" and "BEGIN" not in code and "np.all(x == y)" in code
     assert hidden.free_names(code) == ["x", "y"]  # np is its own; builtins never come from the student
     assert hidden.split("assert x\n") == ("assert x\n", None)
+    # nbgrader hides any line holding its delimiter, so the checker takes the same lines
+    assert hidden.split("ok = 1\n# BEGIN HIDDEN TESTS ###\nassert secret\n# END HIDDEN TESTS ###\n") == ("ok = 1\n", "assert secret\n")
     assert hidden.free_names("abs(ratio - [v for v in values][0])\nall(isinstance(q, int) for q in qs)") == ["ratio", "values", "qs"]
 
 

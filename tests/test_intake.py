@@ -10,7 +10,8 @@ import nbformat
 import pytest
 
 from conftest import tree_digest
-from graders import course, intake
+import course
+from graders import intake
 
 RELEASE = course.REPO / "release" / course.ASSIGNMENT
 

@@ -3,7 +3,7 @@
 import nbclient
 import pytest
 
-from graders import course
+import course
 
 
 @pytest.mark.parametrize("name", course.NOTEBOOKS)

@@ -17,7 +17,8 @@ import pytest
 import corpus
 import submissions
 from conftest import tree_digest
-from graders import course, coursedir
+import course
+from graders import coursedir
 
 ACCOUNT = "onions-grader"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the distribution's interpreter (Debian 12: 3.11.2)

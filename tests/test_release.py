@@ -4,7 +4,7 @@ import re
 import nbformat
 import pytest
 
-from graders import course
+import course
 
 REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1\n?", re.S)
 

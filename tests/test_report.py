@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from graders import course, coursedir
+import course
+from graders import coursedir
 
 USABLE_IN_DEMO = ("graded",)  # the demo's statuses with usable grades (the others: kernel crashed, invalid notebook)
 

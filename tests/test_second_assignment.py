@@ -4,7 +4,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from graders import batch, course, coursedir, sandbox
+import course
+from graders import batch, coursedir, sandbox
 
 ASSIGNMENT = "lesson09"
 CONFIG = """c = get_config()  # noqa: F821

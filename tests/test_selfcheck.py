@@ -15,7 +15,8 @@ from nbgrader import utils
 from traitlets.config.loader import PyFileConfigLoader
 
 import submissions
-from graders import course, selfcheck
+import course
+from graders import selfcheck
 
 CYL, MNIST = course.NOTEBOOKS
 

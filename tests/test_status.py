@@ -1,6 +1,7 @@
 """One vocabulary of statuses: the README's table, the corpus and the report use graders.status."""
 import corpus
-from graders import course, report, status
+import course
+from graders import report, status
 
 
 def test_the_readme_table_is_the_status_vocabulary():

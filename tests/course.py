@@ -1,16 +1,16 @@
-"""An nbgrader course directory: lay one out, run nbgrader's own commands in it, read its gradebook.
+"""Helpers for the tests and the benchmark: lay out a copy of this course, run nbgrader in it,
+hand in, read its gradebook.
 
-The repository root is the real course directory. The demo and the tests grade in a copy
-(source/ and nbgrader_config.py only), so they never touch a real class's gradebook.
+The repository root is the real course directory. The tests grade in a copy (source/ and
+nbgrader_config.py only), so they never touch a real class's gradebook.
 """
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 from nbgrader.api import Gradebook
+
+from graders.coursedir import run_nbgrader as nbgrader  # noqa: F401 (the tests' course.nbgrader)
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE_ID = "onions"
@@ -27,29 +27,6 @@ def copy_course(directory: Path, repo: Path = REPO) -> Path:
     shutil.copytree(repo / "source", directory / "source")
     shutil.copy2(repo / "nbgrader_config.py", directory / "nbgrader_config.py")
     return directory
-
-
-def nbgrader(course: Path, *args: str, log: Path = None) -> subprocess.CompletedProcess:
-    """Run an nbgrader command in `course` with this interpreter; output to `log` if given.
-
-    nbgrader starts `alembic` and Jupyter kernels by name, so this venv's bin/ goes first on PATH.
-    """
-    env = dict(os.environ)
-    # ipykernel stops forwarding file-descriptor output (TensorFlow's C++ logs) to the notebook
-    # when it sees this variable; grading must behave the same when run from the tests.
-    env.pop("PYTEST_CURRENT_TEST", None)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [sys.executable, "-m", "nbgrader", *args]
-    if log is None:
-        result = subprocess.run(command, cwd=course, env=env, capture_output=True, text=True)
-        output = result.stdout + result.stderr
-    else:
-        with open(log, "a") as stream:
-            result = subprocess.run(command, cwd=course, env=env, stdout=stream, stderr=subprocess.STDOUT)
-        output = f"see {log}"
-    if result.returncode != 0:
-        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}): {output[-2000:]}")
-    return result
 
 
 def read_notebook(path: Path):
