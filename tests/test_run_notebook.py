@@ -110,7 +110,8 @@ def test_in_the_sandbox_nothing_a_notebook_started_outlives_it_or_touches_the_ru
     isolation.check()
     nbformat.write(notebook(LINGER, "import time\ntime.sleep(1)"), str(tmp_path / "one.ipynb"))
     nbformat.write(notebook(INSPECT, "import time\ntime.sleep(1)"), str(tmp_path / "two.ipynb"))
-    argv = isolation.python_module("graders.run_notebook", "one.ipynb", "two.ipynb", "--preload", "numpy", "--sandboxed")
+    argv = isolation.python_module("graders.run_notebook", "one.ipynb", "two.ipynb", "--preload", "numpy", "--sandboxed",
+                                  "--cell-timeout", "60")
     outcome = isolation.run(argv, tmp_path, sandbox.Limits(wall_seconds=120), data.cache_dir(), batch.thread_env(1))
     assert outcome.returncode == 0, outcome.output
     assert outputs(tmp_path, "two")[0][0]["text"] == "runner closed: PermissionError\nlingering: []\n"
@@ -119,7 +120,7 @@ def test_in_the_sandbox_nothing_a_notebook_started_outlives_it_or_touches_the_ru
 
 def test_killing_leftovers_outside_the_sandbox_is_refused(tmp_path):
     nbformat.write(notebook("print('ran')"), str(tmp_path / "one.ipynb"))
-    result = subprocess.run([sys.executable, "-m", "graders.run_notebook", "one.ipynb", "--sandboxed"],
+    result = subprocess.run([sys.executable, "-m", "graders.run_notebook", "one.ipynb", "--sandboxed", "--cell-timeout", "60"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and "refusing to kill this user's processes" in result.stderr
     assert not (tmp_path / "one.executed.ipynb").exists()
