@@ -177,14 +177,12 @@ def intake(directory: Path, archive: Path, assignment: str, force: bool = False,
 
     Without `force`, a student who already has submitted/<student>/<assignment> stops the import.
     """
-    directory = Path(directory).resolve()
-    if not (directory / "nbgrader_config.py").is_file():
-        raise IntakeError(f"{directory} has no nbgrader_config.py: run in the course directory or pass --course")
+    course_dir = Course(directory)  # CourseError if it is not a course directory
+    directory = course_dir.root
     names = notebook_names(directory, assignment)
     archive = Path(archive)
     if not archive.is_file():
         raise IntakeError(f"{archive} is not a file: give the path of the zip downloaded from the LMS")
-    course_dir = Course(directory)
     work = course_dir.work(assignment)
     work.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="intake-", dir=work))
