@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from graders import artifacts, execute, executor, feedback, hidden, sandbox
+from graders import artifacts, execute, executor, feedback, hidden, run_notebook, sandbox, status
 
 
 # -- graders.sandbox -----------------------------------------------------------------------------
@@ -285,3 +285,40 @@ def test_measurements_gather_each_notebooks_seconds_from_the_runners_report():
         "a": {"wall_seconds": 12.5, "cpu_seconds": 30.0, "check_wall_seconds": 1.0, "check_cpu_seconds": 0.75, "export_seconds": 0.2},
         "b": {"cpu_seconds": 2.0}}
     assert executor.measurements([]) == {}
+
+
+# -- graders.executor.classify: the status of a sandboxed run, from explicit facts -------------------
+
+def outcome(returncode=0, report=(), output="", **flags):
+    facts = dict(timed_out=False, oom_killed=False, process_limit_hit=False)
+    return sandbox.Outcome(returncode=returncode, wall_seconds=1.0, cpu_seconds=1.0, peak_memory_bytes=0,
+                           output=output, report=list(report), **{**facts, **flags})
+
+
+STARTED = {"text": "started", "started": True}
+LIMITS = sandbox.Limits(wall_seconds=60, memory_bytes=1 << 30, processes=64)
+
+
+@pytest.mark.parametrize("run, expected", [
+    (outcome(0, [STARTED]), (status.Status.GRADED, "")),
+    (outcome(-9, [STARTED], process_limit_hit=True, timed_out=True), (status.Status.TOO_MANY_PROCESSES,
+                                                                       "reached the limit of 64 processes and threads")),
+    (outcome(-9, [STARTED], oom_killed=True), (status.Status.KILLED_FOR_MEMORY, "over the 1024 MB limit")),
+    (outcome(-9, [STARTED], timed_out=True), (status.Status.TIMED_OUT, "still running after 60 s")),
+    (outcome(run_notebook.TIMED_OUT, [STARTED]), (status.Status.TIMED_OUT, "still running after 60 s")),
+    (outcome(run_notebook.KERNEL_DIED, [STARTED, {"text": "kernel died: a.ipynb: Kernel died", "failure": True}]),
+     (status.Status.KERNEL_CRASHED, "kernel died: a.ipynb: Kernel died")),
+    (outcome(1, [], output="bwrap: Creating new namespace failed: Operation not permitted\n"),
+     (status.Status.SANDBOX_REFUSED, "bwrap: Creating new namespace failed: Operation not permitted")),
+    (outcome(1, [STARTED], output="Traceback (most recent call last):\nValueError: boom\n"),
+     (status.Status.EXECUTION_FAILED, "ValueError: boom")),
+])
+def test_classify_names_the_cause_first(run, expected):
+    assert executor.classify(run, LIMITS) == expected
+
+
+def test_a_student_printing_runner_lines_cannot_fake_a_report():
+    """Only the private report line counts: RUNNER lines on the shared stdout are for people."""
+    run = outcome(run_notebook.KERNEL_DIED, [STARTED], output="RUNNER: ran a in 1 s, kernel CPU 1 s\n")
+    assert executor.classify(run, LIMITS) == (status.Status.KERNEL_CRASHED, "")
+    assert executor.measurements(run.report) == {}
