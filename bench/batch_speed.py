@@ -38,7 +38,7 @@ def make_class(root: Path, students: int) -> Path:
 def timed(command: list, cwd: Path) -> float:
     started = time.monotonic()
     subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**course.os.environ, "PATH": f"{Path(sys.executable).parent}:{course.os.environ['PATH']}"})
+                   env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
     return time.monotonic() - started
 
 
