@@ -63,17 +63,15 @@ class Zygote:
     def checker_pid(self) -> int:
         """The checker's pid (it says so first, once the zygote has imported and forked it)."""
         if self._checker_pid is None:
-            line = self.checks.readline()
+            try:
+                line = self.checks.readline()
+            except OSError:
+                line = ""
             self._checker_pid = json.loads(line)["pid"] if line else -1
         return self._checker_pid
 
     def request(self, **message) -> dict:
-        try:
-            self.stream.write(json.dumps(message) + "\n")
-            self.stream.flush()
-            line = self.stream.readline()
-        except OSError:
-            line = ""
+        line = _exchange(self.stream, message)
         if not line:
             raise ZygoteDied("the kernel zygote has died")
         return json.loads(line)
@@ -91,14 +89,8 @@ class Zygote:
     def check(self, checks: list, seconds: float) -> tuple:
         """Run hidden checks (graders.hidden.Check) in the checker: ({cell id: None or [ename,
         evalue]}, the checker's CPU seconds). A dead checker fails them all."""
-        request = {"checks": [vars(check) for check in checks], "seconds": seconds}
-        try:
-            self.checker_pid  # noqa: B018 (the hello line comes first)
-            self.checks.write(json.dumps(request) + "\n")
-            self.checks.flush()
-            line = self.checks.readline()
-        except OSError:
-            line = ""
+        self.checker_pid  # noqa: B018 (the hello line comes first)
+        line = _exchange(self.checks, {"checks": [vars(check) for check in checks], "seconds": seconds})
         if not line:
             from graders.hidden import FAILED_TO_RUN
             return {check.cell_id: [FAILED_TO_RUN, "the hidden checks could not run: the checker has died"]
@@ -114,6 +106,16 @@ class Zygote:
             os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def _exchange(stream, message: dict) -> str:
+    """Send one JSON line and read the answer line; "" if the other end is gone."""
+    try:
+        stream.write(json.dumps(message) + "\n")
+        stream.flush()
+        return stream.readline()
+    except OSError:
+        return ""
 
 
 def _serve(connection: socket.socket, preload, checks: socket.socket) -> None:
