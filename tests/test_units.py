@@ -274,7 +274,7 @@ def test_unplain_refuses_malformed_trees(tree):
         artifacts.unplain(tree)
 
 
-# -- graders.executor (the runner's measurements; once graders.batch._measured) ------------------
+# -- graders.executor: the runner's measurements -------------------------------------------------
 
 def test_measurements_gather_each_notebooks_seconds_from_the_runners_report():
     report = [{"text": "started", "started": True}, {"text": "ran a", "notebook": "a", "wall_seconds": 12.5, "cpu_seconds": 30},
