@@ -122,7 +122,7 @@ class BatchState:
             with open(self.path, encoding="utf-8") as journal:
                 lines = list(journal)
         except OSError:
-            return state
+            return self._from_state_json()
         for line in lines:
             try:
                 student, entry = json.loads(line)
@@ -131,6 +131,18 @@ class BatchState:
             state[student] = entry
         if len(lines) > 2 * len(state) + 100:
             self.rewrite(state)
+        return state
+
+    def _from_state_json(self) -> dict:
+        """The earlier versions' state.json (one JSON object), moved into a journal once."""
+        try:
+            state = json.loads((self.work / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(state, dict):
+            return {}
+        self.rewrite(state)
+        (self.work / "state.json").unlink()
         return state
 
     def record(self, student: str, entry: dict) -> None:

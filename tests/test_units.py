@@ -322,3 +322,17 @@ def test_a_student_printing_runner_lines_cannot_fake_a_report():
     run = outcome(run_notebook.KERNEL_DIED, [STARTED], output="RUNNER: ran a in 1 s, kernel CPU 1 s\n")
     assert executor.classify(run, LIMITS) == (status.Status.KERNEL_CRASHED, "")
     assert executor.measurements(run.report) == {}
+
+
+# -- graders.coursedir.BatchState: the journal --------------------------------------------------
+
+def test_the_journal_keeps_each_students_last_line_and_takes_over_an_old_state_json(tmp_path):
+    from graders.coursedir import BatchState
+    (tmp_path / "state.json").write_text(json.dumps({"ann": {"status": "graded"}, "bob": {"status": "timed out"}}))
+    state = BatchState(tmp_path)
+    assert state.load() == {"ann": {"status": "graded"}, "bob": {"status": "timed out"}}
+    assert not (tmp_path / "state.json").exists() and len(state.path.read_text().splitlines()) == 2
+    state.record("bob", {"status": "graded"})
+    with open(state.path, "a") as journal:
+        journal.write('["ann", {"stat')  # a crash in the middle of a line
+    assert state.load() == {"ann": {"status": "graded"}, "bob": {"status": "graded"}}
