@@ -13,7 +13,7 @@ import sys
 sys.modules.setdefault("rfc3987_syntax", None)
 from pathlib import Path
 
-from graders import batch, data, demo, sandbox
+from graders import batch, cluster, data, demo, sandbox
 from graders.status import Status
 
 
@@ -40,7 +40,7 @@ def positive(kind):
 
 
 # modules that add a command of their own (see the docstring)
-PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake")
+PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake", "cluster")
 
 
 def main(argv=None) -> int:
@@ -91,6 +91,12 @@ def main(argv=None) -> int:
     grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
     grade.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
+    where = grade.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="execute on a Dask cluster (tls://HOST:PORT, or tcp://127.0.0.1:PORT "
+                                                              "on this machine) whose workers run python -m graders worker; "
+                                                              "this process still prepares, grades and writes the gradebook")
+    where.add_argument("--scheduler-file", type=Path, help="the same, the address read from `dask scheduler --scheduler-file`'s file")
+    cluster.add_tls_options(grade)
 
     for name in PLUGGED_COMMANDS:
         importlib.import_module(f"graders.{name}").add_command(commands)
@@ -108,7 +114,7 @@ def main(argv=None) -> int:
             demo.run(args.dir, use_sandbox=not args.no_sandbox)
         elif args.command == "autograde":
             return autograde(args)
-    except (data.DataUnavailable, FileExistsError, RuntimeError) as error:
+    except (data.DataUnavailable, FileExistsError, RuntimeError) as error:  # ClusterError, CourseError too
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -132,7 +138,15 @@ def autograde(args) -> int:
     limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
                             processes=args.processes)
     workers = args.workers or batch.default_workers(limits.memory_bytes)
-    grader = batch.Batch(args.course, args.assignment, limits, workers, use_sandbox=not args.no_sandbox, force=args.force)
+    where = None
+    if args.scheduler or args.scheduler_file:
+        if args.no_sandbox or args.workers:
+            raise cluster.ClusterError("--no-sandbox and --workers are for one machine: on a cluster, every worker "
+                                       "sandboxes and sets its own (python -m graders worker --students N)")
+        address = cluster.scheduler_address(args.scheduler, args.scheduler_file)
+        where = (address, cluster.tls_files(address, args.tls_ca_file, args.tls_cert, args.tls_key))
+    grader = batch.Batch(args.course, args.assignment, limits, workers, use_sandbox=not args.no_sandbox, force=args.force,
+                         cluster=where)
     try:
         results = grader.run(args.student)
     except KeyboardInterrupt:

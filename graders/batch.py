@@ -51,6 +51,7 @@ class Result:
     cpu_seconds: float = 0.0  # of the student's sandbox, all notebooks
     peak_memory_bytes: int = 0  # of the student's sandbox
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
+    machine: str = ""  # the cluster worker's host that ran it (empty: this machine)
 
 
 def default_workers(memory_per_worker: int) -> int:
@@ -81,9 +82,10 @@ def fingerprint(course: Course, assignment: str, student: str, limits: sandbox.L
 
 class Batch:
     def __init__(self, course: Path, assignment: str, limits: sandbox.Limits, workers: int,
-                 use_sandbox: bool = True, force: bool = False, log=print):
+                 use_sandbox: bool = True, force: bool = False, log=print, cluster=None):
+        """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.cluster)."""
         self.course, self.assignment, self.limits = Course(course), assignment, limits
-        self.workers, self.force, self.log = workers, force, log
+        self.workers, self.force, self.log, self.cluster = workers, force, log, cluster
         self.isolation = sandbox.choose(use_sandbox)
         self.settings = GradersBatch(config=self.course.config)
         self.state = self.course.state(assignment)
@@ -93,10 +95,11 @@ class Batch:
 
     def run(self, wanted=None) -> list:
         self.course.check_assignment(self.assignment)
-        self.isolation.check()
-        for name in self.settings.datasets:
-            if not data.cache_path(name).is_file():
-                raise data.DataUnavailable(f"offline {name} missing at {data.cache_path(name)}: build it with: python -m graders data {name}")
+        if not self.cluster:  # else each worker checks its own machine before it joins
+            self.isolation.check()
+            for name in self.settings.datasets:
+                if not data.cache_path(name).is_file():
+                    raise data.DataUnavailable(f"offline {name} missing at {data.cache_path(name)}: build it with: python -m graders data {name}")
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
         if not students:
             raise CourseError(f"no submissions in {self.course.root / self.course.directory.submitted_directory}/*/"
@@ -110,11 +113,16 @@ class Batch:
                 results[student] = Result(**{**known["result"], "detail": "unchanged since last graded"})
             else:
                 todo.append(student)
-        self.log(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
-                 f"{len(students) - len(todo)} skipped; {self.workers} workers\n{self.isolation.describe(self.limits)}")
         expected = {name: run["wall_seconds"] for entry in state.values()
                     for name, run in entry.get("result", {}).get("notebooks", {}).items() if "wall_seconds" in run}
-        pool = LocalPool(self.executor(), self.workers, expected)
+        if self.cluster:
+            pool = self.cluster_pool()
+            where = pool.describe()
+        else:
+            pool = LocalPool(self.executor(), self.workers, expected)
+            where = f"{self.workers} workers\n{self.isolation.describe(self.limits)}"
+        self.log(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
+                 f"{len(students) - len(todo)} skipped; {where}")
         try:
             self._grade_all(pool, todo, results)
         except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state
@@ -132,14 +140,28 @@ class Batch:
         return SandboxExecutor(self.isolation, self.limits, self.cell_timeout, ",".join(self.settings.preload),
                                data.cache_dir(), thread_env(self.workers), files)
 
-    def _grade_all(self, pool: LocalPool, todo: list, results: dict) -> None:
+    def cluster_pool(self):
+        from graders import cluster
+
+        address, tls = self.cluster
+        settings = {"limits": asdict(self.limits), "cell_timeout": self.cell_timeout, "preload": ",".join(self.settings.preload),
+                    "env": thread_env(1), "matplotlib_fonts": self.settings.matplotlib_fonts}
+        client = cluster.connect(address, tls)
+        try:
+            return cluster.DaskPool(client, settings, self.limits.memory_bytes, self.log)
+        except BaseException:
+            client.close()
+            raise
+
+    def _grade_all(self, pool, todo: list, results: dict) -> None:
         """Prepare here, in the main thread, while the pool executes; grade as executions come back."""
         started, done = {}, 0
 
         def progress(student, seconds):
             nonlocal done
             done += 1
-            self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s)")
+            machine = f" on {results[student].machine}" if results[student].machine else ""
+            self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s){machine}")
 
         for student in todo:
             started[student] = time.monotonic()
@@ -191,7 +213,7 @@ class Batch:
         result = Result(student, *(problem or (Status.GRADED, "")), seconds=time.monotonic() - started)
         if execution:
             result.cpu_seconds, result.peak_memory_bytes = execution.cpu_seconds, execution.peak_memory_bytes
-            result.notebooks = execution.notebooks
+            result.notebooks, result.machine = execution.notebooks, execution.machine
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
         shutil.rmtree(self.stage / student, ignore_errors=True)
@@ -205,10 +227,12 @@ def _bar(done: int, total: int, width: int = 20) -> str:
 
 
 def summary(results: list) -> str:
-    lines = [f"{'student':<24} {'score':>6} {'max':>5}  {'status':<18} detail"]
+    machines = any(r.machine for r in results)  # a column of its own when a cluster graded
+    lines = [f"{'student':<24} {'score':>6} {'max':>5}  {'status':<18} " + ("machine".ljust(16) + " " if machines else "") + "detail"]
     for r in results:
         score = f"{r.score:g}" if r.status in SCORED or r.score else "-"
-        lines.append(f"{r.student:<24} {score:>6} {r.max_score:>5g}  {r.status:<18} {r.detail}")
+        machine = f"{(r.machine or '-'):<16} " if machines else ""
+        lines.append(f"{r.student:<24} {score:>6} {r.max_score:>5g}  {r.status:<18} {machine}{r.detail}")
     counts = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -34,6 +34,7 @@ class Execution:
     cpu_seconds: float = 0.0  # of the student's sandbox, all notebooks
     peak_memory_bytes: int = 0
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
+    machine: str = ""  # the host that ran it, when not this one
 
 
 class Executor:

@@ -85,7 +85,7 @@ class Cgroup:
     kind = "cgroup"
 
     def __init__(self, memory_bytes: int, processes: int):
-        name = f"onions-{uuid.uuid4().hex[:12]}"
+        name = f"onions-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # its maker's pid: see sweep
         self.dirs = {}
         if Path("/sys/fs/cgroup/cgroup.controllers").is_file():  # v2, under the root cgroup
             self.version = 2
@@ -95,6 +95,7 @@ class Cgroup:
             self.version = 1
             for controller in ("memory", "pids", "cpuacct"):
                 self.dirs[controller] = _v1_root(controller) / name
+        self.sweep({folder.parent for folder in self.dirs.values()})
         try:
             for folder in set(self.dirs.values()):
                 folder.mkdir()
@@ -146,6 +147,18 @@ class Cgroup:
     def kill_all(self) -> None:
         kill_until_gone(lambda: {int(p) for folder in dict.fromkeys(self.dirs.values())
                                  for p in _read(folder / "cgroup.procs").split()})
+
+    @staticmethod
+    def sweep(parents) -> None:
+        """Remove the cgroups (and kill what is left in them) of graders that died without
+        removing theirs: a cluster worker killed with its students, say."""
+        for parent in parents:
+            for folder in parent.glob("onions-*-*"):
+                maker = folder.name.split("-")[1]
+                if maker.isdigit() and not _alive(int(maker)):
+                    leftover = Cgroup.__new__(Cgroup)
+                    leftover.dirs = {"memory": folder}
+                    leftover.remove()
 
     def remove(self) -> None:
         if all(folder.exists() for folder in self.dirs.values()):
@@ -233,6 +246,16 @@ def _v1_root(controller: str) -> Path:
         if controller in controllers.split(","):
             return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
     raise SandboxUnavailable(f"no cgroup {controller} controller on this machine")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _read(path: Path) -> str:
@@ -382,7 +405,7 @@ class Isolation:
         reports = []
         reader = threading.Thread(target=_read_report, args=(report_read, reports), daemon=True)
         reader.start()
-        _running[process.pid] = (process, limiter)
+        _running[process.pid] = (process, limiter, threading.get_ident())
         try:
             limiter.watch(process)
             returncode, rusage, timed_out, output = _wait(process, limiter, started + limits.wall_seconds)
@@ -520,13 +543,15 @@ def _read_report(descriptor: int, reports: list) -> None:
                 reports.append(item)
 
 
-_running = {}  # pid -> (process, limiter) of every run in progress, for kill_running
+_running = {}  # pid -> (process, limiter, thread) of every run in progress, for kill_running
 
 
-def kill_running() -> None:
-    """Stop every sandboxed run in progress (on Ctrl-C: the workers' threads cannot be interrupted)."""
-    for process, limiter in list(_running.values()):
-        _kill(process, limiter)
+def kill_running(threads=None) -> None:
+    """Stop every sandboxed run in progress, or those started by `threads` (on Ctrl-C: the
+    workers' threads cannot be interrupted)."""
+    for process, limiter, thread in list(_running.values()):
+        if threads is None or thread in threads:
+            _kill(process, limiter)
 
 
 def _kill(process: subprocess.Popen, limiter) -> None:

@@ -35,6 +35,8 @@ class Status(str, enum.Enum):
     SANDBOX_REFUSED = "sandbox refused", "the sandbox could not start (see the detail column): not graded"
     EXECUTION_FAILED = "execution failed", "the runner failed for another reason (see the detail column): not graded"
     NBGRADER_ERROR = "nbgrader error", "nbgrader's Autograde failed (see the detail column): not graded"
+    WORKER_LOST = "worker lost", ("on a cluster, every machine that ran it died (as many times as the scheduler "
+                                  "allows, 3 by default): a submission that kills workers; not graded")
     # the report's, for students the batch grader has no record of
     GRADED_BY_NBGRADER = "graded by nbgrader", "scored in the gradebook (stock `nbgrader autograde`)", True
     NOT_GRADED = "not graded", "in the gradebook without a single score (e.g. stock autograde failed)"
