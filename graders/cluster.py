@@ -16,6 +16,7 @@ import hashlib
 import importlib.metadata
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import socket
@@ -104,6 +105,7 @@ def connect(address: str, tls: dict, timeout: float = 20):
     from distributed import Client
     from distributed.security import Security
 
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its tracebacks on a lost scheduler: we say it in a line
     security = Security(tls_ca_file=tls["tls_ca_file"], tls_client_cert=tls["tls_cert"], tls_client_key=tls["tls_key"],
                         require_encryption=True) if tls else Security()
     try:
@@ -331,7 +333,7 @@ def worker_command(args, address: str, tls: dict):
     for option, path in tls.items():
         argv += [f"--{option.replace('_', '-')}", path]
     description = (f"{isolation.name}; data verified ({', '.join(datasets) or 'none needed'}); code {mine}; "
-                   f"{students} students at once, {memory >> 20} MB for their sandboxes; joining {address} as {name}")
+                   f"students at once: {students}, with {memory >> 20} MB for their sandboxes; joining {address} as {name}")
     return argv, description
 
 
