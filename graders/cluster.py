@@ -127,7 +127,8 @@ class DaskPool:
         self.client, self.settings = client, settings
         self.token = uuid.uuid4().hex  # this batch's tasks, for stop_batch on the workers
         self.resources = {MEMORY: memory_bytes, code_resource(): 1}
-        self.jobs = {}  # future -> job
+        self.jobs = {}  # future -> job, until finished() yields it
+        self.completed = None  # distributed.as_completed of the jobs' futures
         client.set_metadata(CODE_KEY, code_fingerprint())
         self._check_workers(memory_bytes, log)
 
@@ -155,22 +156,27 @@ class DaskPool:
                 f"{sum(w['nthreads'] for w in workers)} students at once; each sandboxes as its account allows")
 
     def add(self, job: Job) -> None:
+        from distributed import as_completed
+
         files = {str(p.relative_to(job.folder)): p.read_bytes() for p in sorted(job.folder.rglob("*")) if p.is_file()}
         future = self.client.submit(run_task, self.token, job.student, files, job.notebooks, self.settings,
                                     key=f"grade-{job.student}-{uuid.uuid4().hex[:8]}", resources=self.resources, pure=False)
         self.jobs[future] = job
+        if self.completed is None:
+            self.completed = as_completed(loop=self.client.loop)
+        self.completed.add(future)
 
     def close(self) -> None:
         """Nothing to do: tasks are submitted as they are added."""
 
-    def finished(self):
-        from distributed import as_completed
-
-        for future in as_completed(list(self.jobs), loop=self.client.loop):
-            job = self.jobs.pop(future)
-            execution = self._execution(job, future)
-            future.release()
-            yield job, execution
+    def finished(self, wait: bool = True):
+        """(job, execution) as tasks end: all that remain (`wait`), or only those already done."""
+        while self.jobs and (wait or self.completed.has_ready()):
+            for future in self.completed.next_batch(block=True):
+                job = self.jobs.pop(future)
+                execution = self._execution(job, future)
+                future.release()
+                yield job, execution
 
     def _execution(self, job: Job, future) -> Execution:
         from distributed import KilledWorker

@@ -117,7 +117,7 @@ class LocalPool:
     def add(self, job: Job) -> None:
         with self.ready:
             self.waiting.append(job)
-            self.count += 1
+            self.count += 1  # jobs not yet yielded by finished()
             self.ready.notify_all()
 
     def close(self) -> None:
@@ -126,9 +126,15 @@ class LocalPool:
             self.closed = True
             self.ready.notify_all()
 
-    def finished(self):
-        for _ in range(self.count):
-            yield self.done.get()
+    def finished(self, wait: bool = True):
+        """(job, execution) as jobs end: all that remain (`wait`), or only those already done."""
+        while self.count:
+            try:
+                item = self.done.get(block=wait)
+            except queue.Empty:
+                return
+            self.count -= 1
+            yield item
 
     def stop(self) -> None:
         """Ctrl-C: no new job starts, the running sandboxes are killed."""
