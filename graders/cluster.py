@@ -12,6 +12,7 @@ TLS (`tls://`, with certificates), never plain TCP across machines. A worker off
 resource named after its code and pins (`code_fingerprint`), and every task asks for the
 client's, so a machine with other code never grades anyone.
 """
+import functools
 import hashlib
 import importlib.metadata
 import ipaddress
@@ -40,6 +41,7 @@ class ClusterError(RuntimeError):
     """One line: what is wrong with the cluster and how to fix it."""
 
 
+@functools.lru_cache(maxsize=None)
 def code_fingerprint() -> str:
     """What must be alike on the client and every worker, so a student is graded alike
     wherever: this package's source, the installed distributions and Python's version."""

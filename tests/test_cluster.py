@@ -256,3 +256,40 @@ def test_tls_between_scheduler_workers_and_grader_as_the_readme_says(tmp_path, d
         assert course.grades(directory)["demo-partial"] == course.grades(demo_class[0])["demo-partial"]
     finally:
         secure.stop()
+
+
+def test_losing_the_scheduler_stops_the_batch_in_a_line_and_keeps_what_is_graded(tmp_path, demo_class):
+    directory = tmp_path / "course"
+    hand_in(directory, demo_class[0])
+    shutil.rmtree(directory / "submitted" / "demo-reference")  # no training here
+    students = sorted(p.name for p in (directory / "submitted").iterdir())
+    (tmp_path / "first").mkdir()
+    first = Cluster(tmp_path / "first", directory)
+    try:
+        first.start_worker("worker-first")
+        grading = first.autograde(directory)
+        seen = []
+        for line in grading.stdout:
+            seen.append(line)
+            if line.startswith("[") and " on " in line:
+                os.killpg(first.scheduler.pid, signal.SIGKILL)
+                break
+        rest, _ = grading.communicate(timeout=300)
+    finally:
+        first.stop()
+    said = [line for line in rest.splitlines() if line.startswith("error:")]
+    assert grading.returncode == 1 and len(said) == 1 and "lost the Dask scheduler" in said[0], "".join(seen) + rest
+    assert "Traceback" not in rest, rest
+    kept = BatchState(directory / ".graders" / course.ASSIGNMENT).load()
+    assert kept and all(entry["status"] != "execution failed" for entry in kept.values()), kept
+    (tmp_path / "second").mkdir()
+    second = Cluster(tmp_path / "second", directory)
+    try:
+        second.start_worker("worker-second")
+        again = second.autograde(directory)
+        output, _ = again.communicate(timeout=600)
+    finally:
+        second.stop()
+    skipped = sum(entry["status"] == "graded" for entry in kept.values())
+    assert f"{len(students) - skipped} to grade, {skipped} skipped" in output.splitlines()[0], output
+    assert sorted(BatchState(directory / ".graders" / course.ASSIGNMENT).load()) == students
