@@ -16,3 +16,8 @@ c.Autograde.autograde_preprocessors = autograde_preprocessors()
 # process that imported these once; the offline MNIST must be there before grading starts.
 c.GradersBatch.preload = ["numpy", "tensorflow", "keras"]
 c.GradersBatch.datasets = ["mnist"]
+
+# nbgrader's exchange on a shared server (README "On a shared server"): the administrator makes
+# this directory once (mkdir -p /srv/nbgrader/exchange && chmod 1777 /srv/nbgrader/exchange);
+# students' nbgrader needs the same root and course_id (/etc/jupyter/nbgrader_config.py).
+c.Exchange.root = "/srv/nbgrader/exchange"

@@ -1,0 +1,270 @@
+"""The JupyterHub way: hand-out and hand-in through nbgrader's own exchange, by real accounts.
+
+An instructor account releases lesson08 into a temporary exchange; student accounts fetch it,
+answer Q1 of check_your_learning (right or wrong) as a student would, and submit, each as
+themselves; the instructor collects, grades with the batch grader (sandboxed, in a user
+namespace), writes feedback with `python -m graders feedback` and releases it; each student
+fetches their own. Also: a second submission (the latest counts), a late one (nbgrader's
+penalty through the batch grader), one with a notebook missing, and wrong modes on the exchange.
+
+Needs root to create the accounts (CI); skips otherwise. The accounts run this virtualenv's
+packages through a copy of it made of hard links, with its own interpreter where they can run
+it, else the system's Python of the same version (pyenv's lives under /root, closed to them).
+"""
+import csv
+import datetime
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+
+import course
+from graders import data
+from graders.feedback import rendered
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+PREFIX = f"onx{os.getpid() % 100000}"
+INSTRUCTOR, ALICE, BOB, CAROL, DAVE = (f"{PREFIX}-{role}" for role in ("teach", "alice", "bob", "carol", "dave"))
+STUDENTS = (ALICE, BOB, CAROL, DAVE)
+RIGHT, WRONG = "n_parameters = 32 * 32 * 3 * 100 + 100", "n_parameters = 100 * 32 * 32 * 3"  # 307300, 307200 (no bias)
+CYL = "check_your_learning"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create the instructor's and students' accounts")
+
+# what a student does in Jupyter: replace the stub of the Q1 answer cell, save
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+ANSWER = """import sys, nbformat
+path, old, new = sys.argv[1:]
+nb = nbformat.read(path, as_version=4)
+cell = next(c for c in nb.cells if c.get("id") == "q1_answer")
+assert old in cell.source
+cell.source = cell.source.replace(old, new)
+nbformat.write(nb, path)
+"""
+
+
+def interpreter():
+    """The virtualenv's own interpreter if any account can run it, else the system's of the same version, else None."""
+    base = Path(os.path.realpath(sys.executable))
+    if all(folder.stat().st_mode & 0o001 for folder in base.parents):
+        return base
+    if SYSTEM_PYTHON.is_file():
+        found = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if found.stdout.strip() == str(tuple(sys.version_info[:2])):
+            return SYSTEM_PYTHON
+    return None
+
+
+def shared_python(folder: Path, python: Path) -> Path:
+    """This virtualenv, hard-linked into `folder` (copied across file systems), run by `python`: any account can use it."""
+    venv = folder / "venv"
+    if subprocess.run(["cp", "-al", sys.prefix, str(venv)], capture_output=True).returncode:
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run(["cp", "-a", sys.prefix, str(venv)], check=True)
+    old = f"#!{Path(sys.prefix) / 'bin' / 'python'}"
+    for path in (venv / "bin").iterdir():
+        if path.is_file() and not path.is_symlink() and path.read_bytes().startswith(old.encode() + b"\n"):
+            text = path.read_text()
+            path.unlink()  # a hard link: never write through it into the original
+            path.write_text(f"#!{venv / 'bin' / 'python'}" + text[len(old):])
+            path.chmod(0o755)
+    for name in ("python", "python3", f"python3.{sys.version_info.minor}"):
+        (venv / "bin" / name).unlink()
+        (venv / "bin" / name).symlink_to(python)
+    version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (venv / "pyvenv.cfg").unlink()
+    (venv / "pyvenv.cfg").write_text(f"home = {python.parent}\ninclude-system-site-packages = false\nversion = {version}\n")
+    return venv
+
+
+class Server:
+    """A shared Linux server: accounts, an exchange, one Python for all."""
+
+    def __init__(self, folder: Path, python: Path):
+        self.folder, self.venv = folder, shared_python(folder, python)
+        self.exchange = folder / "exchange"
+        self.exchange.mkdir()
+        self.exchange.chmod(0o1777)  # what the administrator does once
+        self.data = folder / "data"
+        self.data.mkdir()
+        shutil.copy2(data.cache_path("mnist"), self.data / "mnist.npz")
+        self.data.chmod(0o755)
+        self.log = []
+
+    def home(self, account: str) -> Path:
+        return Path(pwd.getpwnam(account).pw_dir)
+
+    def run(self, account: str, *command: str, cwd: Path = None, check: bool = True) -> subprocess.CompletedProcess:
+        """`command` as `account`, in its home (or `cwd`), a login-like environment with the course's Python on PATH."""
+        home = self.home(account)
+        env = ["env", "-i", f"HOME={home}", f"USER={account}", f"LOGNAME={account}", "LANG=C.UTF-8",
+               f"PATH={self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", f"ONIONS_DATA_DIR={self.data}"]
+        result = subprocess.run(["runuser", "-u", account, "--", *env, *command], cwd=cwd or home,
+                                capture_output=True, text=True, timeout=600)
+        self.log.append(f"$ [{account}] {' '.join(command)}\n{result.stdout}{result.stderr}")
+        if check:
+            assert result.returncode == 0, self.log[-1][-4000:]
+        return result
+
+
+def submit(server: Server, student: str, answer: str, drop: str = None, old: str = STUB) -> subprocess.CompletedProcess:
+    """The student answers Q1 in the fetched notebook (in place of `old`), saves, and runs nbgrader submit."""
+    folder = server.home(student) / course.ASSIGNMENT
+    server.run(student, "python", "-c", ANSWER, str(folder / f"{CYL}.ipynb"), old, answer)
+    if drop:
+        (folder / f"{drop}.ipynb").unlink()
+    return server.run(student, "nbgrader", "submit", course.ASSIGNMENT)
+
+
+@pytest.fixture(scope="module")
+def server():
+    python = interpreter()
+    if python is None:
+        pytest.skip(f"other accounts cannot run {os.path.realpath(sys.executable)}, and {SYSTEM_PYTHON} is not "
+                    f"Python {sys.version_info.major}.{sys.version_info.minor} as this virtualenv")
+    folder = Path(tempfile.mkdtemp(prefix="onions-exchange-", dir="/tmp"))
+    folder.chmod(0o755)
+    made = []
+    try:
+        for account in (INSTRUCTOR, *STUDENTS):
+            subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", account], check=True)
+            made.append(account)
+            Path(pwd.getpwnam(account).pw_dir).chmod(0o700)  # README: HOME_MODE 0700
+        yield Server(folder, python)
+    finally:
+        for account in made:
+            subprocess.run(["userdel", "-r", account], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Term:
+    def __init__(self, server, directory, outputs):
+        self.server, self.directory, self.outputs = server, directory, outputs
+
+
+@pytest.fixture(scope="module")
+def term(server):
+    """One assignment's round trip, as the README's section tells each person to do it."""
+    run, outputs = server.run, {}
+    directory = server.home(INSTRUCTOR) / "course"
+    course.copy_course(directory)
+    with open(directory / "nbgrader_config.py", "a") as config:  # this server's exchange; late work scores 0
+        config.write(f"\nc.Exchange.root = {str(server.exchange)!r}\nc.LateSubmissionPlugin.penalty_method = 'zero'\n")
+    subprocess.run(["chown", "-R", f"{INSTRUCTOR}:{INSTRUCTOR}", str(directory)], check=True)
+    for student in STUDENTS:  # the administrator's /etc/jupyter/nbgrader_config.py, per account here
+        config = server.home(student) / ".jupyter" / "nbgrader_config.py"
+        config.parent.mkdir()
+        config.write_text(f"c = get_config()\nc.CourseDirectory.course_id = 'onions'\nc.Exchange.root = {str(server.exchange)!r}\n")
+        subprocess.run(["chown", "-R", f"{student}:{student}", str(config.parent)], check=True)
+
+    run(INSTRUCTOR, "nbgrader", "generate_assignment", course.ASSIGNMENT, cwd=directory)
+    run(INSTRUCTOR, "nbgrader", "release_assignment", course.ASSIGNMENT, cwd=directory)
+    outputs["check"] = run(INSTRUCTOR, "python", "-m", "graders", "exchange", "check", cwd=directory)
+    for student in STUDENTS:
+        run(student, "nbgrader", "fetch_assignment", course.ASSIGNMENT)
+    submit(server, ALICE, WRONG)
+    submit(server, ALICE, RIGHT, old=WRONG)  # she corrects it and submits again: the latest counts
+    submit(server, BOB, WRONG)
+    outputs["dave"] = submit(server, DAVE, RIGHT, drop="mnist_exercise")
+    due = datetime.datetime.now(datetime.timezone.utc)
+    run(INSTRUCTOR, "nbgrader", "db", "assignment", "add", course.ASSIGNMENT, f"--duedate={due.isoformat()}", cwd=directory)
+    submit(server, CAROL, RIGHT)  # after the due date
+
+    outputs["collect"] = run(INSTRUCTOR, "nbgrader", "collect", course.ASSIGNMENT, cwd=directory)
+    outputs["autograde"] = run(INSTRUCTOR, "python", "-m", "graders", "autograde", course.ASSIGNMENT, "--workers", "2",
+                               "--memory", "3G", cwd=directory, check=False)
+    outputs["feedback"] = run(INSTRUCTOR, "python", "-m", "graders", "feedback", course.ASSIGNMENT, cwd=directory)
+    outputs["release_feedback"] = run(INSTRUCTOR, "nbgrader", "release_feedback", course.ASSIGNMENT, cwd=directory)
+    run(INSTRUCTOR, "nbgrader", "export", cwd=directory)
+    for student in STUDENTS:
+        outputs[f"fetch_feedback {student}"] = run(student, "nbgrader", "fetch_feedback", course.ASSIGNMENT)
+    return Term(server, directory, outputs)
+
+
+def fetched_feedback(server, student) -> dict:
+    """{notebook name: its text as the student reads it} of the feedback the student fetched (one submission's)."""
+    folders = list((server.home(student) / course.ASSIGNMENT / "feedback").iterdir())
+    assert len(folders) == 1, folders  # a first submission, replaced by a later one, has none
+    return {path.stem: rendered(path.read_text()) for path in folders[0].glob("*.html")}
+
+
+def test_the_instructor_releases_and_the_exchange_is_as_nbgrader_makes_it(term):
+    assert "modes as nbgrader makes them" in term.outputs["check"].stdout
+    released = term.server.exchange / course.COURSE_ID / "outbound" / course.ASSIGNMENT
+    assert sorted(p.name for p in released.glob("*.ipynb")) == [f"{n}.ipynb" for n in course.NOTEBOOKS]
+
+
+def test_collect_takes_the_latest_submission_and_every_student(term):
+    submitted = term.directory / "submitted"
+    assert sorted(p.name for p in submitted.iterdir()) == sorted(STUDENTS)
+    alice = course.read_notebook(submitted / ALICE / course.ASSIGNMENT / f"{CYL}.ipynb")
+    assert RIGHT in next(c for c in alice.cells if c.get("id") == "q1_answer").source
+    for student in STUDENTS:
+        assert (submitted / student / course.ASSIGNMENT / "timestamp.txt").is_file()
+
+
+def test_a_missing_notebook_is_named_at_submit_and_the_rest_is_graded(term):
+    assert "mnist_exercise.ipynb: MISSING" in term.outputs["dave"].stdout + term.outputs["dave"].stderr
+    line = next(line for line in term.outputs["autograde"].stdout.splitlines() if line.startswith(f"{DAVE} "))
+    assert line.split()[1:] == ["1", "19", "missing", "notebook", "mnist_exercise", "(scored", "0)"], line
+
+
+def test_the_gradebook_has_each_student_with_nbgraders_late_penalty(term):
+    assert "bubblewrap in a user namespace" in term.outputs["autograde"].stdout, term.outputs["autograde"].stdout
+    with Gradebook(f"sqlite:///{term.directory / 'gradebook.db'}", course.COURSE_ID) as gradebook:
+        got = {s.student_id: (s.score, s.late_submission_penalty, s.total_seconds_late > 0)
+               for s in gradebook.assignment_submissions(course.ASSIGNMENT)}
+    assert got == {ALICE: (1, 0, False), BOB: (0, 0, False), DAVE: (1, 0, False), CAROL: (1, 1, True)}, got
+    with open(term.directory / "grades.csv") as table:
+        exported = {row["student_id"]: (float(row["raw_score"]), float(row["score"])) for row in csv.DictReader(table)}
+    assert exported == {ALICE: (1, 1), BOB: (0, 0), DAVE: (1, 1), CAROL: (1, 0)}, exported  # Q1 right, but late: 0
+
+
+def test_release_feedback_finds_every_file_graders_feedback_wrote(term):
+    written = sorted((term.directory / "feedback").glob(f"*/{course.ASSIGNMENT}/*.html"))
+    assert len(written) == 7  # two notebooks each, Dave one
+    released = term.server.exchange / course.COURSE_ID / "feedback"
+    assert len(list(released.glob("*.html"))) == 7 and not list(released.glob("*-tmp.html"))
+    assert "ERROR" not in term.outputs["release_feedback"].stderr, term.outputs["release_feedback"].stderr
+
+
+def test_each_student_fetches_only_their_own_feedback_without_hidden_tests(term):
+    for student, answer in ((ALICE, RIGHT), (BOB, WRONG), (CAROL, RIGHT), (DAVE, RIGHT)):
+        feedback = fetched_feedback(term.server, student)
+        assert CYL in feedback, term.outputs[f"fetch_feedback {student}"].stderr
+        other = WRONG if answer == RIGHT else RIGHT
+        assert answer in feedback[CYL] and other not in feedback[CYL], student
+        assert ("307300" if answer == RIGHT else "307200") in feedback[CYL]  # what her answer cell printed
+        assert "HIDDEN TESTS" not in feedback[CYL]
+    assert sorted(fetched_feedback(term.server, DAVE)) == [CYL]
+
+
+def test_a_student_cannot_list_or_read_the_others_work(term):
+    run, exchange = term.server.run, term.server.exchange / course.COURSE_ID
+    for folder in (exchange / "inbound", exchange / "feedback", term.server.home(ALICE), term.directory):
+        assert run(BOB, "ls", str(folder), check=False).returncode != 0, folder
+
+
+def test_wrong_modes_on_the_exchange_get_one_line_each_with_the_fix(term):
+    inbound = term.server.exchange / course.COURSE_ID / "inbound"
+    before = sorted(p.name for p in inbound.iterdir())
+    try:
+        term.server.exchange.chmod(0o755)
+        inbound.chmod(0o2777)
+        result = term.server.run(INSTRUCTOR, "python", "-m", "graders", "exchange", "check", cwd=term.directory, check=False)
+    finally:
+        term.server.exchange.chmod(0o1777)
+        inbound.chmod(0o2733)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 2, result.stderr
+    assert lines[0] == (f"error: exchange directory {term.server.exchange} has mode 0755, the instructor cannot create the "
+                        f"course's folders in it: as root, run: chmod 1777 {term.server.exchange}")
+    assert lines[1].startswith(f"error: {inbound} has mode 2777, not 2733") and lines[1].endswith(f"chmod 2733 {inbound}")
+    assert sorted(p.name for p in inbound.iterdir()) == before  # checked, nothing changed
