@@ -10,6 +10,7 @@ Per student, in this one process (the only one that touches the gradebook):
 A student is recorded in the batch state only once step 3 is done, so an interrupted batch
 resumes where it stopped, and an unchanged, graded submission is skipped.
 """
+import functools
 import hashlib
 import json
 import os
@@ -70,14 +71,29 @@ def thread_env(workers: int) -> dict:
             "NBGRADER_EXECUTION": "autograde", "LANG": "C.UTF-8", "MPLCONFIGDIR": MATPLOTLIB_DIR}
 
 
-def fingerprint(course: Course, assignment: str, student: str, limits: sandbox.Limits) -> str:
-    """What a grade depends on: the submission, the assignment's source, the configuration, the limits."""
+def fingerprint(course: Course, assignment: str, student: str, limits: sandbox.Limits, shared: bytes = None) -> str:
+    """What a grade depends on: the submission, the assignment's source, the configuration, the limits.
+    `shared`: `assignment_files(course, assignment)` if already read (it is the same for every student)."""
     digest = hashlib.sha256()
-    folders = [course.folder("submitted", assignment, student), course.folder("source", assignment)]
-    for path in [p for folder in folders for p in sorted(folder.rglob("*")) if p.is_file()] + [course.root / "nbgrader_config.py"]:
-        digest.update(str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in _files(course.folder("submitted", assignment, student)):
+        digest.update(_hashed(course, path))
+    digest.update(assignment_files(course, assignment) if shared is None else shared)
     digest.update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def assignment_files(course: Course, assignment: str) -> bytes:
+    """The source folder and nbgrader_config.py as the fingerprint hashes them, after the submission."""
+    paths = _files(course.folder("source", assignment)) + [course.root / "nbgrader_config.py"]
+    return b"".join(_hashed(course, path) for path in paths)
+
+
+def _files(folder: Path) -> list:
+    return [path for path in sorted(folder.rglob("*")) if path.is_file()]
+
+
+def _hashed(course: Course, path: Path) -> bytes:
+    return str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0"
 
 
 class Batch:
@@ -132,7 +148,13 @@ class Batch:
         return [results[s] for s in students]
 
     def fingerprint(self, student: str) -> str:
-        return fingerprint(self.course, self.assignment, student, self.limits)
+        return fingerprint(self.course, self.assignment, student, self.limits, self._assignment_files)
+
+    @functools.cached_property
+    def _assignment_files(self) -> bytes:
+        """What every student's fingerprint hashes after the submission: read once per batch instead
+        of once per student (twice for a student a re-run skips)."""
+        return assignment_files(self.course, self.assignment)
 
     def executor(self) -> SandboxExecutor:
         fonts = sandbox.font_list(self.course.work(self.assignment) / "matplotlib") if self.settings.matplotlib_fonts else None
@@ -154,7 +176,8 @@ class Batch:
             raise
 
     def _grade_all(self, pool, todo: list, results: dict) -> None:
-        """Prepare here, in the main thread, while the pool executes; grade as executions come back."""
+        """Prepare here, in the main thread, while the pool executes; grade what came back between
+        two preparations, so a large class is recorded as it goes, not all at the end."""
         started, done = {}, 0
 
         def progress(student, seconds):
@@ -171,6 +194,9 @@ class Batch:
                 progress(student, 0)
             else:
                 pool.add(Job(student, self.stage / student / self.assignment, notebooks))
+            for job, execution in pool.finished(wait=False):
+                results[job.student] = self.grade(job.student, execution, started[job.student])
+                progress(job.student, execution.wall_seconds)
         pool.close()
         for job, execution in pool.finished():
             results[job.student] = self.grade(job.student, execution, started[job.student])

@@ -3,6 +3,9 @@
 `Course` loads `nbgrader_config.py` once, names folders through nbgrader's `CourseDirectory`,
 opens the gradebook one way, runs nbgrader's converters and keeps the batch grader's records
 (`BatchState`). The batch grader, feedback, the report and intake all stand on it.
+
+Importing it also keeps, for the process, two things nbgrader rebuilds at every step though they
+depend on nothing a student hands in (below, "nbgrader without its repeated set-up").
 """
 import contextlib
 import copy
@@ -11,9 +14,14 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
+import jsonschema
+import nbgrader.api
+import nbgrader.nbgraderformat.common
+import sqlalchemy
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
@@ -21,6 +29,51 @@ from traitlets.config.loader import PyFileConfigLoader
 from graders.status import Status
 
 WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
+
+
+# -- nbgrader without its repeated set-up -----------------------------------------------------------
+# Per student the batch grader runs nbgrader's Autograde twice; in them nbgrader opens its Gradebook
+# about 20 times and validates every graded cell's metadata three times. What it ran and wrote stays
+# the same (the same SQL on the same database, the same validation); only the set-up is kept.
+
+_engines, _engines_lock = {}, threading.Lock()
+
+
+def _shared_engine(url, **kwargs):
+    """nbgrader's `create_engine`: one SQLAlchemy engine per database for the process. nbgrader's
+    Gradebook makes a new engine at every open, and with it an empty cache of compiled statements,
+    so every query was compiled anew (a third of the batch's main process). Gradebook.close still
+    closes the connections (engine.dispose), so nothing stays open between opens."""
+    key = (str(url), tuple(sorted(kwargs.items())))
+    with _engines_lock:
+        if key not in _engines:
+            _engines[key] = sqlalchemy.create_engine(url, **kwargs)
+        return _engines[key]
+
+
+class _SchemasCheckedOnce:
+    """`jsonschema.validate` as nbgrader's cell-metadata validator calls it, with each schema checked
+    against its metaschema once instead of at every cell (most of the cost of validating a cell)."""
+
+    def __init__(self):
+        self.validators, self.lock = [], threading.Lock()  # (schema, its validator): one per schema version
+
+    def validate(self, instance, schema):
+        with self.lock:
+            validator = next((v for known, v in self.validators if known == schema), None)
+            if validator is None:
+                schema = copy.deepcopy(schema)
+                cls = jsonschema.validators.validator_for(schema)
+                cls.check_schema(schema)
+                validator = cls(schema)
+                self.validators.append((schema, validator))
+        error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+        if error is not None:
+            raise error
+
+
+nbgrader.api.create_engine = _shared_engine
+nbgrader.nbgraderformat.common.jsonschema = _SchemasCheckedOnce()
 
 
 class CourseError(RuntimeError):

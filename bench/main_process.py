@@ -1,0 +1,149 @@
+"""The batch grader's main process alone: what it spends per student, whatever executes the notebooks.
+
+The main process prepares each student with nbgrader (Batch.prepare), grades what came back
+(Batch.grade: nbgrader's Autograde with StagedExecute) and records the verdict (Batch.finish:
+the gradebook's verdict, the batch state, the fingerprint). Its time per student caps a batch
+at 3600 / that students per hour, however many machines execute. The goal: 10,000 students per
+hour, under 0.36 s per student.
+
+A bench of the main process only: nothing is executed. A synthetic course (the tests' tiny
+lesson09, one notebook, no TensorFlow; or with --lesson08 this course's lesson08, two notebooks
+and 24 graded cells, every hand-in its reference solution) with N students, every 5th wrong,
+and each prepared notebook copied to <name>.executed.ipynb in place of the sandbox's run (a
+wrong student's first test cell given an AssertionError). The real Batch, nbgrader and
+gradebook (SQLite) do the rest: everyone prepared, then everyone graded (a real batch grades
+between preparations as executions come back; the cost per student is the same).
+Usage: .venv/bin/python bench/main_process.py [--students N] [--lesson08] [--profile]
+"""
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.modules.setdefault("rfc3987_syntax", None)  # as python -m graders does (graders/__main__.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import course  # noqa: E402 (the tests' helpers)
+import nbformat  # noqa: E402
+import test_second_assignment as tiny  # noqa: E402 (its tiny lesson09: notebook and configuration)
+from graders import batch, sandbox  # noqa: E402
+from graders.executor import Execution  # noqa: E402
+from graders.status import Status  # noqa: E402
+
+GOAL = 3600 / 10_000  # seconds per student
+WRONG = "squares = [n * 2 for n in range(5)]\n"
+
+
+def make_class(directory: Path, students: int, lesson08: bool) -> tuple:
+    """The course and its hand-ins; (assignment, students, those whose answer is wrong)."""
+    names = [f"student{number:05d}" for number in range(students)]
+    wrong = {name for number, name in enumerate(names) if number % 5 == 4}
+    if lesson08:
+        course.copy_course(directory)
+        course.nbgrader(directory, "generate_assignment", course.ASSIGNMENT)
+        reference = {name: course.read_notebook(directory / "source" / course.ASSIGNMENT / f"{name}.ipynb")
+                     for name in course.NOTEBOOKS}
+        for name in names:
+            course.submit(directory, name, reference)
+        return course.ASSIGNMENT, names, wrong
+    (directory / "source" / tiny.ASSIGNMENT).mkdir(parents=True)
+    (directory / "nbgrader_config.py").write_text(tiny.CONFIG)
+    nbformat.write(tiny.squares_notebook(), str(directory / "source" / tiny.ASSIGNMENT / "squares.ipynb"))
+    course.nbgrader(directory, "generate_assignment", tiny.ASSIGNMENT)
+    for name in names:
+        answer = tiny.squares_notebook(WRONG if name in wrong else tiny.ANSWER)
+        course.submit(directory, name, {"squares": answer}, assignment=tiny.ASSIGNMENT)
+    return tiny.ASSIGNMENT, names, wrong
+
+
+def stand_in(folder: Path, notebooks: list, wrong: bool) -> None:
+    """The sandbox's part: each prepared notebook copied as executed; a wrong answer's test fails."""
+    for notebook in notebooks:
+        executed = folder / f"{notebook}.executed.ipynb"
+        shutil.copyfile(folder / f"{notebook}.ipynb", executed)
+        if wrong:
+            nb = nbformat.read(str(executed), as_version=4)
+            test = next(cell for cell in nb.cells if cell.metadata.get("nbgrader", {}).get("grade"))
+            test.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="wrong",
+                                                   traceback=["AssertionError: wrong"])]
+            nbformat.write(nb, str(executed))
+
+
+def run(directory: Path, assignment: str, names: list, wrong: set) -> tuple:
+    """Prepare everyone, stand in for execution, grade everyone; seconds per phase per student."""
+    grader = batch.Batch(directory, assignment, sandbox.Limits(), workers=1, use_sandbox=False, log=lambda line: None)
+    seconds = {"prepare": [], "grade": [], "finish": []}
+    finish = grader.finish
+
+    def timed_finish(*args, **kwargs):
+        started = time.perf_counter()
+        result = finish(*args, **kwargs)
+        seconds["finish"].append(time.perf_counter() - started)
+        return result
+
+    grader.finish = timed_finish  # to tell finish apart from the Autograde run in grade
+    for name in names:
+        started = time.perf_counter()
+        notebooks, problem = grader.prepare(name)
+        seconds["prepare"].append(time.perf_counter() - started)
+        assert not problem, problem
+        stand_in(grader.stage / name / assignment, notebooks, wrong=name in wrong)
+    results = []
+    for name in names:
+        started = time.perf_counter()
+        results.append(grader.grade(name, Execution(Status.GRADED), time.monotonic()))
+        seconds["grade"].append(time.perf_counter() - started - seconds["finish"][-1])
+    return seconds, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=1000)
+    parser.add_argument("--lesson08", action="store_true", help="this course's lesson08 instead of the tiny lesson09")
+    parser.add_argument("--profile", action="store_true", help="also print the top of a cProfile by cumulative time")
+    args = parser.parse_args()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    print(f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; the main process only, "
+          f"execution replaced by a copy", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "course"
+        assignment, names, wrong = make_class(directory, args.students, args.lesson08)
+        profile = cProfile.Profile() if args.profile else None
+        if profile:
+            profile.enable()
+        wall = time.perf_counter()
+        seconds, results = run(directory, assignment, names, wrong)
+        wall = time.perf_counter() - wall
+        if profile:
+            profile.disable()
+    outcomes = {}
+    for r in results:
+        key = f"{r.status} {r.score:g}/{r.max_score:g}"
+        outcomes[key] = outcomes.get(key, 0) + 1
+    print(f"{len(names)} students of {assignment}: " + ", ".join(f"{n} {key}" for key, n in sorted(outcomes.items())))
+    print(f"{'per student, s':<16} {'median':>8} {'mean':>8}")
+    for phase, values in seconds.items():
+        print(f"{phase:<16} {statistics.median(values):8.4f} {statistics.mean(values):8.4f}")
+    total = [sum(phase) for phase in zip(*seconds.values())]
+    mean = statistics.mean(total)
+    print(f"{'total':<16} {statistics.median(total):8.4f} {mean:8.4f}")
+    tenth = max(1, len(total) // 10)
+    print(f"total, mean of the first and of the last tenth graded (a growing gradebook): "
+          f"{statistics.mean(total[:tenth]):.4f} and {statistics.mean(total[-tenth:]):.4f}")
+    print(f"wall {wall:.1f} s for {len(names)} students: {wall / len(names):.4f} s each")
+    print(f"implied ceiling: {3600 / mean:,.0f} students per hour (mean); "
+          f"{mean / GOAL:.2f}x the goal's {GOAL:.2f} s per student (under 1: goal met)")
+    if profile:
+        print()
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+
+
+if __name__ == "__main__":
+    main()
