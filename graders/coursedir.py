@@ -152,12 +152,19 @@ class Course:
                 answers = {cell.name for cell in notebook.notebook.solution_cells}
                 deleted += [f"{notebook.name}/{grade.name}" for grade in notebook.grades
                             if grade.cell.cell_type == "code" and grade.auto_score is None and grade.name not in answers]
-            score, max_score = submission.score, submission.max_score
+            (score, late), max_score = penalised(submission), submission.max_score
         if missing:
-            return score, max_score, Status.MISSING_NOTEBOOK, ", ".join(missing) + " (scored 0)"
+            return score, max_score, Status.MISSING_NOTEBOOK, "; ".join(filter(None, [", ".join(missing) + " (scored 0)", late]))
         if deleted:
-            return score, max_score, Status.TEST_CELL_DELETED, ", ".join(deleted) + " (needs manual grading)"
-        return score, max_score, Status.GRADED, ""
+            return score, max_score, Status.TEST_CELL_DELETED, "; ".join(filter(None, [", ".join(deleted) + " (needs manual grading)", late]))
+        return score, max_score, Status.GRADED, late
+
+
+def penalised(submission) -> tuple:
+    """(score, note): nbgrader's score after its late penalty, as `nbgrader export` computes it."""
+    penalty = submission.late_submission_penalty or 0.0
+    note = f"late: -{penalty:g} (nbgrader's late penalty)" if penalty else ""
+    return max(0.0, submission.score - penalty), note
 
 
 class BatchState:

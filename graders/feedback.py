@@ -22,7 +22,7 @@ from nbgrader.converters import GenerateFeedback
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from traitlets import List, Unicode
 
-from graders.coursedir import Course, run_converter, reason
+from graders.coursedir import Course, penalised, run_converter, reason
 from graders.status import SCORED
 
 MIN_SECRET = 8  # shorter hidden lines ("else:", "])") are not worth hiding, and match anywhere
@@ -212,7 +212,8 @@ class Feedback:
         try:
             with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gradebook:
                 submission = gradebook.find_submission(self.assignment, student)
-                return f"score {submission.score:g} of {submission.max_score:g}"
+                score, late = penalised(submission)
+                return f"score {score:g} of {submission.max_score:g}" + (f", {late}" if late else "")
         except MissingEntry:
             return "not in the gradebook"
 

@@ -225,6 +225,9 @@ def test_the_gradebook_has_each_student_with_nbgraders_late_penalty(term):
     with open(term.directory / "grades.csv") as table:
         exported = {row["student_id"]: (float(row["raw_score"]), float(row["score"])) for row in csv.DictReader(table)}
     assert exported == {ALICE: (1, 1), BOB: (0, 0), DAVE: (1, 1), CAROL: (1, 0)}, exported  # Q1 right, but late: 0
+    line = next(line for line in term.outputs["autograde"].stdout.splitlines() if line.startswith(f"{CAROL} "))
+    assert line.split()[1:4] == ["0", "19", "graded"] and "late: -1 (nbgrader's late penalty)" in line, line  # the score nbgrader exports
+    assert f"{CAROL}: " in term.outputs["feedback"].stdout and "score 0 of 19, late: -1" in term.outputs["feedback"].stdout
 
 
 def test_release_feedback_finds_every_file_graders_feedback_wrote(term):
