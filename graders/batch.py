@@ -3,8 +3,9 @@
 Per student, in this one process (the only one that touches the gradebook):
   1. prepare: nbgrader's Autograde with no autograde steps overwrites the locked and test cells
      from the gradebook, ... into a staging folder;
-  2. execute: an Executor (graders.executor: a pool of sandboxes on this machine) runs the
-     prepared notebooks and leaves the executed ones beside them;
+  2. execute: a pool (graders.executor's LocalPool: sandboxes on this machine; or
+     graders.cluster's DaskPool: the same on a cluster's workers) runs the prepared notebooks
+     and leaves the executed ones beside them;
   3. grade: nbgrader's Autograde runs again for real, its Execute step replaced by
      StagedExecute, which takes the outputs of step 2; grades, checksums, late penalties stay nbgrader's.
 A student is recorded in the batch state only once step 3 is done, so an interrupted batch

@@ -4,7 +4,7 @@
 back an explicit result (status, detail, measurements); the executed notebooks are left in the
 folder. `SandboxExecutor` runs one job in this machine's sandbox (graders.sandbox: root,
 user namespace or none) with graders.run_notebook inside; `LocalPool` runs many on a pool of
-threads, longest expected first. Another pool (a cluster) would take the same jobs.
+threads, longest expected first; graders.cluster.DaskPool takes the same jobs to a Dask cluster.
 """
 import concurrent.futures
 import dataclasses
