@@ -1,6 +1,7 @@
 """One real class, graded once per test session by nbgrader's own generate_assignment and autograde."""
 import hashlib
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,7 @@ def batch_class(tmp_path_factory):
     from graders import batch, sandbox
 
     directory = handed_in_class(tmp_path_factory, "batch")
-    secret = Path.home() / f".onions-secret-{directory.parent.name}"
+    secret = Path.home() / f".onions-secret-{uuid.uuid4().hex[:12]}"  # one per session: two may run at once
     secret.write_text("the grader's private file")
     try:
         bad = corpus.build(directory, secret)
