@@ -200,6 +200,20 @@ def diagnose(namespace: dict):
     return found
 
 
+def declared(code: str) -> list:
+    """The misconception names a hidden part declares (its MISCONCEPTIONS' literal first items), in order."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == TABLE for t in node.targets)
+                and isinstance(node.value, (ast.List, ast.Tuple))):
+            return [entry.elts[0].value for entry in node.value.elts
+                    if isinstance(entry, ast.Tuple) and entry.elts and isinstance(entry.elts[0], ast.Constant)]
+    return []
+
+
 def plain_value(value, depth: int = 0):
     """The student's value as short JSON: numbers and strings as they are, sequences as lists,
     anything else as its text (at most 200 characters)."""
