@@ -153,7 +153,7 @@ def test_a_failed_hidden_check_shows_the_hint_of_the_students_misconception_and_
     assert "Hint:" not in counting["q3_answer_test"]  # passed
     partial = grade_cells(directory / "feedback" / "demo-partial" / course.ASSIGNMENT / "check_your_learning.html")
     assert "Hint: Compare the output shape of Flatten" in partial["q3_answer_test"]
-    for path in (directory / "feedback").rglob("*.html"):  # handed in from the release: no solution marker,
+    for path in (directory / "feedback").glob("demo-*/*/*.html"):  # handed in from the release: no solution marker,
         text = rendered(path)  # nor the table of misconceptions
         assert "SOLUTION" not in text and "MISCONCEPTIONS" not in text, path
 
