@@ -194,7 +194,8 @@ def diagnose(namespace: dict):
         except BaseException:  # noqa: B902 (a predicate that raises does not match)
             continue
     try:
-        found["value"] = plain_value(namespace[VALUE]())
+        value = plain_value(namespace[VALUE]())
+        found["value"] = value if len(json.dumps(value)) <= 1000 else json.dumps(value)[:200]  # an example, not a dump
     except BaseException:  # noqa: B902 (no value is better than no diagnosis)
         pass
     return found

@@ -153,3 +153,9 @@ def test_the_runners_diagnoses_are_gathered_per_notebook_and_cell_and_nothing_el
               {"cell": "q2_test", "diagnosis": {"misconception": "x"}}]
     assert executor.diagnoses(report) == {"check_your_learning:q1_test": {
         "misconception": "biases forgotten", "hint": "Count the biases too.", "value": 307200}}
+
+
+def test_the_recorded_value_is_an_example_not_a_dump():
+    big = hidden.diagnose({hidden.TABLE: [], hidden.VALUE: lambda: [["x" * 300] * 20] * 20})
+    assert isinstance(big["value"], str) and len(big["value"]) == 200
+    assert hidden.diagnose({hidden.TABLE: [], hidden.VALUE: lambda: np.float32(0.5)})["value"] == 0.5
