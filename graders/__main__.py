@@ -63,8 +63,8 @@ def main(argv=None) -> int:
     demo_parser = commands.add_parser(
         "demo", help="grade a demo class end to end (release, autograde, export)",
         description="Copy the course into DIR, generate the release, hand in a small class (reference, "
-                    "partial, blank, hostile, crashing, broken), grade it with the batch grader, print the "
-                    "summary and export grades.csv with nbgrader export.")
+                    "partial, two with the lesson's usual mistakes, blank, hostile, crashing, broken), grade it "
+                    "with the batch grader, print the summary and export grades.csv with nbgrader export.")
     demo_parser.add_argument("--dir", type=Path, default=Path("demo"), help="a new or empty directory (default: demo)")
     demo_parser.add_argument("--no-sandbox", action="store_true", help="grade without the sandbox")
 

@@ -54,6 +54,7 @@ class Result:
     peak_memory_bytes: int = 0  # of the student's sandbox
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the cluster worker's host that ran it (empty: this machine)
+    diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value}
 
 
 def default_workers(memory_per_worker: int) -> int:
@@ -241,6 +242,7 @@ class Batch:
         if execution:
             result.cpu_seconds, result.peak_memory_bytes = execution.cpu_seconds, execution.peak_memory_bytes
             result.notebooks, result.machine = execution.notebooks, execution.machine
+            result.diagnoses = dict(getattr(execution, "diagnoses", {}) or {})
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
         shutil.rmtree(self.stage / student, ignore_errors=True)

@@ -35,6 +35,7 @@ class Execution:
     peak_memory_bytes: int = 0
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the host that ran it, when not this one
+    diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value} (failed hidden checks)
 
 
 class Executor:
@@ -65,7 +66,7 @@ class SandboxExecutor(Executor):
             return Execution(Status.EXECUTION_FAILED, f"{type(error).__name__}: {error}")
         status, detail = classify(outcome, self.limits)
         return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
-                         measurements(outcome.report))
+                         measurements(outcome.report), diagnoses=diagnoses(outcome.report))
 
 
 def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
@@ -97,6 +98,18 @@ def measurements(report: list) -> dict:
                        if key.endswith("seconds") and isinstance(value, (int, float))}
             measured.setdefault(name, {}).update(numbers)
     return measured
+
+
+def diagnoses(report: list) -> dict:
+    """{"notebook:grade id": {misconception, hint, value}}: what the checker made of each failed
+    hidden check that declares misconceptions (graders.hidden.diagnose)."""
+    found = {}
+    for item in report:
+        diagnosis, notebook, cell = item.get("diagnosis"), item.get("notebook"), item.get("cell")
+        if isinstance(diagnosis, dict) and isinstance(notebook, str) and isinstance(cell, str):
+            found[f"{notebook}:{cell}"] = {"misconception": str(diagnosis.get("misconception", "")),
+                                           "hint": str(diagnosis.get("hint", "")), "value": diagnosis.get("value")}
+    return found
 
 
 class LocalPool:

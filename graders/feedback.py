@@ -5,7 +5,8 @@ notebooks keep them in the test cells, and tracebacks quote them. This runs nbgr
 GenerateFeedback converter with one more preprocessor, RedactHiddenTests, before the HTML
 export: it cuts the hidden region out of each test cell, rewrites the test cell's errors
 (the visible assertion message when a public check failed, "a hidden check of Q3 failed"
-otherwise), and removes any output, in any cell, that quotes a hidden line. Each HTML file
+otherwise, with the hint of the misconception the batch grader recognised, if any), and
+removes any output, in any cell, that quotes a hidden line. Each HTML file
 written is then scanned for the hidden lines once more, and removed if one is found.
 """
 import copy
@@ -20,7 +21,7 @@ from nbgrader import utils
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.converters import GenerateFeedback
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
-from traitlets import List, Unicode
+from traitlets import Dict, List, Unicode
 
 from graders.coursedir import Course, penalised, run_converter, reason
 from graders.status import SCORED
@@ -82,9 +83,12 @@ class RedactHiddenTests(ClearHiddenTests):
 
     secret_lines = List(Unicode(), help="hidden-test lines to scrub from every output, besides those "
                                         "of the notebook's own test cells").tag(config=True)
+    hints = Dict(help="{'notebook:grade id': hint}: the student's misconceptions, from the batch grader's "
+                      "state, shown under a failed hidden check").tag(config=True)
 
     def preprocess(self, nb, resources):
         begin, end = self.begin_test_delimeter, self.end_test_delimeter
+        self.notebook = (resources or {}).get("unique_key", "")
         self.secrets = sorted(set(self.secret_lines) | hidden_lines([nb], begin, end))
         for cell in nb.cells:
             if cell.cell_type != "code":
@@ -135,6 +139,9 @@ class RedactHiddenTests(ClearHiddenTests):
             if not self.quotes_secret(_text(public)):
                 return public
         message = f"a hidden check of {label} failed"
+        hint = self.hints.get(f"{getattr(self, 'notebook', '')}:{cell.metadata['nbgrader'].get('grade_id', '')}")
+        if hint and not self.quotes_secret(hint):
+            message += f". Hint: {hint}"
         return nbformat.v4.new_output("error", ename=ename, evalue=message, traceback=[f"{RED}{ename}{RESET}: {message}"])
 
 
@@ -201,7 +208,13 @@ class Feedback:
         config.GenerateFeedback.force = True  # stale feedback is worse than a second of work
         config.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
         config.RedactHiddenTests.secret_lines = sorted(self.secrets)
+        config.RedactHiddenTests.hints = self.hints(student)
         return [m for m in run_converter(GenerateFeedback, config) if m.startswith("ERROR")]
+
+    def hints(self, student: str) -> dict:
+        """{'notebook:grade id': hint} of the misconceptions the batch grader recorded for `student`."""
+        diagnoses = self.state.get(student, {}).get("result", {}).get("diagnoses", {})
+        return {key: found["hint"] for key, found in diagnoses.items() if isinstance(found, dict) and found.get("hint")}
 
     def leaking(self, folder: Path) -> list:
         """The HTML files in `folder` that show a hidden line after all: a last check before release."""

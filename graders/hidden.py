@@ -16,6 +16,13 @@ functions (`preprocess` on the test images) is computed in the public part and s
 Code after `### END HIDDEN TESTS` runs in the checker too. Only test cells are cut (locked grade
 cells, whose source nbgrader restores from the gradebook): the marker in a student's own cell
 is a comment like any other, and that code runs in the kernel.
+
+Misconceptions: a hidden part may declare, before its asserts, `MISCONCEPTIONS = [(name,
+predicate, hint), ...]` (predicates: functions of no argument over the names the check reads
+or has computed so far) and `STUDENT_VALUE = lambda: ...`. When the check fails, the checker
+tries them in order and reports the first that is true (a predicate that raises is false), or
+"other", with the student's value: what the class got wrong, for feedback and the report.
+They run only here, on exported data, and never change the check's outcome.
 """
 import ast
 import builtins
@@ -27,6 +34,8 @@ from dataclasses import dataclass, field
 
 BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's delimiters: a line containing one is a marker
 FAILED_TO_RUN = "HiddenCheckError"
+OTHER = "other"  # a failed check that no declared misconception explains
+TABLE, VALUE = "MISCONCEPTIONS", "STUDENT_VALUE"  # the names a hidden part declares them under
 
 
 @dataclass
@@ -97,7 +106,7 @@ def failure_output(ename: str, evalue: str) -> dict:
 
 def serve(connection) -> None:
     """The checker's loop: per request (one JSON line: checks and a time limit), fork a child that
-    runs them, and answer with {cell id: null or [ename, evalue]} and the child's CPU seconds."""
+    runs them, and answer with {cell id: null or [ename, evalue(, diagnosis)]} and the child's CPU seconds."""
     stream = connection.makefile("rw", encoding="utf-8")
     stream.write(json.dumps({"pid": os.getpid()}) + "\n")
     stream.flush()
@@ -149,7 +158,8 @@ def _quiet() -> None:
 
 
 def run_check(check: dict):
-    """Run one hidden part on its exported names: None if it passed, else [ename, evalue]."""
+    """Run one hidden part on its exported names: None if it passed, else [ename, evalue], plus
+    the diagnosis (`diagnose`) when the hidden part declares misconceptions."""
     from graders import artifacts
     try:
         values, refused = artifacts.load(check["folder"])
@@ -162,8 +172,63 @@ def run_check(check: dict):
     try:
         exec(compile(check["code"], f"<hidden test of {check['cell_id']}>", "exec"), namespace)
     except BaseException as error:  # noqa: B902 (SystemExit and KeyboardInterrupt fail the check too)
-        return [type(error).__name__, str(error)]
+        failure = [type(error).__name__, str(error)]
+        diagnosis = diagnose(namespace)
+        return failure + [diagnosis] if diagnosis else failure
     return None
+
+
+def diagnose(namespace: dict):
+    """{misconception, hint, value} for a failed check whose hidden part declared MISCONCEPTIONS:
+    the first whose predicate is true, else OTHER (no hint); None without a declaration."""
+    table = namespace.get(TABLE)
+    if not isinstance(table, (list, tuple)):
+        return None
+    found = {"misconception": OTHER, "hint": "", "value": None}
+    for entry in table:
+        try:
+            name, predicate, hint = entry
+            if bool(predicate()):
+                found.update(misconception=str(name), hint=str(hint))
+                break
+        except BaseException:  # noqa: B902 (a predicate that raises does not match)
+            continue
+    try:
+        value = plain_value(namespace[VALUE]())
+        found["value"] = value if len(json.dumps(value)) <= 1000 else json.dumps(value)[:200]  # an example, not a dump
+    except BaseException:  # noqa: B902 (no value is better than no diagnosis)
+        pass
+    return found
+
+
+def declared(code: str) -> list:
+    """The misconception names a hidden part declares (its MISCONCEPTIONS' literal first items), in order."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == TABLE for t in node.targets)
+                and isinstance(node.value, (ast.List, ast.Tuple))):
+            return [entry.elts[0].value for entry in node.value.elts
+                    if isinstance(entry, ast.Tuple) and entry.elts and isinstance(entry.elts[0], ast.Constant)]
+    return []
+
+
+def plain_value(value, depth: int = 0):
+    """The student's value as short JSON: numbers and strings as they are, sequences as lists,
+    anything else as its text (at most 200 characters)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) if isinstance(value, float) else int(value)
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return plain_value(value.item(), depth)
+    if isinstance(value, (list, tuple)) and depth < 3 and len(value) <= 20:
+        return [plain_value(item, depth + 1) for item in value]
+    if isinstance(value, dict) and depth < 3 and len(value) <= 20:
+        return {str(key): plain_value(item, depth + 1) for key, item in value.items()}
+    return str(value)[:200]
 
 
 def clean_path(notebook_folder: str) -> None:

@@ -5,6 +5,8 @@ it) and a student x question CSV, both read from nbgrader's gradebook, plus each
 status from the batch grader's state (.graders/ASSIGNMENT/state.jsonl). A student the batch
 grader could not grade (timed out, kernel crashed ...) has no usable grades: `nbgrader export`
 lists them with 0; here they are counted under their status, never as zeros in the plots.
+Per test cell that declares misconceptions (graders.hidden), the share of students who made
+each, from the diagnoses the batch grader recorded: what the class got wrong, and why.
 """
 import base64
 import csv
@@ -18,6 +20,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import MissingEntry
 
+from graders import hidden
 from graders.coursedir import Course
 from graders.status import Status
 
@@ -32,6 +35,7 @@ class Question:
     cell: str
     max_score: float
     autograded: bool  # a test cell, scored by running it; otherwise an answer graded by hand
+    misconceptions: list = field(default_factory=list)  # the names its hidden part declares
 
     @property
     def key(self) -> str:
@@ -45,6 +49,7 @@ class Student:
     detail: str = ""
     scores: dict = field(default_factory=dict)  # question key -> points, None while not graded
     total: float = None  # nbgrader export's score (late penalty applied); None without usable grades
+    diagnoses: dict = field(default_factory=dict)  # question key -> {misconception, hint, value}, from the batch grader
 
     @property
     def usable(self) -> bool:
@@ -56,14 +61,14 @@ class Student:
         return sum(self.scores.get(q.key) or 0.0 for q in questions if q.autograded)
 
 
-def _cell_order(source_notebook: Path) -> dict:
-    """{grade id: position} in the instructor's notebook, so columns follow the notebook."""
+def _source_cells(source_notebook: Path) -> dict:
+    """{grade id: cell} of the instructor's notebook, in its order (columns follow the notebook)."""
     try:
         cells = nbformat.read(str(source_notebook), as_version=4).cells
     except (OSError, ValueError):
         return {}
-    ids = [cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") for cell in cells]
-    return {grade_id: position for position, grade_id in enumerate(ids) if grade_id}
+    return {cell.metadata["nbgrader"]["grade_id"]: cell for cell in cells
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
 
 
 def read_class(course: Path, assignment: str):
@@ -78,10 +83,13 @@ def read_class(course: Path, assignment: str):
             raise RuntimeError(f"assignment {assignment!r} is not in the gradebook (it has: {known}): check the name") from None
         questions = []
         for notebook in sorted(found.notebooks, key=lambda n: n.name):
-            order = _cell_order(course.folder("source", assignment) / f"{notebook.name}.ipynb")
+            source = _source_cells(course.folder("source", assignment) / f"{notebook.name}.ipynb")
+            order = {grade_id: position for position, grade_id in enumerate(source)}
             answers = {cell.name for cell in notebook.solution_cells}
             for cell in sorted(notebook.grade_cells, key=lambda c: (order.get(c.name, math.inf), c.name)):
-                questions.append(Question(notebook.name, cell.name, cell.max_score, cell.name not in answers))
+                code = hidden.split(source[cell.name].source)[1] if cell.name in source else None
+                questions.append(Question(notebook.name, cell.name, cell.max_score, cell.name not in answers,
+                                          hidden.declared(code) if code else []))
         submissions = {s.student_id: s for s in gradebook.assignment_submissions(assignment)}
         names = sorted(set(submissions) | set(state) | {s.id for s in gradebook.students})
         return questions, [_student(name, submissions.get(name), state.get(name)) for name in names]
@@ -104,7 +112,34 @@ def _student(name: str, submission, known: dict) -> Student:
         student.scores = {f"{g.notebook.name}:{g.name}": (None if g.auto_score is None and g.manual_score is None else g.score)
                           for g in grades}
         student.total = max(0.0, submission.score - submission.late_submission_penalty)  # as nbgrader export
+        student.diagnoses = dict(known.get("result", {}).get("diagnoses", {})) if known else {}
     return student
+
+
+def misconception(question: Question, student: Student):
+    """What `student` got wrong on `question`: the misconception the batch grader recorded,
+    "other" when the cell lost points without one (a public check failed, or an unknown mistake),
+    None when it has full points or no usable score."""
+    score = student.scores.get(question.key) if student.usable else None
+    if score is None or score >= question.max_score:
+        return None
+    found = student.diagnoses.get(question.key)
+    return (found.get("misconception") or hidden.OTHER) if isinstance(found, dict) else hidden.OTHER
+
+
+def misconception_rows(question: Question, students) -> list:
+    """[(misconception, students, share of those scored, example values, who)]: the declared ones
+    in order (0 included), then "other"."""
+    scored = [s for s in students if s.usable and s.scores.get(question.key) is not None]
+    recorded = [misconception(question, s) for s in scored]  # names the source no longer declares are kept
+    rows = []
+    for name in dict.fromkeys([*question.misconceptions, *(n for n in recorded if n and n != hidden.OTHER), hidden.OTHER]):
+        who = [s for s in scored if misconception(question, s) == name]
+        values = [s.diagnoses[question.key].get("value") for s in who
+                  if isinstance(s.diagnoses.get(question.key), dict) and s.diagnoses[question.key].get("value") is not None]
+        examples = "; ".join(dict.fromkeys(str(value) for value in values))[:300]
+        rows.append((name, len(who), len(who) / len(scored) if scored else 0.0, examples, [s.name for s in who]))
+    return rows
 
 
 # -- plots ------------------------------------------------------------------------------------
@@ -174,6 +209,29 @@ def pass_rate(questions, students) -> bytes:
     return _png(figure)
 
 
+def misconceptions(questions, students) -> bytes:
+    """One bar chart per question that declares misconceptions: the share of students scored on
+    it who made each ("other" last)."""
+    diagnosed = [q for q in questions if q.misconceptions]
+    heights = [len(q.misconceptions) + 1 for q in diagnosed]
+    figure = _figure(figsize=(9, 0.8 * len(diagnosed) + 0.32 * sum(heights)), layout="constrained")
+    grid = figure.subplots(len(diagnosed), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
+    for axes, question in zip(grid[:, 0], diagnosed):
+        rows = misconception_rows(question, students)
+        shares = [100 * share for _, _, share, _, _ in rows]
+        axes.barh([name for name, *_ in rows], shares,
+                  color=["tab:gray" if name == hidden.OTHER else "tab:orange" for name, *_ in rows])
+        for row, (_, count, share, _, _) in enumerate(rows):
+            axes.text(100 * share + 1, row, f"{100 * share:.0f}% ({count})", va="center")
+        axes.set_xlim(0, 118)
+        axes.set_xticks(range(0, 101, 20))
+        axes.invert_yaxis()
+        axes.set_title(question.key, loc="left", fontsize=10)
+    grid[-1, 0].set_xlabel("% of the students scored on the question")
+    figure.suptitle("What the class got wrong: misconceptions per question")
+    return _png(figure)
+
+
 def _status_counts(students) -> list:
     """[(status, [student names])], statuses with usable grades first, then the most frequent."""
     by_status = {}
@@ -206,13 +264,17 @@ def _number(value) -> str:
 
 
 def write_csv(path: Path, questions, students) -> None:
-    """One row per student: points per grade cell (empty while not graded), autograded, total, status."""
+    """One row per student: points per grade cell (empty while not graded), autograded, total,
+    status, then per question that declares misconceptions the one made ("other"; empty: full points)."""
+    diagnosed = [q for q in questions if q.misconceptions]
     with open(path, "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["student", *(q.key for q in questions), "autograded", "total", "status"])
+        writer.writerow(["student", *(q.key for q in questions), "autograded", "total", "status",
+                         *(f"{q.key} misconception" for q in diagnosed)])
         for s in students:
             writer.writerow([s.name, *(_number(s.scores.get(q.key)) for q in questions),
-                             _number(s.autograded(questions)), _number(s.total), s.status])
+                             _number(s.autograded(questions)), _number(s.total), s.status,
+                             *(misconception(q, s) or "" for q in diagnosed)])
 
 
 def _table(table_id: str, header, rows) -> str:
@@ -253,6 +315,14 @@ img {{ max-width: 100%; }}
 count once a grader has scored them.</p>
 {_table("questions", ["question", "graded", "max", "scored", "mean", "full points"], _question_rows(questions, students))}
 {image("pass_rate", "pass rate per autograded test cell")}
+<h2>What the class got wrong</h2>
+<p>Per question, the students who lost its points, by the misconception the grader recognised
+(from their values, when a hidden check failed); "other": none of them (another mistake, or a
+public check failed). Shares are of the students scored on the question.</p>
+{image("misconceptions", "misconceptions per question") if "misconceptions" in images else ""}
+{_table("misconceptions", ["question", "misconception", "students", "share", "example values", "who"],
+        [[q.key, name, count, f"{100 * share:.0f}%", examples, ", ".join(who)]
+         for q in questions if q.misconceptions for name, count, share, examples, who in misconception_rows(q, students)])}
 <h2>Grading status</h2>
 {_table("statuses", ["status", "students", "who"], [[status, len(names), ", ".join(names)] for status, names in _status_counts(students)])}
 {image("status_counts", "students per grading status")}
@@ -271,6 +341,8 @@ def write_report(course: Path, assignment: str, out: Path = None, log=print) -> 
     out.mkdir(parents=True, exist_ok=True)
     images = {"score_histogram": score_histogram(questions, students), "pass_rate": pass_rate(questions, students),
               "status_counts": status_counts(students)}
+    if any(q.misconceptions for q in questions):
+        images["misconceptions"] = misconceptions(questions, students)
     for name, png in images.items():
         (out / f"{name}.png").write_bytes(png)
     write_csv(out / "scores_by_question.csv", questions, students)

@@ -170,13 +170,18 @@ def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote
 
 def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float) -> None:
     """Run the hidden parts in the checker, once no student process is left; a failed one is its
-    cell's error output, as it would have been in the kernel."""
+    cell's error output, as it would have been in the kernel (the message only), and its
+    diagnosis (which misconception) goes to the grader alone."""
     started, checks = time.monotonic(), client.checks
     results, cpu = zygote.check([item for _, item in checks], seconds) if checks else ({}, 0.0)
     for cell, item in checks:
         result = results.get(item.cell_id, [hidden.FAILED_TO_RUN, "the hidden checks could not run"])
         if result:
-            cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result)))
+            cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result[:2])))
+        if result and len(result) > 2 and isinstance(result[2], dict):
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", item.cell_id)
+            report(f"diagnosed {path.stem}:{grade_id}: {result[2].get('misconception')}", notebook=path.stem,
+                   cell=grade_id, diagnosis=result[2])
     wall = time.monotonic() - started
     report(f"checked {path.stem} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s",
            notebook=path.stem, check_wall_seconds=round(wall, 3), check_cpu_seconds=round(cpu, 3),

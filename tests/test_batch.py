@@ -96,3 +96,33 @@ def test_an_assignment_nbgrader_does_not_know_is_one_line_with_the_command(tmp_p
                             capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert f"nbgrader generate_assignment {course.ASSIGNMENT}" in result.stderr
+
+
+# what the batch grader must record for the stock class's students with one wrong answer each
+# (tests/submissions.py): the misconception of each failed hidden check, "other" when none fits
+MISCONCEPTIONS = {
+    "q1-no-bias": {"check_your_learning:q1_test": "biases forgotten"},
+    "q1-inputs-only": {"check_your_learning:q1_test": "inputs only, no units"},
+    "q2-with-bias": {"check_your_learning:q2_test": "a bias per kernel added"},
+    "q3-no-extra-layer": {"check_your_learning:q3_model_test": "extra layer left out"},
+    "q3-more": {"check_your_learning:q3_answer_test": "more"},
+    "metrics-on-logits": {"mnist_exercise:metrics_test": "precision and recall on logits"},
+    "no-precision-recall": {"mnist_exercise:metrics_test": "precision and recall missing (sparse labels)"},
+    "untrained-model": {"mnist_exercise:metrics_test": "other"},  # accuracy_test declares none
+    "no-dropout-layer": {"mnist_exercise:dropout_test": "other"},
+    "reference": {},
+}
+
+
+def test_each_wrong_answer_is_recorded_with_its_misconception_and_nothing_else(batch_class):
+    """Real students through the sandboxed batch grader: the state holds exactly the misconception
+    of each failed hidden check, with the student's value; the honest reference holds none."""
+    from graders.coursedir import Course
+    state = Course(batch_class.directory).state(course.ASSIGNMENT).load()
+    for student, expected in MISCONCEPTIONS.items():
+        recorded = batch_class.results[student].diagnoses
+        assert {key: found["misconception"] for key, found in recorded.items()} == expected, (student, recorded)
+        assert state[student]["result"]["diagnoses"] == recorded, student
+    assert batch_class.results["q1-no-bias"].diagnoses["check_your_learning:q1_test"]["value"] == 307200
+    assert batch_class.results["q2-with-bias"].diagnoses["check_your_learning:q2_test"]["value"] == 2800
+    assert batch_class.results["q3-more"].diagnoses["check_your_learning:q3_answer_test"]["hint"].startswith("Compare")

@@ -211,7 +211,8 @@ def test_a_worker_with_other_code_is_refused(dask_cluster, cluster_class, tmp_pa
 def test_ctrl_c_stops_the_workers_sandboxes_and_the_same_command_resumes(dask_cluster, cluster_class, demo_class, tmp_path):
     directory = tmp_path / "course"
     hand_in(directory, demo_class[0])
-    shutil.rmtree(directory / "submitted" / "demo-reference")  # no training here
+    for trains in ("demo-reference", "demo-mixed"):  # no training here
+        shutil.rmtree(directory / "submitted" / trains)
     students = sorted(p.name for p in (directory / "submitted").iterdir())
     grading = dask_cluster.autograde(directory)
     seen = []
@@ -261,7 +262,8 @@ def test_tls_between_scheduler_workers_and_grader_as_the_readme_says(tmp_path, d
 def test_losing_the_scheduler_stops_the_batch_in_a_line_and_keeps_what_is_graded(tmp_path, demo_class):
     directory = tmp_path / "course"
     hand_in(directory, demo_class[0])
-    shutil.rmtree(directory / "submitted" / "demo-reference")  # no training here
+    for trains in ("demo-reference", "demo-mixed"):  # no training here
+        shutil.rmtree(directory / "submitted" / trains)
     students = sorted(p.name for p in (directory / "submitted").iterdir())
     (tmp_path / "first").mkdir()
     first = Cluster(tmp_path / "first", directory)

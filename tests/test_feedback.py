@@ -98,28 +98,28 @@ def test_every_graded_student_gets_feedback_and_the_others_are_named(feedback_cl
     directory, cli, _ = feedback_class
     assert cli.returncode == 0, cli.stdout + cli.stderr
     lines = dict(line.split(": ", 1) for line in cli.stdout.splitlines() if line.startswith(("demo-", MESSAGES)))
-    for student in ("demo-reference", "demo-partial", "demo-blank", "demo-hostile"):
+    for student in ("demo-reference", "demo-partial", "demo-counting", "demo-mixed", "demo-blank", "demo-hostile"):
         assert lines[student].startswith(f"feedback/{student}/{course.ASSIGNMENT}/ check_your_learning.html, mnist_exercise.html")
     assert lines["demo-partial"].endswith("(score 4 of 19)")
     assert lines[MESSAGES].startswith(f"feedback/{MESSAGES}/{course.ASSIGNMENT}/ check_your_learning.html (")
     assert lines["demo-crash"].startswith("no feedback, kernel crashed")
     assert lines["demo-broken"].startswith("no feedback, invalid notebook")
     assert not (directory / "feedback" / "demo-crash").exists() and not (directory / "feedback" / "demo-broken").exists()
-    assert cli.stdout.splitlines()[-1] == (f"feedback for 5 students in {directory / 'feedback'}/<student>/"
+    assert cli.stdout.splitlines()[-1] == (f"feedback for 7 students in {directory / 'feedback'}/<student>/"
                                            f"{course.ASSIGNMENT}/; 2 not graded, 0 failed")
 
 
 def test_no_hidden_test_line_appears_in_any_feedback(feedback_class):
     directory, _, secrets = feedback_class
     assert len(secrets) > 40  # the scan has something to find
-    assert len(list((directory / "feedback").rglob("*.html"))) == 9
+    assert len(list((directory / "feedback").rglob("*.html"))) == 13
     assert leaks(directory / "feedback", secrets) == {}
 
 
 def test_stock_nbgrader_feedback_leaks_so_the_scan_can_fail(feedback_class):
     directory, _, secrets = feedback_class
     leaked = leaks(directory / "stock_feedback", secrets)
-    assert len(leaked) == 9, leaked.keys()  # every stock file shows hidden tests
+    assert len(leaked) == 13, leaked.keys()  # every stock file shows hidden tests
     assert "BEGIN HIDDEN TESTS" in rendered(directory / "stock_feedback" / "demo-blank" / course.ASSIGNMENT / "check_your_learning.html")
 
 
@@ -129,6 +129,33 @@ def test_a_failed_hidden_check_names_its_question_only(feedback_class):
     assert "AssertionError: a hidden check of Q3 failed" in cells["q3_answer_test"]
     assert "count_params" not in cells["q3_answer_test"]  # the hidden assertion's own message is hidden too
     assert all("hidden check" not in text for cell, text in cells.items() if cell != "q3_answer_test")
+
+
+HINTS = {  # demo-mixed's misconceptions (tests/test_report.py): the hint each failed hidden check shows
+    ("check_your_learning", "q1_test"): "Each input is connected to every one of the layer's units.",
+    ("check_your_learning", "q2_test"): "The layer has many kernels, each with its own weights.",
+    ("check_your_learning", "q3_model_test"): "check where the extra one goes",
+    ("check_your_learning", "q3_answer_test"): "Compare the output shape of Flatten in the two models",
+    ("mnist_exercise", "metrics_test"): "the model's outputs must be probabilities",
+    ("mnist_exercise", "gap_test"): "Check the order of the subtraction",
+    ("mnist_exercise", "dropout_test"): "a higher dropout rate than the lesson's",
+}
+
+
+def test_a_failed_hidden_check_shows_the_hint_of_the_students_misconception_and_no_answer(feedback_class):
+    directory, _, _ = feedback_class
+    folder = directory / "feedback" / "demo-mixed" / course.ASSIGNMENT
+    for (notebook, cell), hint in HINTS.items():
+        text = grade_cells(folder / f"{notebook}.html")[cell]
+        assert "a hidden check of" in text and "failed. Hint: " in text and hint in text, (cell, text)
+    counting = grade_cells(directory / "feedback" / "demo-counting" / course.ASSIGNMENT / "check_your_learning.html")
+    assert "Hint: Count the biases too" in counting["q1_test"] and "Hint: Read the question again" in counting["q2_test"]
+    assert "Hint:" not in counting["q3_answer_test"]  # passed
+    partial = grade_cells(directory / "feedback" / "demo-partial" / course.ASSIGNMENT / "check_your_learning.html")
+    assert "Hint: Compare the output shape of Flatten" in partial["q3_answer_test"]
+    for path in (directory / "feedback").glob("demo-*/*/*.html"):  # handed in from the release: no solution marker,
+        text = rendered(path)  # nor the table of misconceptions
+        assert "SOLUTION" not in text and "MISCONCEPTIONS" not in text, path
 
 
 def test_failed_public_checks_name_the_question_and_show_the_visible_message(feedback_class):

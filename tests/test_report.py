@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import course
-from graders import coursedir
+from graders import coursedir, hidden
 
 USABLE_IN_DEMO = ("graded",)  # the demo's statuses with usable grades (the others: kernel crashed, invalid notebook)
 
@@ -73,7 +73,7 @@ def reported(demo_class, tmp_path_factory):
 def test_prints_the_report_path_last(reported):
     directory, out, stdout, _ = reported
     assert (directory / stdout.splitlines()[-1]).resolve() == (out / "report.html").resolve()
-    assert sorted(p.name for p in out.iterdir()) == ["pass_rate.png", "report.html", "score_histogram.png",
+    assert sorted(p.name for p in out.iterdir()) == ["misconceptions.png", "pass_rate.png", "report.html", "score_histogram.png",
                                                      "scores_by_question.csv", "status_counts.png"]
 
 
@@ -94,7 +94,7 @@ def test_csv_equals_the_gradebook_cell_for_cell(reported):
                 assert float(value) == score, (student, cell)
             else:
                 assert value == "", (student, cell)
-        assert set(row) == {"student", "autograded", "total", "status"}
+        assert set(row) == {"student", "autograded", "total", "status", *(f"{key} misconception" for key in DIAGNOSED)}
         assert row["status"] == results[student].status
         if usable:
             assert float(row["total"]) == exported[student] == results[student].score
@@ -105,14 +105,60 @@ def test_csv_equals_the_gradebook_cell_for_cell(reported):
     assert (rows["demo-partial"]["autograded"], rows["demo-partial"]["check_your_learning:q3_answer_test"]) == ("4", "0")
 
 
+# the test cells whose hidden part declares misconceptions, and what the demo's students made of them
+DIAGNOSED = {f"check_your_learning:{cell}" for cell in ("q1_test", "q2_test", "q3_model_test", "q3_answer_test")} | {
+    f"mnist_exercise:{cell}" for cell in ("metrics_test", "gap_test", "dropout_test")}
+DEMO_MISCONCEPTIONS = {
+    "demo-counting": {"check_your_learning:q1_test": "biases forgotten", "check_your_learning:q2_test": "a bias per kernel added",
+                      "check_your_learning:q3_model_test": "extra layer left out"},
+    "demo-mixed": {"check_your_learning:q1_test": "inputs only, no units", "check_your_learning:q2_test": "one kernel only",
+                   "check_your_learning:q3_model_test": "extra layer in the wrong place",
+                   "check_your_learning:q3_answer_test": "more",
+                   "mnist_exercise:metrics_test": "precision and recall on logits",
+                   "mnist_exercise:gap_test": "sign reversed", "mnist_exercise:dropout_test": "rate at or below the lesson's"},
+    "demo-partial": {"check_your_learning:q3_answer_test": "more"},
+}
+
+
+def test_misconceptions_are_what_the_batch_recorded(reported):
+    """The CSV's misconception columns and the page's table count exactly the batch's diagnoses;
+    a student who lost a cell's points without one is "other"; full points: empty."""
+    directory, out, _, results = reported
+    state = coursedir.Course(directory).state(course.ASSIGNMENT).load()
+    recorded = {student: {key: found["misconception"] for key, found in entry["result"].get("diagnoses", {}).items()}
+                for student, entry in state.items() if entry["status"] == "graded"}
+    for student, expected in DEMO_MISCONCEPTIONS.items():
+        assert recorded[student] == expected, (student, recorded[student])
+    assert recorded["demo-reference"] == {} and recorded["demo-hostile"] == {} and recorded["demo-blank"] == {}
+    rows = read_csv(out / "scores_by_question.csv")
+    page = Page((out / "report.html").read_text())
+    header, *table = page.tables["misconceptions"]
+    assert header == ["question", "misconception", "students", "share", "example values", "who"]
+    assert {row[0] for row in table} == DIAGNOSED
+    for key in DIAGNOSED:
+        column = {student: row[f"{key} misconception"] for student, row in rows.items()}
+        for student, name in column.items():
+            if student in recorded and key in recorded[student]:
+                assert name == recorded[student][key], (student, key)
+            elif name:  # lost the points with no diagnosis: a public check failed (the blank release)
+                assert name == hidden.OTHER and float(rows[student][key]) < 1, (student, key)
+        counted = {row[1]: (int(row[2]), set(filter(None, row[5].split(", ")))) for row in table if row[0] == key}
+        for name, (count, who) in counted.items():
+            assert who == {student for student, made in column.items() if made == name} and count == len(who), (key, name)
+    assert counted and column["demo-blank"] == hidden.OTHER and column["demo-reference"] == ""
+    examples = {(row[0], row[1]): row[4] for row in table}
+    assert examples[("check_your_learning:q1_test", "biases forgotten")] == "307200"
+    assert examples[("check_your_learning:q3_model_test", "extra layer left out")].startswith("47370 parameters")
+
+
 def test_status_counts_match_the_grading(reported):
     _, out, stdout, results = reported
     expected = Counter(r.status for r in results.values())
-    assert expected == {"graded": 4, "kernel crashed": 1, "invalid notebook": 1}
+    assert expected == {"graded": 6, "kernel crashed": 1, "invalid notebook": 1}
     page = Page((out / "report.html").read_text())
     assert page.counts("statuses") == expected
     assert Counter(row["status"] for row in read_csv(out / "scores_by_question.csv").values()) == expected
-    assert "6 students: 4 graded; 1 invalid notebook; 1 kernel crashed" in stdout
+    assert "8 students: 6 graded; 1 invalid notebook; 1 kernel crashed" in stdout
 
 
 def test_html_stands_alone_with_valid_pngs(reported):
@@ -121,9 +167,9 @@ def test_html_stands_alone_with_valid_pngs(reported):
     assert not page.tags & {"link", "script", "iframe", "object", "embed", "base"}
     assert "url(" not in (out / "report.html").read_text()
     prefix = "data:image/png;base64,"
-    assert [name for name, _ in page.references] == ["src"] * 3
+    assert [name for name, _ in page.references] == ["src"] * 4
     embedded = [base64.b64decode(value[len(prefix):]) for _, value in page.references if value.startswith(prefix)]
-    assert len(embedded) == 3
+    assert len(embedded) == 4
     beside = {path.name: path.read_bytes() for path in out.glob("*.png")}
     assert sorted(embedded) == sorted(beside.values())
     for name, data in beside.items():
@@ -147,7 +193,7 @@ def test_students_unknown_to_the_batch_grader(demo_class, tmp_path):
     assert (rows["demo-blank"]["status"], rows["demo-blank"]["total"]) == ("graded by nbgrader", "0")
     assert (rows["demo-crash"]["status"], rows["demo-crash"]["total"]) == ("not graded", "")
     page = Page((tmp_path / "out" / "report.html").read_text())
-    assert page.counts("statuses") == {"graded": 3, "graded by nbgrader": 1, "invalid notebook": 1, "not graded": 1}
+    assert page.counts("statuses") == {"graded": 5, "graded by nbgrader": 1, "invalid notebook": 1, "not graded": 1}
 
 
 def test_one_line_errors(demo_class, tmp_path):
