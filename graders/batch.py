@@ -16,6 +16,8 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -141,13 +143,35 @@ class Batch:
             where = f"{self.workers} workers\n{self.isolation.describe(self.limits)}"
         self.log(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
                  f"{len(students) - len(todo)} skipped; {where}")
+        previous = self._catch_ctrl_c()
         try:
             self._grade_all(pool, todo, results)
         except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state
             pool.stop()
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         pool.shutdown()
         return [results[s] for s in students]
+
+    def _catch_ctrl_c(self):
+        """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: raised where a library
+        swallows it (seen once, mid-preparation, on a cluster), it is raised again at the next
+        student. Returns the previous handler (None off the main thread, where signals are not ours)."""
+        self.interrupted = False
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def interrupt(signum, frame):
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+        return signal.signal(signal.SIGINT, interrupt)
+
+    def _check_interrupted(self) -> None:
+        if getattr(self, "interrupted", False):
+            raise KeyboardInterrupt
 
     def fingerprint(self, student: str) -> str:
         return fingerprint(self.course, self.assignment, student, self.limits, self._assignment_files)
@@ -184,11 +208,13 @@ class Batch:
 
         def progress(student, seconds):
             nonlocal done
+            self._check_interrupted()
             done += 1
             machine = f" on {results[student].machine}" if results[student].machine else ""
             self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s){machine}")
 
         for student in todo:
+            self._check_interrupted()
             started[student] = time.monotonic()
             notebooks, problem = self.prepare(student)
             if problem:

@@ -107,7 +107,9 @@ def connect(address: str, tls: dict, timeout: float = 20):
     from distributed import Client
     from distributed.security import Security
 
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # its tracebacks on a lost scheduler: we say it in a line
+    # its tracebacks on a lost scheduler: we say it in a line (Dask's config gives some child loggers levels of their own)
+    for name in ["distributed", *(name for name in logging.root.manager.loggerDict if name.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     security = Security(tls_ca_file=tls["tls_ca_file"], tls_client_cert=tls["tls_cert"], tls_client_key=tls["tls_key"],
                         require_encryption=True) if tls else Security()
     try:
