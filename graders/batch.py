@@ -75,6 +75,12 @@ def thread_env(workers: int) -> dict:
             "NBGRADER_EXECUTION": "autograde", "LANG": "C.UTF-8", "MPLCONFIGDIR": MATPLOTLIB_DIR}
 
 
+def font_files(folder: Path, wanted: bool) -> dict:
+    """{path in the sandbox: host path} of matplotlib's font list, built once in `folder` (if `wanted`)."""
+    fonts = sandbox.font_list(folder) if wanted else None
+    return {f"{MATPLOTLIB_DIR}/{fonts.name}": fonts} if fonts else {}
+
+
 def fingerprint(course: Course, assignment: str, student: str, limits: sandbox.Limits, shared: bytes = None) -> str:
     """What a grade depends on: the submission, the assignment's source, the configuration, the limits.
     `shared`: `assignment_files(course, assignment)` if already read (it is the same for every student)."""
@@ -106,6 +112,7 @@ class Batch:
         """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.cluster)."""
         self.course, self.assignment, self.limits = Course(course), assignment, limits
         self.workers, self.force, self.log, self.cluster = workers, force, log, cluster
+        self.interrupted = False  # Ctrl-C seen (see _catch_ctrl_c)
         self.isolation = sandbox.choose(use_sandbox)
         self.settings = GradersBatch(config=self.course.config)
         self.state = self.course.state(assignment)
@@ -170,7 +177,7 @@ class Batch:
         return signal.signal(signal.SIGINT, interrupt)
 
     def _check_interrupted(self) -> None:
-        if getattr(self, "interrupted", False):
+        if self.interrupted:
             raise KeyboardInterrupt
 
     def fingerprint(self, student: str) -> str:
@@ -183,8 +190,7 @@ class Batch:
         return assignment_files(self.course, self.assignment)
 
     def executor(self) -> SandboxExecutor:
-        fonts = sandbox.font_list(self.course.work(self.assignment) / "matplotlib") if self.settings.matplotlib_fonts else None
-        files = {f"{MATPLOTLIB_DIR}/{fonts.name}": fonts} if fonts else {}
+        files = font_files(self.course.work(self.assignment) / "matplotlib", self.settings.matplotlib_fonts)
         return SandboxExecutor(self.isolation, self.limits, self.cell_timeout, ",".join(self.settings.preload),
                                data.cache_dir(), thread_env(self.workers), files)
 

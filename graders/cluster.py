@@ -226,7 +226,7 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
     Returns (Execution, {executed notebook name: bytes})."""
     from distributed import get_worker
 
-    from graders.batch import MATPLOTLIB_DIR
+    from graders.batch import font_files
 
     worker = get_worker()
     scratch = Path(worker.local_directory)
@@ -238,12 +238,11 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
                 raise ValueError(f"a prepared file outside the job: {name}")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
-        fonts = sandbox.font_list(scratch / "onions-matplotlib") if settings["matplotlib_fonts"] else None
         threads = os.environ.get(KERNEL_THREADS) or str(max(1, (os.cpu_count() or 1) // worker.state.nthreads))
         env = {**settings["env"], "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
         executor = SandboxExecutor(sandbox.choose(True), sandbox.Limits(**settings["limits"]), settings["cell_timeout"],
                                    settings["preload"], data.cache_dir(), env,
-                                   {f"{MATPLOTLIB_DIR}/{fonts.name}": fonts} if fonts else {})
+                                   font_files(scratch / "onions-matplotlib", settings["matplotlib_fonts"]))
         with _lock:
             if token in _stopped:
                 return Execution(Status.EXECUTION_FAILED, "the batch was stopped"), {}
