@@ -28,10 +28,11 @@ html_theme = "pydata_sphinx_theme"
 html_title = f"onions {release}"
 html_theme_options = {
     "navigation_with_keys": False,
+    "header_links_before_dropdown": 9,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": [],
 }
-html_sidebars = {"**": ["sidebar-nav-bs"]}
+html_sidebars = {"**": []}  # one page per reader: the top bar lists them all, no left column needed
 html_show_sourcelink = False
