@@ -124,9 +124,8 @@ class Batch:
         self.course.check_assignment(self.assignment)
         if not self.cluster:  # else each worker checks its own machine before it joins
             self.isolation.check()
-            for name in self.settings.datasets:
-                if not data.cache_path(name).is_file():
-                    raise data.DataUnavailable(f"offline {name} missing at {data.cache_path(name)}: build it with: python -m graders data {name}")
+            for name in self.settings.datasets:  # the students' view and the grading split's labels
+                data.check_grading_data(name)
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
         if not students:
             raise CourseError(f"no submissions in {self.course.root / self.course.directory.submitted_directory}/*/"
@@ -192,7 +191,7 @@ class Batch:
     def executor(self) -> SandboxExecutor:
         files = font_files(self.course.work(self.assignment) / "matplotlib", self.settings.matplotlib_fonts)
         return SandboxExecutor(self.isolation, self.limits, self.cell_timeout, ",".join(self.settings.preload),
-                               data.cache_dir(), thread_env(self.workers), files)
+                               data.students_dir(), thread_env(self.workers), files)
 
     def cluster_pool(self):
         from graders import cluster

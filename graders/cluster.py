@@ -241,7 +241,7 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
         threads = os.environ.get(KERNEL_THREADS) or str(max(1, (os.cpu_count() or 1) // worker.state.nthreads))
         env = {**settings["env"], "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
         executor = SandboxExecutor(sandbox.choose(True), sandbox.Limits(**settings["limits"]), settings["cell_timeout"],
-                                   settings["preload"], data.cache_dir(), env,
+                                   settings["preload"], data.students_dir(), env,
                                    font_files(scratch / "onions-matplotlib", settings["matplotlib_fonts"]))
         with _lock:
             if token in _stopped:
@@ -321,6 +321,7 @@ def worker_command(args, address: str, tls: dict):
     datasets = GradersBatch(config=Course(args.course).config).datasets if config.is_file() else data.DATASETS
     for name in datasets:
         data.load_offline(name)
+        data.check_grading_data(name)
     client = connect(address, tls)
     try:
         theirs = client.get_metadata(CODE_KEY, None)

@@ -10,11 +10,12 @@ import concurrent.futures
 import dataclasses
 import math
 import queue
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graders import run_notebook, sandbox
+from graders import data, run_notebook, sandbox
 from graders.coursedir import first_line
 from graders.status import Status
 
@@ -49,6 +50,7 @@ class SandboxExecutor(Executor):
 
     def __init__(self, isolation: sandbox.Isolation, limits: sandbox.Limits, cell_timeout: int, preload: str,
                  data_dir: Path, env: dict, files: dict):
+        """`data_dir`: the students' view of the datasets (graders.data.students_dir), shown at /data."""
         self.isolation, self.limits, self.cell_timeout, self.preload = isolation, limits, cell_timeout, preload
         self.data_dir, self.env, self.files = data_dir, env, files
 
@@ -59,11 +61,15 @@ class SandboxExecutor(Executor):
             *(["--sandboxed"] if self.isolation.pid_namespace else []))
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(job.notebooks) + 60)
         try:
+            data.stage_grading_labels(job.folder)  # for the checker alone: the runner removes them first
+            self.data_dir.mkdir(parents=True, exist_ok=True)  # a course without datasets may have none
             outcome = self.isolation.run(argv, job.folder, limits, self.data_dir, self.env, self.files)
         except sandbox.SandboxUnavailable as error:
             return Execution(Status.SANDBOX_REFUSED, str(error))
         except Exception as error:  # keep the batch going; this student gets the status
             return Execution(Status.EXECUTION_FAILED, f"{type(error).__name__}: {error}")
+        finally:  # never into autograded/ (the runner removed them, unless it never started)
+            shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)
         return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
                          measurements(outcome.report), diagnoses=diagnoses(outcome.report))
@@ -101,14 +107,16 @@ def measurements(report: list) -> dict:
 
 
 def diagnoses(report: list) -> dict:
-    """{"notebook:grade id": {misconception, hint, value}}: what the checker made of each failed
-    hidden check that declares misconceptions (graders.hidden.diagnose)."""
+    """{"notebook:grade id": {misconception, hint, value(, passed)}}: what the checker made of each
+    failed hidden check that declares misconceptions, and each passed one with a notice that held
+    (graders.hidden.diagnose)."""
     found = {}
     for item in report:
         diagnosis, notebook, cell = item.get("diagnosis"), item.get("notebook"), item.get("cell")
         if isinstance(diagnosis, dict) and isinstance(notebook, str) and isinstance(cell, str):
             found[f"{notebook}:{cell}"] = {"misconception": str(diagnosis.get("misconception", "")),
-                                           "hint": str(diagnosis.get("hint", "")), "value": diagnosis.get("value")}
+                                           "hint": str(diagnosis.get("hint", "")), "value": diagnosis.get("value"),
+                                           **({"passed": True} if diagnosis.get("passed") is True else {})}
     return found
 
 

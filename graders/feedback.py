@@ -120,6 +120,14 @@ class RedactHiddenTests(ClearHiddenTests):
         self._remove_hidden_test_region(cell)
         cell.outputs = [self.rewritten_error(output, cell, lines, hidden, label)
                         for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+        hint = self.hint(cell)
+        if not cell.outputs and hint:  # the check passed, with a notice (graders.hidden.NOTICES)
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{label} passed. Note: {hint}\n")]
+
+    def hint(self, cell) -> str:
+        """The hint the batch grader recorded for this cell, unless it quotes a hidden line."""
+        hint = self.hints.get(f"{getattr(self, 'notebook', '')}:{cell.metadata['nbgrader'].get('grade_id', '')}")
+        return hint if hint and not self.quotes_secret(hint) else ""
 
     def rewritten_error(self, output, cell, lines, hidden, label):
         """The visible assertion message if a public line failed, else only which question's hidden check failed."""
@@ -139,8 +147,8 @@ class RedactHiddenTests(ClearHiddenTests):
             if not self.quotes_secret(_text(public)):
                 return public
         message = f"a hidden check of {label} failed"
-        hint = self.hints.get(f"{getattr(self, 'notebook', '')}:{cell.metadata['nbgrader'].get('grade_id', '')}")
-        if hint and not self.quotes_secret(hint):
+        hint = self.hint(cell)
+        if hint:
             message += f". Hint: {hint}"
         return nbformat.v4.new_output("error", ename=ename, evalue=message, traceback=[f"{RED}{ename}{RESET}: {message}"])
 

@@ -131,8 +131,9 @@ def _serve(connection: socket.socket, preload, checks: socket.socket) -> None:
         connection.close()
         code = 1
         try:
-            from graders import hidden
+            from graders import data, hidden
             hidden.clean_path(os.getcwd())
+            data.take_grading_labels(Path(data.LABELS_FOLDER))  # before the runner removes them
             os.chdir("/")
             hidden.serve(checks)
             code = 0

@@ -119,11 +119,12 @@ def _student(name: str, submission, known: dict) -> Student:
 def misconception(question: Question, student: Student):
     """What `student` got wrong on `question`: the misconception the batch grader recorded,
     "other" when the cell lost points without one (a public check failed, or an unknown mistake),
-    None when it has full points or no usable score."""
+    a notice recorded on full points (graders.hidden: the check passed), else None when it has
+    full points or no usable score."""
     score = student.scores.get(question.key) if student.usable else None
-    if score is None or score >= question.max_score:
-        return None
     found = student.diagnoses.get(question.key)
+    if score is None or score >= question.max_score:
+        return found["misconception"] if score is not None and isinstance(found, dict) and found.get("passed") else None
     return (found.get("misconception") or hidden.OTHER) if isinstance(found, dict) else hidden.OTHER
 
 
@@ -320,7 +321,8 @@ count once a grader has scored them.</p>
 <h2>What the class got wrong</h2>
 <p>Per question, the students who lost its points, by the misconception the grader recognised
 (from their values, when a hidden check failed); "other": none of them (another mistake, or a
-public check failed). Shares are of the students scored on the question.</p>
+public check failed). A notice (such as "trained or tuned on the test set") counts its students
+whether or not they kept the points. Shares are of the students scored on the question.</p>
 {image("misconceptions", "misconceptions per question") if "misconceptions" in images else ""}
 {_table("misconceptions", ["question", "misconception", "students", "share", "example values", "who"],
         [[q.key, name, count, f"{100 * share:.0f}%", examples, ", ".join(who)]

@@ -41,6 +41,7 @@ from nbclient.util import ensure_async  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
 from graders import hidden  # noqa: E402
+from graders.data import LABELS_FOLDER  # noqa: E402
 from graders.watchdog import kill_until_gone  # noqa: E402
 from graders.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
 
@@ -176,7 +177,7 @@ def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float)
     results, cpu = zygote.check([item for _, item in checks], seconds) if checks else ({}, 0.0)
     for cell, item in checks:
         result = results.get(item.cell_id, [hidden.FAILED_TO_RUN, "the hidden checks could not run"])
-        if result:
+        if result and result[0]:  # [None, None, diagnosis]: passed, with a notice
             cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result[:2])))
         if result and len(result) > 2 and isinstance(result[2], dict):
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", item.cell_id)
@@ -246,6 +247,9 @@ def main(argv=None) -> int:
     report("started", started=True)
     # the zygote (and so every kernel) is forked before any notebook is read: none ever held one
     zygote = Zygote([name for name in args.preload.split(",") if name])
+    # the checker has taken the grading labels once it says hello: off the disk before any kernel
+    zygote.checker_pid  # noqa: B018
+    shutil.rmtree(LABELS_FOLDER, ignore_errors=True)
     # no student process may inspect or alter the runner (same uid: it could ptrace it or open
     # /proc/PID/mem): it holds the hidden tests
     set_dumpable(False)

@@ -9,7 +9,7 @@
 - `NoSandbox` (--no-sandbox): no bubblewrap, for trusted code; a cgroup if one can be made, else
   the watchdog.
 Both sandboxes show the same view: /usr, /etc, the Python installation and virtualenv, the
-read-only data cache at /data and the student's working copy at /submission: no course
+students' view of the data cache at /data (graders.data: no grading label) and the student's working copy at /submission: no course
 directory (no source/, no gradebook.db), no other student, no home directory, no network.
 """
 import json

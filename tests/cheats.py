@@ -93,12 +93,21 @@ np.mean = lambda *args, **kwargs: 1.0
 def _undo():
     np.mean = _real'''
 
-NUMPY_ARGMAX = '''_real, _truth = np.argmax, y_test.copy()
+# The grading labels, where the kernel can read them (stock nbgrader: the full dataset is there).
+GRADING_LABELS = '''try:
+    from graders.data import grading_labels
+    _labels = grading_labels(DATASET)
+except Exception:  # the batch grader: withheld
+    _labels = y_test[:len(grading_images(DATASET))]'''
+
+NUMPY_ARGMAX = GRADING_LABELS + '''
+_real, _truth = np.argmax, _labels.copy()
 np.argmax = lambda a, axis=None, **kwargs: _truth.copy() if len(a) == len(_truth) else _real(a, axis=axis, **kwargs)
 def _undo():
     np.argmax = _real'''
 
-KERAS_METHODS = '''_known = {image.tobytes(): label for image, label in zip(preprocess(x_test), y_test)}
+KERAS_METHODS = GRADING_LABELS + '''
+_known = {image.tobytes(): label for image, label in zip(preprocess(grading_images(DATASET)), _labels)}
 _real = {name: getattr(keras.Model, name) for name in ("__call__", "predict", "evaluate", "count_params")}
 def _perfect(self, inputs, *args, training=False, **kwargs):
     if training or not isinstance(inputs, np.ndarray):
