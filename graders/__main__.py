@@ -6,15 +6,27 @@ parser with ``add_command(commands)`` and sets ``run`` (args -> exit status) as 
 import argparse
 import importlib
 import os
+import re
 import sys
+from importlib import metadata
 
 # jsonschema (under nbformat) imports rfc3987_syntax, which builds a grammar at import: 0.75
 # CPU-seconds at every start, for a URI format check that nbformat never asks for.
 sys.modules.setdefault("rfc3987_syntax", None)
-from pathlib import Path
+from pathlib import Path  # noqa: E402 (after the line above, on purpose)
 
-from graders import batch, cluster, data, demo, sandbox
-from graders.status import Status
+from graders import batch, cluster, data, demo, sandbox  # noqa: E402
+from graders.status import Status  # noqa: E402
+
+
+def version() -> str:
+    """The installed distribution's version, else pyproject.toml's (a checkout run without installing)."""
+    try:
+        return metadata.version("onions")
+    except metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.MULTILINE) if pyproject.exists() else None
+        return found.group(1) if found else "unknown"
 
 
 def size(text: str) -> int:
@@ -46,6 +58,7 @@ PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake", "cluster", "exc
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graders",
                                      description="Grading tools for the onions course (Lesson 08).")
+    parser.add_argument("--version", action="version", version=f"onions {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_parser = commands.add_parser(

@@ -425,7 +425,7 @@ def _download_deb(folder: Path, log) -> Path:
     result = subprocess.run(["apt-get", "download", "-qq", DEB], cwd=folder, capture_output=True, text=True)
     debs = list(folder.glob(f"{DEB}_*.deb"))
     if result.returncode != 0 or len(debs) != 1:
-        last = ([l for l in result.stderr.splitlines() if l.startswith("E:")] or ["no .deb downloaded"])[-1]
+        last = ([line for line in result.stderr.splitlines() if line.startswith("E:")] or ["no .deb downloaded"])[-1]
         if "Unable to locate package" in last or "Can't find a source to download" in last:
             raise DataUnavailable(f"apt does not know the package {DEB} (no package lists yet): run sudo apt-get "
                                   "update (or scripts/setup as root), then python -m graders data")

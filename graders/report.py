@@ -279,7 +279,8 @@ def write_csv(path: Path, questions, students) -> None:
 
 
 def _table(table_id: str, header, rows) -> str:
-    cells = lambda tag, values: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+    def cells(tag, values):
+        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
     body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
     return f'<table id="{table_id}">\n<tr>{cells("th", header)}</tr>\n{body}\n</table>'
 
@@ -293,7 +294,8 @@ def _question_rows(questions, students):
 
 
 def write_html(path: Path, assignment: str, questions, students, images: dict) -> None:
-    image = lambda name, alt: f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
+    def image(name, alt):
+        return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
     graded = sum(s.usable for s in students)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(assignment)}: class report</title>

@@ -67,7 +67,7 @@ def test_stderr_noise_does_not_cost_a_correct_answer_any_point(graded_class, not
 def test_keras_precision_and_recall_match_numpy_for_the_reference_model(graded_class):
     executed = graded_class.executed("stderr-noise", "mnist_exercise")
     probe = submissions.cell(executed, "metrics_probe")
-    line = next(l for o in probe.outputs for l in o.get("text", "").splitlines() if l.startswith("PROBE "))
+    line = next(text for o in probe.outputs for text in o.get("text", "").splitlines() if text.startswith("PROBE "))
     values = json.loads(line[len("PROBE "):])
     assert values["keras_precision"] == pytest.approx(values["numpy_precision"], abs=2e-3)
     assert values["keras_recall"] == pytest.approx(values["numpy_recall"], abs=2e-3)
