@@ -323,9 +323,11 @@ def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, fe
         if header.count(needed) != 1:
             raise LmsError(f"{worksheet} is not Moodle's grading worksheet (no single {needed!r} column; Moodle "
                            f"in English names them Identifier, Grade, Last modified (grade))")
-    if MOODLE_MAX not in header:
+    # 'Maximum grade', or 'Maximum Grade' where assign.php's later definition of the string wins
+    maxima = [i for i, name in enumerate(header) if name.lower() == MOODLE_MAX.lower()]
+    if len(maxima) != 1:
         raise LmsError(f"{worksheet} has no {MOODLE_MAX!r} column: the assignment is graded on a scale, not points")
-    at_id, at_grade, at_max = header.index(MOODLE_ID), header.index(MOODLE_GRADE), header.index(MOODLE_MAX)
+    at_id, at_grade, at_max = header.index(MOODLE_ID), header.index(MOODLE_GRADE), maxima[0]
     at_name = header.index(MOODLE_NAME) if MOODLE_NAME in header else None
     at_changeable = header.index(MOODLE_CHANGEABLE) if MOODLE_CHANGEABLE in header else None
     students, seen = [], {}
