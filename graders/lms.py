@@ -211,8 +211,8 @@ def canvas_column(header: list, column: str, title: str) -> int:
             raise LmsError(f"the gradebook has no column {column!r}; its assignments: {shown}")
         if len(found) > 1:
             raise LmsError(f"the gradebook has {len(found)} columns named {column!r}: export it again")
-        if found[0] not in candidates:
-            raise LmsError(f"column {column!r} is not an assignment's column (Canvas does not import it)")
+        if found[0] not in titled:
+            raise LmsError(f"column {column!r} is not an assignment's column '<title> (<id>)'; its assignments: {shown}")
         return found[0]
     found = [i for i in titled if CANVAS_TITLE_AND_ID.fullmatch(header[i]).group(1) == title]
     if len(found) != 1:
