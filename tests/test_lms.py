@@ -136,7 +136,7 @@ def test_canvas_round_trip(lms_class, tmp_path):
     out = tmp_path / "canvas-import.csv"
     first = graders("canvas-grades", course.ASSIGNMENT, str(CANVAS), "--column", COLUMN, "-o", str(out), cwd=directory)
     assert first.returncode == 0, first.stderr
-    report = first.stdout.splitlines()
+    report = [line for line in first.stdout.splitlines() if not line.startswith("555")]  # Moodle's, same course
     assert final(directory, "1001") == 5 and final(directory, "1004") == 0  # raw 5, late: nbgrader's zero
     expected = {"1001": "5", "1002": "0", "1004": "0"}
     assert sorted(line.split(":")[0] for line in report[:-1]) == ["1003", "1005", "1006", "1008"]
@@ -285,7 +285,7 @@ def test_moodle_round_trip(lms_class, tmp_path):
     result = graders("moodle-grades", course.ASSIGNMENT, str(MOODLE), "-o", str(out), "--feedback-zip", str(archive),
                      cwd=directory)
     assert result.returncode == 0, result.stderr
-    report = result.stdout.splitlines()
+    report = [line for line in result.stdout.splitlines() if not line.startswith("100")]  # Canvas', same course
     assert sorted(line.split(":")[0] for line in report[:-1]) == ["5550006", "5550008"]
     assert any(line.startswith("5550006: graded by nbgrader (0), not in moodle_worksheet.csv") for line in report)
     assert any(line.startswith("5550008: Moodle locks this grade") for line in report)
