@@ -76,8 +76,9 @@ def records(text: str, delimiter: str) -> list:
     """[(values, spans)], one per record: each field's value and the (start, end) of its raw text.
 
     RFC 4180 with any of CRLF, LF or CR ending a record, as Ruby's CSV (Canvas) and PHP's
-    fgetcsv (Moodle) read them; quoted fields may hold delimiters, quotes and line breaks."""
-    rows, values, spans, i, n = [], [], [], 0, len(text)
+    fgetcsv (Moodle) read them; quoted fields may hold delimiters, quotes and line breaks. A BOM
+    before the first field is no part of it (Moodle quotes its first header after one)."""
+    rows, values, spans, i, n = [], [], [], 1 if text.startswith("\ufeff") else 0, len(text)
     while i < n:
         start = i
         if text[i] == '"':
