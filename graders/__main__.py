@@ -52,7 +52,7 @@ def positive(kind):
 
 
 # modules that add a command of their own (see the docstring)
-PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake", "cluster", "exchange")
+PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake", "cluster", "exchange", "lms")
 
 
 def main(argv=None) -> int:

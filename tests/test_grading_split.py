@@ -5,7 +5,6 @@ import hashlib
 import numpy as np
 import pytest
 
-import cheats
 import corpus
 from graders import data
 
