@@ -28,7 +28,7 @@ from traitlets.config import Configurable
 
 from graders import data, sandbox
 from graders.coursedir import WORK, Course, CourseError, reason, run_converter
-from graders.execute import StagedExecute, autograde_preprocessors
+from graders.execute import FOREIGN, StagedExecute, autograde_preprocessors
 from graders.executor import Job, LocalPool, SandboxExecutor
 from graders.status import SCORED, Status
 
@@ -57,6 +57,7 @@ class Result:
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the cluster worker's host that ran it (empty: this machine)
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value}
+    foreign_cells: list = field(default_factory=list)  # nbgrader's warnings of graders.execute.DropForeignCells
 
 
 def default_workers(memory_per_worker: int) -> int:
@@ -113,6 +114,7 @@ class Batch:
         self.course, self.assignment, self.limits = Course(course), assignment, limits
         self.workers, self.force, self.log, self.cluster = workers, force, log, cluster
         self.interrupted = False  # Ctrl-C seen (see _catch_ctrl_c)
+        self.foreign = {}  # student -> the foreign cells nbgrader's preparation dropped
         self.isolation = sandbox.choose(use_sandbox)
         self.settings = GradersBatch(config=self.course.config)
         self.state = self.course.state(assignment)
@@ -250,6 +252,7 @@ class Batch:
         if folder.exists():
             shutil.rmtree(folder)
         messages = self.nbgrader_autograde(student, str(Path(WORK) / self.assignment / "stage"), [])
+        self.foreign[student] = [m.split(" ", 1)[1] for m in messages if m.startswith(f"WARNING {FOREIGN}")]
         errors = [m for m in messages if m.startswith("ERROR")]
         notebooks = sorted(p.stem for p in folder.glob("*.ipynb")) if folder.is_dir() else []
         if errors or not notebooks:
@@ -276,6 +279,9 @@ class Batch:
             result.diagnoses = dict(getattr(execution, "diagnoses", {}) or {})
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
+        result.foreign_cells = self.foreign.pop(student, [])
+        if result.foreign_cells:
+            result.detail = "; ".join(filter(None, [result.detail, *result.foreign_cells]))
         shutil.rmtree(self.stage / student, ignore_errors=True)
         self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result)})
         return result

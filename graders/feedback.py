@@ -85,11 +85,17 @@ class RedactHiddenTests(ClearHiddenTests):
                                         "of the notebook's own test cells").tag(config=True)
     hints = Dict(help="{'notebook:grade id': hint}: the student's misconceptions, from the batch grader's "
                       "state, shown under a failed hidden check").tag(config=True)
+    notes = List(Unicode(), help="what the batch grader did to the student's notebooks (a foreign cell graded as "
+                                 "an ordinary one), shown at the top of the notebook it names").tag(config=True)
 
     def preprocess(self, nb, resources):
         begin, end = self.begin_test_delimeter, self.end_test_delimeter
         self.notebook = (resources or {}).get("unique_key", "")
         self.secrets = sorted(set(self.secret_lines) | hidden_lines([nb], begin, end))
+        notes = [note for note in self.notes if f" in {self.notebook}:" in note]
+        if notes:
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell("**Note from the grader:** " + " ".join(
+                f"a {note}." for note in notes)))
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
@@ -217,6 +223,7 @@ class Feedback:
         config.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
         config.RedactHiddenTests.secret_lines = sorted(self.secrets)
         config.RedactHiddenTests.hints = self.hints(student)
+        config.RedactHiddenTests.notes = self.state.get(student, {}).get("result", {}).get("foreign_cells", [])
         return [m for m in run_converter(GenerateFeedback, config) if m.startswith("ERROR")]
 
     def hints(self, student: str) -> dict:

@@ -162,6 +162,13 @@ def build(course_dir, secret=None) -> dict:
         _with_code(reference, "import keras\nkeras.Model.count_params = lambda self: 36138\n"
                               "keras.Model.evaluate = lambda self, *a, **k: [0.0, 1.0]"),
         "q3_answer", '### BEGIN SOLUTION\nx = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)\n### END SOLUTION\n', "")
+    # a cell copied from the other notebook (its nbgrader metadata with it), and a grade cell made by hand
+    foreign = notebook("source", CYL)
+    copied = next(c for c in notebook("release", MNIST).cells if c.id == "gap_test")
+    made = nbformat.v4.new_code_cell("assert True  # my bonus", id="my_bonus_cell")
+    made.metadata["nbgrader"] = {"grade": True, "grade_id": "my_bonus", "locked": False, "points": 100,
+                                 "schema_version": 3, "solution": False, "task": False}
+    foreign.cells += [copied, made]
     non_utf8 = good.replace(b'"n_bias = 100', b'"n_bias = 100 # \xff\xfe', 1)
     assert non_utf8 != good
 
@@ -185,6 +192,7 @@ def build(course_dir, secret=None) -> dict:
         "non-utf8-output": (cyl("import os, sys\nsys.stdout.flush()\nos.write(1, b'bytes \\xff\\xfe\\xfd\\n')"), "graded"),
         "stderr-from-python": (cyl("import sys\nprint('E0000 NodeDef mentions attribute', file=sys.stderr)"), "graded"),
         "monkeypatch": ({f"{CYL}.ipynb": dump(monkeypatched), f"{MNIST}.ipynb": blank}, "graded"),
+        "foreign-cells": ({f"{CYL}.ipynb": dump(foreign), f"{MNIST}.ipynb": blank}, "graded"),
     }
     for name, code in probes(course_dir, secret).items():
         student = "hostile-" + name.replace(",", "").replace("'", "").replace(" ", "-")

@@ -1,6 +1,8 @@
 """The private grading split: Task 1's accuracy is graded on held-back images whose labels only
 the checker holds, so neither training on the test set nor recognising the graded images pays."""
 import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -105,3 +107,17 @@ def test_stock_nbgrader_still_grades_on_the_split(graded_class):
     for student in ("reference", "fashion-mnist", "stderr-noise"):
         assert autograded(graded_class, student)["accuracy_test"] == (3, 3), student
     assert autograded(graded_class, "fashion-mnist-undertrained")["accuracy_test"] == (0, 3)
+
+
+def test_a_foreign_cell_is_graded_as_an_ordinary_cell_and_said_so(batch_class, tmp_path):
+    """A cell whose nbgrader metadata the assignment does not know no longer fails the notebook."""
+    result = batch_class.results["foreign-cells"]
+    assert (result.status, result.score, result.max_score) == ("graded", 5, 19), result
+    assert [note.split(":")[0] for note in result.foreign_cells] == [
+        "foreign cell gap_test in check_your_learning", "foreign cell my_bonus in check_your_learning"]
+    assert "foreign cell my_bonus in check_your_learning" in result.detail
+    done = subprocess.run([sys.executable, "-m", "graders", "feedback", "lesson08", "--student", "foreign-cells"],
+                          cwd=batch_class.directory, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    page = (batch_class.directory / "feedback" / "foreign-cells" / "lesson08" / "check_your_learning.html").read_text()
+    assert "Note from the grader" in page and "foreign cell my_bonus" in page and "earns nothing" in page
