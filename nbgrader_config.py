@@ -1,5 +1,5 @@
 """nbgrader configuration for the course (the repository root is the course directory)."""
-from graders.execute import autograde_preprocessors, sanitize_preprocessors
+from graders.grading.execute import autograde_preprocessors, sanitize_preprocessors
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 

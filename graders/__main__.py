@@ -15,8 +15,10 @@ from importlib import metadata
 sys.modules.setdefault("rfc3987_syntax", None)
 from pathlib import Path  # noqa: E402 (after the line above, on purpose)
 
-from graders import batch, cluster, data, demo, sandbox  # noqa: E402
-from graders.status import Status  # noqa: E402
+from graders import data, demo  # noqa: E402
+from graders.course.status import Status  # noqa: E402
+from graders.grading import batch, cluster, settings  # noqa: E402
+from graders.isolation import sandbox  # noqa: E402
 
 
 def version() -> str:
@@ -52,7 +54,8 @@ def positive(kind):
 
 
 # modules that add a command of their own (see the docstring)
-PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake", "cluster", "exchange", "lms")
+PLUGGED_COMMANDS = ("outputs.feedback", "outputs.report", "outputs.selfcheck", "edges.intake", "grading.cluster",
+                    "edges.exchange", "edges.lms")
 
 
 def main(argv=None) -> int:
@@ -150,7 +153,7 @@ def build_data(args) -> int:
 def autograde(args) -> int:
     limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
                             processes=args.processes)
-    workers = args.workers or batch.default_workers(limits.memory_bytes)
+    workers = args.workers or settings.default_workers(limits.memory_bytes)
     where = None
     if args.scheduler or args.scheduler_file:
         if args.no_sandbox or args.workers:

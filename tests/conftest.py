@@ -66,7 +66,8 @@ class BatchClass(GradedClass):
 def batch_class(tmp_path_factory):
     import cheats
     import corpus
-    from graders import batch, sandbox
+    from graders.grading import batch
+    from graders.isolation import sandbox
 
     directory = handed_in_class(tmp_path_factory, "batch")
     reference = {name: course.read_notebook(directory / "source" / course.ASSIGNMENT / f"{name}.ipynb")

@@ -8,7 +8,8 @@ import corpus
 import submissions
 from conftest import BatchClass, tree_digest
 import course
-from graders import batch, sandbox
+from graders.grading import batch
+from graders.isolation import sandbox
 
 
 
@@ -117,7 +118,7 @@ MISCONCEPTIONS = {
 def test_each_wrong_answer_is_recorded_with_its_misconception_and_nothing_else(batch_class):
     """Real students through the sandboxed batch grader: the state holds exactly the misconception
     of each failed hidden check, with the student's value; the honest reference holds none."""
-    from graders.coursedir import Course
+    from graders.course.coursedir import Course
     state = Course(batch_class.directory).state(course.ASSIGNMENT).load()
     for student, expected in MISCONCEPTIONS.items():
         recorded = batch_class.results[student].diagnoses

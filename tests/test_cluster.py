@@ -20,8 +20,9 @@ import pytest
 
 import corpus
 import course
-from graders import batch, cluster, sandbox
-from graders.coursedir import BatchState
+from graders.course.coursedir import BatchState
+from graders.grading import batch, cluster
+from graders.isolation import sandbox
 
 CHEAP = ["invalid-json", "missing-notebook", "deleted-test-cell", "os-exit", "edited-locked-cells"]  # from the corpus
 LIMITS = ["--timeout", "300", "--memory", "3G"]

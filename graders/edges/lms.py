@@ -19,8 +19,8 @@ from pathlib import Path
 
 from nbgrader.api import MissingEntry
 
-from graders.coursedir import Course, penalised
-from graders.status import SCORED
+from graders.course.coursedir import Course, penalised
+from graders.course.status import SCORED
 
 
 class LmsError(RuntimeError):

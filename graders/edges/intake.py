@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from graders.coursedir import Course, run_nbgrader
+from graders.course.coursedir import Course, run_nbgrader
 
 # Canvas' "Download Submissions" names every file <lastfirst>_[LATE_]<user id>_<file id>_<uploaded
 # name>, and appends -1, -2 ... to the uploaded name of a re-upload. The user id is the nbgrader

@@ -23,8 +23,8 @@ from nbgrader.converters import GenerateFeedback
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from traitlets import Dict, List, Unicode
 
-from graders.coursedir import Course, penalised, run_converter, reason
-from graders.status import SCORED
+from graders.course.coursedir import Course, penalised, run_converter, reason
+from graders.course.status import SCORED
 
 MIN_SECRET = 8  # shorter hidden lines ("else:", "])") are not worth hiding, and match anywhere
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -127,7 +127,7 @@ class RedactHiddenTests(ClearHiddenTests):
         cell.outputs = [self.rewritten_error(output, cell, lines, hidden, label)
                         for output in cell.get("outputs", []) if output.get("output_type") == "error"]
         hint = self.hint(cell)
-        if not cell.outputs and hint:  # the check passed, with a notice (graders.hidden.NOTICES)
+        if not cell.outputs and hint:  # the check passed, with a notice (graders.inside.hidden.NOTICES)
             cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{label} passed. Note: {hint}\n")]
 
     def hint(self, cell) -> str:
@@ -185,14 +185,13 @@ class Feedback:
         course = Course(course)
         self.course, self.assignment = course.root, assignment
         self.config, self.coursedir = course.config, course.directory
-        redact = RedactHiddenTests(config=self.config)
+        begin, end = course.hidden_delimiters()
         sources = sorted((self.course / self.coursedir.source_directory / assignment).glob("*.ipynb"))
         if not sources:
             raise RuntimeError(f"no notebooks in {self.course / self.coursedir.source_directory / assignment}: "
                                "feedback needs the assignment's source, to know its hidden tests")
-        self.secrets = hidden_lines([nbformat.read(str(path), as_version=4) for path in sources],
-                                    redact.begin_test_delimeter, redact.end_test_delimeter)
-        self.marker = redact.begin_test_delimeter
+        self.secrets = hidden_lines([nbformat.read(str(path), as_version=4) for path in sources], begin, end)
+        self.marker = begin
         # the batch grader's record of each student; empty after stock autograde
         self.state = course.state(assignment).load()
 
@@ -278,7 +277,7 @@ class Feedback:
             path.unlink()
         if leaks:
             return FAILED, (f"removed {', '.join(path.name for path in leaks)}: a hidden-test line still showed "
-                            "(if not in the student's own code, a bug of graders.feedback)")
+                            "(if not in the student's own code, a bug of graders.outputs.feedback)")
         return WRITTEN, folder
 
 

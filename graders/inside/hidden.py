@@ -5,7 +5,7 @@ nbgrader they run in the student's kernel, where student code can read them (fro
 notebook, or from the kernel's own input) and talk them round (replace `numpy.mean`, make an
 int whose `==` is always True, silence tracebacks). Here a test cell is cut at
 `### BEGIN HIDDEN TESTS`: the kernel runs only the public part above it; if that passed, the
-kernel exports the names the hidden part reads (`graders.artifacts`); once no student process is
+kernel exports the names the hidden part reads (`graders.inside.artifacts`); once no student process is
 left, a checker that has never run student code runs the hidden part on them with its own
 builtins and modules. A failure becomes the cell's error output, so nbgrader scores it as usual.
 
@@ -35,7 +35,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's delimiters: a line containing one is a marker
+BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's default delimiters: a line containing one is a marker
 FAILED_TO_RUN = "HiddenCheckError"
 OTHER = "other"  # a failed check that no declared misconception explains
 TABLE, NOTICES, VALUE = "MISCONCEPTIONS", "NOTICES", "STUDENT_VALUE"  # the names a hidden part declares them under
@@ -58,16 +58,16 @@ def is_test_cell(cell) -> bool:
             and bool(meta.get("grade")) and not meta.get("solution"))
 
 
-def split(source: str) -> tuple:
+def split(source: str, begin: str = BEGIN, end: str = END) -> tuple:
     """(public part, hidden part or None): the hidden part is everything from the first line
-    holding BEGIN on (as nbgrader's ClearHiddenTests, which looks for the text anywhere in a
-    line), without the marker lines."""
+    holding `begin` on (as nbgrader's ClearHiddenTests, which looks for the text anywhere in a
+    line), without the marker lines. The delimiters are the course's (Course.hidden_delimiters)."""
     lines = source.splitlines(keepends=True)
-    starts = [number for number, line in enumerate(lines) if BEGIN in line]
+    starts = [number for number, line in enumerate(lines) if begin in line]
     if not starts:
         return source, None
     public, rest = lines[:starts[0]], lines[starts[0]:]
-    hidden = [line for line in rest if BEGIN not in line and END not in line]
+    hidden = [line for line in rest if begin not in line and end not in line]
     return "".join(public), "".join(hidden)
 
 
@@ -96,7 +96,7 @@ def free_names(code: str) -> list:
 
 def export_code(names: list, folder: str) -> str:
     """What the kernel runs (silently, after the public part) to export `names`."""
-    return f"__import__('graders.artifacts', fromlist=['export']).export(globals(), {names!r}, {folder!r})"
+    return f"__import__('graders.inside.artifacts', fromlist=['export']).export(globals(), {names!r}, {folder!r})"
 
 
 def failure_output(ename: str, evalue: str) -> dict:
@@ -164,7 +164,7 @@ def run_check(check: dict):
     """Run one hidden part on its exported names: None if it passed, else [ename, evalue], plus
     the diagnosis (`diagnose`) when the hidden part declares misconceptions; a passed check
     with a notice that holds gives [None, None, diagnosis]."""
-    from graders import artifacts
+    from graders.inside import artifacts
     try:
         values, refused = artifacts.load(check["folder"])
     except Exception as error:

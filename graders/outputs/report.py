@@ -5,7 +5,7 @@ it) and a student x question CSV, both read from nbgrader's gradebook, plus each
 status from the batch grader's state (.graders/ASSIGNMENT/state.jsonl). A student the batch
 grader could not grade (timed out, kernel crashed ...) has no usable grades: `nbgrader export`
 lists them with 0; here they are counted under their status, never as zeros in the plots.
-Per test cell that declares misconceptions (graders.hidden), the share of students who made
+Per test cell that declares misconceptions (graders.inside.hidden), the share of students who made
 each, from the diagnoses the batch grader recorded: what the class got wrong, and why.
 """
 import base64
@@ -20,9 +20,9 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import MissingEntry
 
-from graders import hidden
-from graders.coursedir import Course
-from graders.status import Status
+from graders.course.coursedir import Course
+from graders.course.status import Status
+from graders.inside import hidden
 
 GRADED_BY_NBGRADER, NOT_GRADED = Status.GRADED_BY_NBGRADER, Status.NOT_GRADED
 NOT_SUBMITTED, NOT_IN_GRADEBOOK = Status.NO_SUBMISSION, Status.NOT_IN_GRADEBOOK
@@ -74,7 +74,7 @@ def _source_cells(source_notebook: Path) -> dict:
 def read_class(course: Path, assignment: str):
     """([Question], [Student]) of an assignment, from the gradebook and the batch grader's state."""
     course = Course(course)
-    state = course.state(assignment).load()
+    state, delimiters = course.state(assignment).load(), course.hidden_delimiters()
     with course.gradebook() as gradebook:
         try:
             found = gradebook.find_assignment(assignment)
@@ -87,7 +87,7 @@ def read_class(course: Path, assignment: str):
             order = {grade_id: position for position, grade_id in enumerate(source)}
             answers = {cell.name for cell in notebook.solution_cells}
             for cell in sorted(notebook.grade_cells, key=lambda c: (order.get(c.name, math.inf), c.name)):
-                code = hidden.split(source[cell.name].source)[1] if cell.name in source else None
+                code = hidden.split(source[cell.name].source, *delimiters)[1] if cell.name in source else None
                 questions.append(Question(notebook.name, cell.name, cell.max_score, cell.name not in answers,
                                           hidden.declared(code) if code else []))
         submissions = {s.student_id: s for s in gradebook.assignment_submissions(assignment)}
@@ -119,7 +119,7 @@ def _student(name: str, submission, known: dict) -> Student:
 def misconception(question: Question, student: Student):
     """What `student` got wrong on `question`: the misconception the batch grader recorded,
     "other" when the cell lost points without one (a public check failed, or an unknown mistake),
-    a notice recorded on full points (graders.hidden: the check passed), else None when it has
+    a notice recorded on full points (graders.inside.hidden: the check passed), else None when it has
     full points or no usable score."""
     score = student.scores.get(question.key) if student.usable else None
     found = student.diagnoses.get(question.key)
