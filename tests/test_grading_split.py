@@ -121,3 +121,18 @@ def test_a_foreign_cell_is_graded_as_an_ordinary_cell_and_said_so(batch_class, t
     assert done.returncode == 0, done.stdout + done.stderr
     page = (batch_class.directory / "feedback" / "foreign-cells" / "lesson08" / "check_your_learning.html").read_text()
     assert "Note from the grader" in page and "foreign cell my_bonus" in page and "earns nothing" in page
+
+
+def test_a_missing_or_altered_split_stops_grading_in_one_line(tmp_path, monkeypatch):
+    view = data.students_dir() / "mnist.npz"
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
+    with pytest.raises(data.DataUnavailable, match=r"^offline MNIST missing at .*students/mnist.npz: build it with: python -m graders data$"):
+        data.check_grading_data("mnist")
+    (tmp_path / "students").mkdir()
+    (tmp_path / "students" / "mnist.npz").symlink_to(view)
+    with pytest.raises(data.DataUnavailable, match=r"^grading labels of MNIST missing or unreadable at .*: rebuild it with"):
+        data.check_grading_data("mnist")
+    (tmp_path / "grading-labels").mkdir()
+    np.save(tmp_path / "grading-labels" / "mnist.npy", np.zeros(5000, np.uint8))
+    with pytest.raises(data.DataUnavailable, match=r"^grading labels of MNIST at .* are corrupt: rebuild it with"):
+        data.check_grading_data("mnist")
