@@ -3,7 +3,7 @@
 Runs source/lesson08/mnist_exercise.ipynb in a real kernel once per seed (the seed cell
 edited, and the dataset cell for Fashion-MNIST) and prints the accuracy of `model` on the
 private grading split (graders.data: what Task 1 is graded on), its margin over the bar (0.97
-on MNIST, 0.85 on Fashion-MNIST) in points and in standard errors of an accuracy measured on
+on MNIST, 0.84 on Fashion-MNIST) in points and in standard errors of an accuracy measured on
 that many images, its accuracy on the public test set (the last val_accuracy), the dropout
 model's, and the wall time.
 Usage: .venv/bin/python bench/reference_seeds.py [--dataset mnist|fashion_mnist] [SEED ...]
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import course  # noqa: E402 (the tests' helpers: a copy of this course, hand-ins, grades)
 from graders.data import GRADING_SIZE  # noqa: E402
 
-BARS = {"mnist": 0.97, "fashion_mnist": 0.85}
+BARS = {"mnist": 0.97, "fashion_mnist": 0.84}
 PROBE = ('import json\nfrom graders.data import grading_images, grading_labels\n'
          '_outputs = np.asarray(model.predict(preprocess(grading_images(DATASET)), verbose=0))\n'
          'print("BENCH " + json.dumps({"grading": float(np.mean(np.argmax(_outputs, -1) == grading_labels(DATASET))), '
