@@ -24,9 +24,9 @@ WRONG_ANSWERS = {
     "q3-more": (CYL, "q3_more_or_fewer", 'q3_answer = "fewer"', 'q3_answer = "more"', {"q3_answer_test"}),
     "untrained-model": (MNIST, "training_answer",
                         "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)",
-                        "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)\n"
+                        "history = model.fit(train_data.take(2), epochs=1, validation_data=test_data, verbose=2)\n"
                         "model = build_model()  # a fresh, untrained model",
-                        {"accuracy_test", "metrics_test"}),  # history is no longer model's
+                        {"accuracy_test", "metrics_test"}),  # history is no longer model's (two batches: cheap)
     "no-precision-recall": (MNIST, "training_answer",
                             'metrics = ["accuracy", keras.metrics.Precision(name="precision"), '
                             'keras.metrics.Recall(name="recall")]', 'metrics = ["accuracy"]', {"metrics_test"}),

@@ -129,8 +129,10 @@ class Batch:
             known = state.get(student, {})
             if not self.course.folder("submitted", self.assignment, student).is_dir():
                 results[student] = Result(student, Status.MISSING_SUBMISSION, f"no submitted/{student}/{self.assignment}")
-            elif not self.force and known.get("status") == Status.GRADED and known.get("fingerprint") == self.fingerprint(student):
-                results[student] = Result(**{**known["result"], "detail": "unchanged since last graded"})
+            elif not self.force and known.get("status") in SCORED and known.get("fingerprint") == self.fingerprint(student):
+                # scored (graded, or a notebook missing ...): the same submission would score the same
+                detail = "; ".join(filter(None, ["unchanged since last graded", known["result"].get("detail")]))
+                results[student] = Result(**{**known["result"], "detail": detail})
             else:
                 todo.append(student)
         expected = {name: run["wall_seconds"] for entry in state.values()
