@@ -6,7 +6,7 @@ it cheats on under `python -m graders autograde`, where they run in a checker of
 check_your_learning cheats start from the reference; mnist_exercise ones from `mnist-weak`, the
 reference trained on two batches (cheap, and below the accuracy bar), which loses accuracy_test.
 """
-from submissions import edited
+from submissions import cheap_dropout, edited
 import course
 
 CYL, MNIST = course.NOTEBOOKS
@@ -258,6 +258,6 @@ def split_students(reference: dict) -> dict:
         "cheat-giveaways-by-content": {MNIST: giveaway_cheat(weak_mnist, BY_CONTENT)},
         "cheat-giveaways-by-hash": {MNIST: giveaway_cheat(weak_mnist, BY_HASH)},
         "cheat-giveaways-by-grading-labels": {MNIST: giveaway_cheat(weak_mnist, BY_GRADING_LABELS)},
-        "trained-on-test": {MNIST: edited(reference[MNIST], "training_answer", TRAINED_ON_TEST)},
-        "trained-also-on-test": {MNIST: edited(reference[MNIST], "training_answer", TRAINED_ALSO_ON_TEST)},
+        "trained-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ON_TEST))},
+        "trained-also-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ALSO_ON_TEST))},
     }
