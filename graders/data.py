@@ -158,7 +158,8 @@ def grading_labels(name: str = "mnist"):
     with contextlib.redirect_stdout(io.StringIO()):
         full = _keras(name) or _full_offline(name)
     if full is None:
-        raise DataUnavailable(f"the {SPECS[name].title} grading labels are the grader's: they are not here")
+        raise DataUnavailable(f"the {SPECS[name].title} grading labels are the grader's: they are not here (in a sandbox "
+                              f"only the checker holds them, where the grader built them: python -m graders data {name})")
     return _split(name, *full)[1]
 
 
