@@ -108,7 +108,7 @@ def test_csv_equals_the_gradebook_cell_for_cell(reported):
 
 # the test cells whose hidden part declares misconceptions, and what the demo's students made of them
 DIAGNOSED = {f"check_your_learning:{cell}" for cell in ("q1_test", "q2_test", "q3_model_test", "q3_answer_test")} | {
-    f"mnist_exercise:{cell}" for cell in ("metrics_test", "gap_test", "dropout_test")}
+    f"mnist_exercise:{cell}" for cell in ("accuracy_test", "metrics_test", "gap_test", "dropout_test")}  # accuracy: a notice
 DEMO_MISCONCEPTIONS = {
     "demo-counting": {"check_your_learning:q1_test": "biases forgotten", "check_your_learning:q2_test": "a bias per kernel added",
                       "check_your_learning:q3_model_test": "extra layer left out"},
