@@ -202,8 +202,8 @@ def test_plain_tcp_off_the_loopback_is_refused_before_anything_is_sent(tmp_path)
 
 def test_a_worker_with_other_code_is_refused(dask_cluster, cluster_class, tmp_path):
     changed = tmp_path / "graders"
-    shutil.copytree(Path(cluster.__file__).parent, changed, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(changed / "status.py", "a") as file:
+    shutil.copytree(Path(cluster.__file__).parents[1], changed, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(changed / "course" / "status.py", "a") as file:
         file.write("\n# a different version of the grader\n")
     worker, log = dask_cluster.start_worker("worker-changed", cwd=tmp_path, wait=False)
     assert worker.wait(timeout=120) == 1, log.read_text()

@@ -95,6 +95,9 @@ class Server:
         self.data = folder / "data"
         self.data.mkdir()
         shutil.copy2(data.cache_path("mnist"), self.data / "mnist.npz")
+        for built in (data.students_dir() / "mnist.npz", data.labels_path("mnist")):  # the grading split
+            (self.data / built.parent.name).mkdir(mode=0o755, exist_ok=True)
+            shutil.copy2(built, self.data / built.parent.name / built.name)
         self.data.chmod(0o755)
         self.log = []
 

@@ -159,4 +159,7 @@ def test_the_account_gets_fashion_mnist_without_root(account_clone):
     result = as_account(["env", f"ONIONS_DATA_DIR={cache}", ".venv/bin/python", "-c", script], cwd=account_clone)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines() == ["downloading dataset-fashion-mnist with apt-get (not installed: only its data files are used)",
-                                          f"offline Fashion-MNIST built and verified: {cache / 'fashion_mnist.npz'}"]
+                                          f"offline Fashion-MNIST built and verified: {cache / 'fashion_mnist.npz'}",
+                                          "grading split of Fashion-MNIST built and verified: 5000 of the 10,000 test images held "
+                                          f"back; students' view {cache / 'students' / 'fashion_mnist.npz'}, "
+                                          f"labels {cache / 'grading-labels' / 'fashion_mnist.npy'}"]
