@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 from selenium import webdriver
-from selenium.common.exceptions import JavascriptException
+from selenium.common.exceptions import (ElementClickInterceptedException, JavascriptException,
+                                        NoSuchElementException, StaleElementReferenceException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -180,7 +181,7 @@ def shot(hub, driver, name: str):
 
 
 def log_in(hub, driver, account: str):
-    driver.delete_all_cookies()
+    driver.get(f"{hub.url}/hub/logout")  # the previous account's (its cookies are not all visible from here)
     driver.get(f"{hub.url}/hub/login")
     driver.find_element(By.ID, "username_input").send_keys(account)
     driver.find_element(By.ID, "password_input").send_keys(hub.passwords[account])
@@ -188,6 +189,21 @@ def log_in(hub, driver, account: str):
     WebDriverWait(driver, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#jp-main-dock-panel"),
                                      f"{account}'s JupyterLab did not open")
     shot(hub, driver, f"{account}-lab")
+
+
+def press(driver, by, selector: str, seconds: float = 120):
+    """Click the element once it is there, again if a list re-rendered it meanwhile (nbgrader's lists reload)."""
+    def clicked(d):
+        try:
+            d.find_element(by, selector).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException):
+            return False
+    driver.implicitly_wait(0)
+    try:
+        WebDriverWait(driver, seconds, poll_frequency=0.5).until(clicked, f"could not click {selector}")
+    finally:
+        driver.implicitly_wait(20)
 
 
 def nbgrader_menu(driver, command: str):
@@ -231,7 +247,7 @@ def validate(hub, driver, name: str) -> str:
 
 def open_assignments(driver):
     nbgrader_menu(driver, "nbgrader:open-assignment-list")
-    driver.find_element(By.ID, "refresh_assignments_list").click()
+    press(driver, By.ID, "refresh_assignments_list")
 
 
 class Term:
@@ -257,19 +273,18 @@ def term(hub, browser):
             seen.__dict__.setdefault("student_menus", {})[student] = [e.get_attribute("data-command") for e in driver.find_elements(
                 By.CSS_SELECTOR, "#jp-mainmenu-nbgrader li[data-command]")] or menu_commands(driver)
             open_assignments(driver)
-            released = driver.find_element(By.CSS_SELECTOR, "#released_assignments_list > .list_item")
-            released.find_element(By.CSS_SELECTOR, ".item_status button").click()  # Fetch
-            fetched = driver.find_element(By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{course.ASSIGNMENT}']")
+            press(driver, By.CSS_SELECTOR, "#released_assignments_list > .list_item .item_status button")  # Fetch
+            driver.find_element(By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{course.ASSIGNMENT}']")
             shot(hub, driver, f"{student}-fetched")
-            fetched.click()
-            driver.find_element(By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{CYL}']").click()
+            press(driver, By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{course.ASSIGNMENT}']")
+            press(driver, By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{CYL}']")
             driver.find_element(By.XPATH, "//div[contains(@class,'cm-line') and normalize-space(.)='# YOUR CODE HERE']")
             if student == BOB:
                 seen.verdicts["untouched"] = validate(hub, driver, f"{student}-validate-untouched")
             answer_stubs(driver, typed)
             seen.verdicts[student] = validate(hub, driver, f"{student}-validate")
             open_assignments(driver)
-            driver.find_element(By.XPATH, "//div[@id='fetched_assignments_list']//button[text()='Submit']").click()
+            press(driver, By.XPATH, "//div[@id='fetched_assignments_list']//button[text()='Submit']")
             driver.find_element(By.CSS_SELECTOR, f"#nbgrader-onions-{course.ASSIGNMENT}-submissions > .list_item")
             shot(hub, driver, f"{student}-submitted")
 
@@ -302,8 +317,8 @@ def term(hub, browser):
         for student in (ALICE, BOB):
             log_in(hub, driver, student)
             open_assignments(driver)
-            driver.find_element(By.XPATH, "//div[@id='submitted_assignments_list']//button[text()='Fetch Feedback']").click()
-            driver.find_element(By.XPATH, "//a[contains(text(), 'view feedback')]").click()
+            press(driver, By.XPATH, "//div[@id='submitted_assignments_list']//button[text()='Fetch Feedback']")
+            press(driver, By.XPATH, "//a[contains(text(), 'view feedback')]")
             frame = driver.find_element(By.CSS_SELECTOR, ".jp-HTMLViewer iframe")
             time.sleep(1)
             shot(hub, driver, f"{student}-feedback")
