@@ -323,7 +323,9 @@ def term(hub, browser):
             time.sleep(1)
             shot(hub, driver, f"{student}-feedback")
             driver.switch_to.frame(frame)
-            seen.feedback_pages[student] = (driver.find_element(By.TAG_NAME, "body").text, driver.title)
+            seen.feedback_pages[student] = (driver.find_element(By.TAG_NAME, "body").text, driver.execute_script(
+                "return Array.from(document.querySelectorAll('.output_area pre, .output_subarea pre'))"
+                ".filter(p => p.scrollWidth > p.clientWidth + 1).length"))
             driver.switch_to.default_content()
         seen.folders = {student: sorted((hub.home(student) / course.ASSIGNMENT / "feedback").glob("*/*.html"))
                         for student in (ALICE, BOB)}
@@ -372,6 +374,7 @@ def test_each_student_reads_their_own_feedback_with_the_hint_and_no_hidden_test(
     for text in (alice, bob):
         assert "HIDDEN TESTS" not in text and "MISCONCEPTIONS" not in text
     assert all(len(files) == 2 for files in term.folders.values()), term.folders
+    assert term.feedback_pages[BOB][1] == 0, "an output needs a horizontal scroll bar"
     mnist = next(path for path in term.folders[ALICE] if path.stem == MNIST)
     assert COMMENT in rendered(mnist.read_text())
 
