@@ -261,7 +261,11 @@ def term(hub, browser):
     try:
         # the instructor generates and releases lesson08 in Formgrader
         log_in(hub, driver, TEACH)
-        seen.instructor_menu = driver.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Nbgrader']")
+        seen.instructor_menu = menu_commands(driver)
+        nbgrader_menu(driver, "nbgrader:open-course-list")  # Courses: the instructor's course, from Formgrader
+        WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#formgrader_list .list_item"), "no course listed")
+        seen.courses = driver.find_element(By.ID, "formgrader_list").text
+        shot(hub, driver, "courses")
         driver.get(f"{hub.url}/user/{TEACH}/formgrader/manage_assignments")
         formgrader_row_button(driver, "assign")
         formgrader_row_button(driver, "release")
@@ -270,8 +274,7 @@ def term(hub, browser):
         seen.verdicts = {}
         for student, typed in ((ALICE, RIGHT), (BOB, BIASES_FORGOTTEN)):
             log_in(hub, driver, student)
-            seen.__dict__.setdefault("student_menus", {})[student] = [e.get_attribute("data-command") for e in driver.find_elements(
-                By.CSS_SELECTOR, "#jp-mainmenu-nbgrader li[data-command]")] or menu_commands(driver)
+            seen.__dict__.setdefault("student_menus", {})[student] = menu_commands(driver)
             open_assignments(driver)
             press(driver, By.CSS_SELECTOR, "#released_assignments_list > .list_item .item_status button")  # Fetch
             driver.find_element(By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{course.ASSIGNMENT}']")
@@ -351,8 +354,12 @@ def gradebook_comment(directory: Path):
 
 
 def test_students_get_no_formgrader_and_the_instructor_does(term):
+    for command in ("assignment-list", "course-list", "create-assignment", "formgrader"):
+        assert f"nbgrader:open-{command}" in term.instructor_menu, term.instructor_menu
+    assert "onions" in term.courses, term.courses
     for student, commands in term.student_menus.items():
-        assert "nbgrader:open-assignment-list" in commands and "nbgrader:open-formgrader" not in commands, (student, commands)
+        assert "nbgrader:open-assignment-list" in commands, (student, commands)
+        assert not {"nbgrader:open-formgrader", "nbgrader:open-course-list", "nbgrader:open-create-assignment"} & set(commands), (student, commands)
 
 
 def test_validate_tells_each_student_the_truth(term):
