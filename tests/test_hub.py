@@ -303,8 +303,12 @@ def term(hub, browser):
         driver.find_element(By.LINK_TEXT, "Manual Grading").click()
         driver.find_element(By.LINK_TEXT, course.ASSIGNMENT).click()
         driver.find_element(By.LINK_TEXT, MNIST).click()
-        driver.find_element(By.XPATH, "//button[normalize-space(.)='Show All Names']").click()
-        driver.find_element(By.LINK_TEXT, ALICE).click()
+        def alice_shown(d):  # the button works once the table's script has run: press until her name shows
+            links = [a for a in d.find_elements(By.LINK_TEXT, ALICE) if a.is_displayed()]
+            if not links:
+                d.find_element(By.XPATH, "//button[normalize-space(.)='Show All Names']").click()
+            return links
+        WebDriverWait(driver, 60, poll_frequency=1).until(alice_shown, "Show All Names did not show the names")[0].click()
         WebDriverWait(driver, 30, ignored_exceptions=[JavascriptException]).until(
             lambda d: d.execute_script("return formgrader.grades.loaded && formgrader.comments.loaded"))
         type_and_leave(driver, f"{WRITTEN}-comment", COMMENT)
