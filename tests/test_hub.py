@@ -218,7 +218,11 @@ def formgrader_row_button(driver, column: str):
     WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#success-modal, #error-modal"))
     assert driver.find_elements(By.CSS_SELECTOR, "#success-modal"), driver.find_element(By.CSS_SELECTOR, "#error-modal").text
     driver.find_element(By.CSS_SELECTOR, "#success-modal .modal-footer button").click()
-    WebDriverWait(driver, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".modal-backdrop"))
+    driver.implicitly_wait(0)
+    try:
+        WebDriverWait(driver, 20).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".modal-backdrop"))
+    finally:
+        driver.implicitly_wait(20)
 
 
 def answer_stubs(driver, texts):
@@ -230,8 +234,16 @@ def answer_stubs(driver, texts):
         chain = webdriver.ActionChains(driver)
         chain.send_keys(Keys.HOME).key_down(Keys.SHIFT).send_keys(Keys.DOWN).send_keys(Keys.END).key_up(Keys.SHIFT)
         chain.send_keys(text).perform()
-    webdriver.ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
-    WebDriverWait(driver, 20).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".jp-mod-dirty"), "not saved")
+    def saved(d):  # Ctrl+S, again if a busy machine let the first one pass unnoticed
+        if not d.find_elements(By.CSS_SELECTOR, ".jp-mod-dirty"):
+            return True
+        webdriver.ActionChains(d).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+        return False
+    driver.implicitly_wait(0)
+    try:
+        WebDriverWait(driver, 90, poll_frequency=3).until(saved, "the notebook was not saved")
+    finally:
+        driver.implicitly_wait(20)
 
 
 def validate(hub, driver, name: str) -> str:
