@@ -217,10 +217,17 @@ def formgrader_row_button(driver, column: str):
     row.find_element(By.CSS_SELECTOR, f"td.{column} a").click()
     WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#success-modal, #error-modal"))
     assert driver.find_elements(By.CSS_SELECTOR, "#success-modal"), driver.find_element(By.CSS_SELECTOR, "#error-modal").text
-    driver.find_element(By.CSS_SELECTOR, "#success-modal .modal-footer button").click()
+    def closed(d):  # a click during the dialog's fade-in is lost: OK again until it is gone
+        if not d.find_elements(By.CSS_SELECTOR, ".modal-backdrop"):
+            return True
+        try:
+            d.find_element(By.CSS_SELECTOR, "#success-modal .modal-footer button").click()
+        except (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException):
+            pass
+        return False
     driver.implicitly_wait(0)
     try:
-        WebDriverWait(driver, 20).until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".modal-backdrop"))
+        WebDriverWait(driver, 30, poll_frequency=1).until(closed, "the dialog did not close")
     finally:
         driver.implicitly_wait(20)
 
