@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 from selenium import webdriver
-from selenium.common.exceptions import (ElementClickInterceptedException, JavascriptException,
-                                        NoSuchElementException, StaleElementReferenceException)
+from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                        JavascriptException, NoSuchElementException, StaleElementReferenceException)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -53,6 +53,9 @@ RIGHT = ["n_parameters = 32 * 32 * 3 * 100 + 100",
          "n_conv_parameters = 100 * 3 * 3 * 3\nratio = n_parameters / n_conv_parameters",
          'x = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)',
          'q3_answer = "fewer"']
+# a click that a re-rendered list, an animation or a slow page made miss: tried again
+LOST_CLICKS = (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException,
+               ElementNotInteractableException)
 BIASES_FORGOTTEN = ["n_parameters = 32 * 32 * 3 * 100"] + RIGHT[1:]
 
 
@@ -197,7 +200,7 @@ def press(driver, by, selector: str, seconds: float = 120):
         try:
             d.find_element(by, selector).click()
             return True
-        except (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException):
+        except LOST_CLICKS:
             return False
     driver.implicitly_wait(0)
     try:
@@ -222,7 +225,7 @@ def formgrader_row_button(driver, column: str):
             return True
         try:
             d.find_element(By.CSS_SELECTOR, "#success-modal .modal-footer button").click()
-        except (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException):
+        except LOST_CLICKS:
             pass
         return False
     driver.implicitly_wait(0)
