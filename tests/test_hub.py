@@ -216,8 +216,7 @@ def nbgrader_menu(driver, command: str):
 
 def formgrader_row_button(driver, column: str):
     """Click lesson08's button in a column of Formgrader's Manage Assignments; wait for its success dialog."""
-    row = driver.find_element(By.XPATH, f"//tr[td[@class='name' or contains(@class,'name')]//text()[contains(., '{course.ASSIGNMENT}')]]")
-    row.find_element(By.CSS_SELECTOR, f"td.{column} a").click()
+    press(driver, By.XPATH, f"//tr[.//a[text()='{course.ASSIGNMENT}']]/td[contains(concat(' ', @class, ' '), ' {column} ')]//a")
     WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#success-modal, #error-modal"))
     assert driver.find_elements(By.CSS_SELECTOR, "#success-modal"), driver.find_element(By.CSS_SELECTOR, "#error-modal").text
     def closed(d):  # a click during the dialog's fade-in is lost: OK again until it is gone
