@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -346,15 +347,20 @@ def term(hub, browser):
             log_in(hub, driver, student)
             open_assignments(driver)
             press(driver, By.XPATH, "//div[@id='submitted_assignments_list']//button[text()='Fetch Feedback']")
-            press(driver, By.XPATH, "//a[contains(text(), 'view feedback')]")
-            frame = driver.find_element(By.CSS_SELECTOR, ".jp-HTMLViewer iframe")
-            time.sleep(1)
+            press(driver, By.XPATH, "//a[contains(text(), 'view feedback')]")  # the file browser goes to its folder
+            item = f"//li[contains(@class,'jp-DirListing-item')][.//span[starts-with(text(), '{CYL}')]]"
+            WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.XPATH, item), "no feedback in the file browser")
+            webdriver.ActionChains(driver).double_click(driver.find_element(By.XPATH, item)).perform()
+            driver.find_element(By.CSS_SELECTOR, ".jp-HTMLViewer iframe")  # JupyterLab shows the page
+            time.sleep(2)
             shot(hub, driver, f"{student}-feedback")
-            driver.switch_to.frame(frame)
+            # the same page on its own, as the student's browser loads it: what it says, and whether anything scrolls
+            page, = (hub.home(student) / course.ASSIGNMENT / "feedback").glob(f"*/{CYL}.html")
+            driver.get(f"{hub.url}/user/{student}/files/{urllib.parse.quote(str(page.relative_to(hub.home(student))))}")
+            shot(hub, driver, f"{student}-feedback-page")
             seen.feedback_pages[student] = (driver.find_element(By.TAG_NAME, "body").text, driver.execute_script(
                 "return Array.from(document.querySelectorAll('.output_area pre, .output_subarea pre'))"
                 ".filter(p => p.scrollWidth > p.clientWidth + 1).length"))
-            driver.switch_to.default_content()
         seen.folders = {student: sorted((hub.home(student) / course.ASSIGNMENT / "feedback").glob("*/*.html"))
                         for student in (ALICE, BOB)}
         seen.directory = directory
