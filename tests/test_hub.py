@@ -108,7 +108,8 @@ def answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def hub():
+def hub(request):
+    failed_before = request.session.testsfailed
     reason = cannot_run()
     if reason:
         pytest.skip(f"the hub test {reason}")
@@ -152,6 +153,10 @@ def hub():
             subprocess.run(["pkill", "-u", account], capture_output=True)  # only the test's own accounts
             subprocess.run(["userdel", "-r", account], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+        if request.session.testsfailed == failed_before:
+            shutil.rmtree(shots, ignore_errors=True)  # kept only for a failing run
+        else:
+            print(f"\nscreenshots of each step kept in {shots}")
 
 
 def free(port: int) -> bool:
@@ -283,7 +288,7 @@ def term(hub, browser):
     try:
         # the instructor generates and releases lesson08 in Formgrader
         log_in(hub, driver, TEACH)
-        seen.instructor_menu = menu_commands(driver)
+        seen.instructor_menu = menu_commands(hub, driver, TEACH)
         nbgrader_menu(driver, "nbgrader:open-course-list")  # Courses: the instructor's course, from Formgrader
         WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#formgrader_list .list_item"), "no course listed")
         seen.courses = driver.find_element(By.ID, "formgrader_list").text
@@ -296,7 +301,7 @@ def term(hub, browser):
         seen.verdicts = {}
         for student, typed in ((ALICE, RIGHT), (BOB, BIASES_FORGOTTEN)):
             log_in(hub, driver, student)
-            seen.__dict__.setdefault("student_menus", {})[student] = menu_commands(driver)
+            seen.__dict__.setdefault("student_menus", {})[student] = menu_commands(hub, driver, student)
             open_assignments(driver)
             press(driver, By.CSS_SELECTOR, "#released_assignments_list > .list_item .item_status button")  # Fetch
             driver.find_element(By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{course.ASSIGNMENT}']")
@@ -372,9 +377,14 @@ def term(hub, browser):
     return seen
 
 
-def menu_commands(driver) -> list:
+def menu_commands(hub, driver, account: str) -> list:
+    """The commands of the Nbgrader menu that the account can use. nbgrader's menu plug-in lists every
+    command, and an item whose plug-in is disabled has no command behind it: no label, nothing to click."""
     driver.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Nbgrader']").click()
-    commands = [e.get_attribute("data-command") for e in driver.find_elements(By.CSS_SELECTOR, "#jp-mainmenu-nbgrader li[data-command]")]
+    items = driver.find_elements(By.CSS_SELECTOR, "#jp-mainmenu-nbgrader li[data-command]")
+    commands = [item.get_attribute("data-command") for item in items
+                if item.find_element(By.CSS_SELECTOR, ".lm-Menu-itemLabel").text.strip()]
+    shot(hub, driver, f"{account}-menu")
     webdriver.ActionChains(driver).send_keys(Keys.ESCAPE).perform()
     return commands
 
