@@ -192,7 +192,7 @@ def test_long_output_lines_wrap_in_the_feedback_page(tmp_path):
     """A hint is one long line: the page's outputs wrap it (tests/test_hub.py measures it in Chromium)."""
     from graders.feedback import WRAP_OUTPUTS, wrap_outputs
     page = tmp_path / "check_your_learning.html"
-    page.write_text("<html><head><title>f</title></head><body><div class='output_area'><pre>hint</pre></div></body></html>")
+    page.write_text("<html><head><title>f</title></head><body><div class='output_subarea output_text output_error'><pre>hint</pre></div></body></html>")
     wrap_outputs(page)
     wrap_outputs(page)  # idempotent: feedback is written again after a regrade
     assert page.read_text().count(WRAP_OUTPUTS) == 1 and page.read_text().index(WRAP_OUTPUTS) < page.read_text().index("</head>")

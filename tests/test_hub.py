@@ -395,7 +395,7 @@ def term(hub, browser):
     return seen
 
 
-SCROLLING_OUTPUTS = ("return Array.from(document.querySelectorAll('.output_area pre, .output_subarea pre'))"
+SCROLLING_OUTPUTS = ("return Array.from(document.querySelectorAll('.output_text pre'))"
                      ".filter(p => p.scrollWidth > p.clientWidth + 1).length")
 WITHOUT_WRAPPING = ("Array.from(document.querySelectorAll('style')).filter(s => s.textContent.includes('graders.feedback'))"
                     ".forEach(s => s.remove());")
@@ -460,8 +460,9 @@ def test_a_second_start_finds_the_first_and_a_port_in_use_is_named(hub, term):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        other = dict(hub.env, ONIONS_HUB_PORT=str(taken.getsockname()[1]), ONIONS_HUB_STATE=str(hub.folder / "other"))
+        port = taken.getsockname()[1]
+        other = dict(hub.env, ONIONS_HUB_PORT=str(port), ONIONS_HUB_STATE=str(hub.folder / "other"))
         result = subprocess.run(["bash", str(REPO / "scripts" / "hub")], env=other, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip() == (
-        f"scripts/hub: port {taken.getsockname()[1]} on 127.0.0.1 is in use by another program: choose other ports "
+        f"scripts/hub: port {port} on 127.0.0.1 is in use by another program: choose other ports "
         "with ONIONS_HUB_PORT=N (N, N+1 and N+2 are used)"), result.stderr
