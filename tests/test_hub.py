@@ -10,7 +10,8 @@ with `python -m graders autograde` and `feedback` as their own account (sandboxe
 written answer in Formgrader and releases the feedback there; each student fetches it and
 opens their own. mnist_exercise stays unanswered: nothing is trained.
 
-A screenshot of every step is kept in a folder printed at the start (kept on failure).
+A screenshot of every step goes to a folder printed at the start, removed after a passing run
+unless ONIONS_KEEP_SCREENSHOTS=1.
 Skipped, with the reason, where the machine cannot run it: not root, no Chromium, no Node.js.
 """
 import os
@@ -153,7 +154,7 @@ def hub(request):
             subprocess.run(["pkill", "-u", account], capture_output=True)  # only the test's own accounts
             subprocess.run(["userdel", "-r", account], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
-        if request.session.testsfailed == failed_before:
+        if request.session.testsfailed == failed_before and not os.environ.get("ONIONS_KEEP_SCREENSHOTS"):
             shutil.rmtree(shots, ignore_errors=True)  # kept only for a failing run
         else:
             print(f"\nscreenshots of each step kept in {shots}")
