@@ -380,6 +380,7 @@ def term(hub, browser):
             page, = (hub.home(student) / course.ASSIGNMENT / "feedback").glob(f"*/{CYL}.html")
             driver.set_window_size(700, 1400)  # a narrow window, where a hint on one line would scroll
             driver.get(f"{hub.url}/user/{student}/files/{urllib.parse.quote(str(page.relative_to(hub.home(student))))}")
+            driver.execute_script("const e = document.querySelector('.output_error'); if (e) e.scrollIntoView({block: 'center'});")
             shot(hub, driver, f"{student}-feedback-page")
             seen.feedback_pages[student] = (driver.find_element(By.TAG_NAME, "body").text,
                                             driver.execute_script(SCROLLING_OUTPUTS),
