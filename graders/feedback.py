@@ -34,10 +34,11 @@ RED, RESET = "\x1b[31m", "\x1b[39m"
 WRITTEN, NOT_GRADED, FAILED = "feedback", "no feedback", "FAILED"
 REMOVED = "[graders: an output was removed here because it quoted the hidden tests]\n"
 # nbgrader's feedback page is 900 pixels wide and its outputs are <pre>: a hint on one line needed a
-# horizontal scroll bar. Text outputs wrap instead (code cells keep their lines).
+# horizontal scroll bar. Text outputs wrap instead, between words (Bootstrap breaks them anywhere), and
+# code cells keep their lines.
 # Text outputs only: a rich table (keras' model summary) keeps its own horizontal scroll.
 WRAP_OUTPUTS = ("<style>/* graders.feedback: text outputs wrap */ .output_text pre, .jp-RenderedText pre "
-                "{ white-space: pre-wrap; overflow-wrap: anywhere; }</style>")
+                "{ white-space: pre-wrap; word-break: normal; overflow-wrap: anywhere; }</style>")
 
 
 def plain(text: str) -> str:
