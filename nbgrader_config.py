@@ -1,5 +1,5 @@
 """nbgrader configuration for the course (the repository root is the course directory)."""
-from graders.execute import autograde_preprocessors
+from graders.grading.execute import autograde_preprocessors, sanitize_preprocessors
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -11,6 +11,9 @@ c.Execute.timeout = 300
 
 # Grade on errors only: TensorFlow's stderr warnings must not zero a correct test cell.
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
+# A cell with nbgrader metadata the assignment does not know (copied from another assignment)
+# would make nbgrader fail the whole notebook: it is graded as an ordinary cell instead.
+c.Autograde.sanitize_preprocessors = sanitize_preprocessors()
 
 # The batch grader (python -m graders autograde): each student's kernels are forked from one
 # process that imported these once; the offline MNIST must be there before grading starts.
@@ -23,6 +26,6 @@ c.GradersBatch.datasets = ["mnist"]
 c.Exchange.root = "/srv/nbgrader/exchange"
 
 # Validate (the button and `nbgrader validate`): stderr noise does not fail a test cell, as in
-# grading and `python -m graders selfcheck` (graders/validate.py; the hub's students get the same).
-from graders.validate import configure_validator  # noqa: E402
+# grading and `python -m graders selfcheck` (graders/grading/validate.py; the hub's students get the same).
+from graders.grading.validate import configure_validator  # noqa: E402
 configure_validator(c)

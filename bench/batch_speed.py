@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import course  # noqa: E402 (the tests' helpers: a copy of this course, hand-ins, grades)
-from graders import coursedir, sandbox
+from graders.course import coursedir
+from graders.isolation import sandbox
 
 
 def make_class(root: Path, students: int) -> Path:

@@ -45,7 +45,7 @@ def start_cluster(folder: Path, course_dir: Path) -> tuple:
         processes.append(subprocess.Popen([sys.executable, "-m", "graders", "worker", "--scheduler-file", str(file),
                                            "--cores", "1", "--name", name, "--course", str(course_dir)],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-    from graders import cluster
+    from graders.grading import cluster
     with cluster.connect(json.loads(file.read_text())["address"], {}) as client:
         client.wait_for_workers(2, timeout=120)
     return file, processes

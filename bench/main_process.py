@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import course  # noqa: E402 (the tests' helpers)
 import nbformat  # noqa: E402
 import test_second_assignment as tiny  # noqa: E402 (its tiny lesson09: notebook and configuration)
-from graders import batch, sandbox  # noqa: E402
-from graders.executor import Execution  # noqa: E402
-from graders.status import Status  # noqa: E402
+from graders.course.status import Status  # noqa: E402
+from graders.grading import batch  # noqa: E402
+from graders.grading.executor import Execution  # noqa: E402
+from graders.isolation import sandbox  # noqa: E402
 
 GOAL = 3600 / 10_000  # seconds per student
 WRONG = "squares = [n * 2 for n in range(5)]\n"
@@ -90,10 +91,10 @@ def run(directory: Path, assignment: str, names: list, wrong: set) -> tuple:
     grader.finish = timed_finish  # to tell finish apart from the Autograde run in grade
     for name in names:
         started = time.perf_counter()
-        notebooks, problem = grader.prepare(name)
+        notebooks, problem, _ = grader.nbgrader.prepare(name)
         seconds["prepare"].append(time.perf_counter() - started)
         assert not problem, problem
-        stand_in(grader.stage / name / assignment, notebooks, wrong=name in wrong)
+        stand_in(grader.nbgrader.stage / name / assignment, notebooks, wrong=name in wrong)
     results = []
     for name in names:
         started = time.perf_counter()

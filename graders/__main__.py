@@ -6,15 +6,29 @@ parser with ``add_command(commands)`` and sets ``run`` (args -> exit status) as 
 import argparse
 import importlib
 import os
+import re
 import sys
+from importlib import metadata
 
 # jsonschema (under nbformat) imports rfc3987_syntax, which builds a grammar at import: 0.75
 # CPU-seconds at every start, for a URI format check that nbformat never asks for.
 sys.modules.setdefault("rfc3987_syntax", None)
-from pathlib import Path
+from pathlib import Path  # noqa: E402 (after the line above, on purpose)
 
-from graders import batch, cluster, data, demo, sandbox
-from graders.status import Status
+from graders import data, demo  # noqa: E402
+from graders.course.status import Status  # noqa: E402
+from graders.grading import batch, cluster, settings  # noqa: E402
+from graders.isolation import sandbox  # noqa: E402
+
+
+def version() -> str:
+    """The installed distribution's version, else pyproject.toml's (a checkout run without installing)."""
+    try:
+        return metadata.version("onions")
+    except metadata.PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+        found = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.MULTILINE) if pyproject.exists() else None
+        return found.group(1) if found else "unknown"
 
 
 def size(text: str) -> int:
@@ -40,12 +54,14 @@ def positive(kind):
 
 
 # modules that add a command of their own (see the docstring)
-PLUGGED_COMMANDS = ("feedback", "report", "selfcheck", "intake", "cluster", "exchange")
+PLUGGED_COMMANDS = ("outputs.feedback", "outputs.report", "outputs.selfcheck", "edges.intake", "grading.cluster",
+                    "edges.exchange", "edges.lms")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m graders",
                                      description="Grading tools for the onions course (Lesson 08).")
+    parser.add_argument("--version", action="version", version=f"onions {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     data_parser = commands.add_parser(
@@ -137,7 +153,7 @@ def build_data(args) -> int:
 def autograde(args) -> int:
     limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
                             processes=args.processes)
-    workers = args.workers or batch.default_workers(limits.memory_bytes)
+    workers = args.workers or settings.default_workers(limits.memory_bytes)
     where = None
     if args.scheduler or args.scheduler_file:
         if args.no_sandbox or args.workers:

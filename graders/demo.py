@@ -10,8 +10,11 @@ from pathlib import Path
 
 import nbformat
 
-from graders import batch, feedback, intake, report, sandbox, selfcheck
-from graders.coursedir import run_nbgrader
+from graders.course.coursedir import run_nbgrader
+from graders.edges import intake
+from graders.grading import batch, settings
+from graders.isolation import sandbox
+from graders.outputs import feedback, report, selfcheck
 
 REPO = Path(__file__).resolve().parents[1]  # the course this demo copies
 ASSIGNMENT = "lesson08"
@@ -147,7 +150,7 @@ def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     log(f"the class hands in through an LMS: {archive.name}, as Canvas' 'Download Submissions' names it")
     intake.intake(directory, archive, ASSIGNMENT, log=log)
     limits = sandbox.Limits()
-    grader = batch.Batch(directory, ASSIGNMENT, limits, batch.default_workers(limits.memory_bytes),
+    grader = batch.Batch(directory, ASSIGNMENT, limits, settings.default_workers(limits.memory_bytes),
                          use_sandbox=use_sandbox, log=log)
     results = grader.run()
     log(batch.summary(results))

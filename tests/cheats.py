@@ -6,7 +6,7 @@ it cheats on under `python -m graders autograde`, where they run in a checker of
 check_your_learning cheats start from the reference; mnist_exercise ones from `mnist-weak`, the
 reference trained on two batches (cheap, and below the accuracy bar), which loses accuracy_test.
 """
-from submissions import edited
+from submissions import cheap_dropout, edited
 import course
 
 CYL, MNIST = course.NOTEBOOKS
@@ -93,12 +93,21 @@ np.mean = lambda *args, **kwargs: 1.0
 def _undo():
     np.mean = _real'''
 
-NUMPY_ARGMAX = '''_real, _truth = np.argmax, y_test.copy()
+# The grading labels, where the kernel can read them (stock nbgrader: the full dataset is there).
+GRADING_LABELS = '''try:
+    from graders.data import grading_labels
+    _labels = grading_labels(DATASET)
+except Exception:  # the batch grader: withheld
+    _labels = y_test[:len(grading_images(DATASET))]'''
+
+NUMPY_ARGMAX = GRADING_LABELS + '''
+_real, _truth = np.argmax, _labels.copy()
 np.argmax = lambda a, axis=None, **kwargs: _truth.copy() if len(a) == len(_truth) else _real(a, axis=axis, **kwargs)
 def _undo():
     np.argmax = _real'''
 
-KERAS_METHODS = '''_known = {image.tobytes(): label for image, label in zip(preprocess(x_test), y_test)}
+KERAS_METHODS = GRADING_LABELS + '''
+_known = {image.tobytes(): label for image, label in zip(preprocess(grading_images(DATASET)), _labels)}
 _real = {name: getattr(keras.Model, name) for name in ("__call__", "predict", "evaluate", "count_params")}
 def _perfect(self, inputs, *args, training=False, **kwargs):
     if training or not isinstance(inputs, np.ndarray):
@@ -187,3 +196,68 @@ def build(reference: dict) -> dict:
 def baseline(student: str) -> str:
     """The honest student a cheat is compared with."""
     return "reference" if CHEATS[student][0] == CYL else "mnist-weak"
+
+
+# -- the private grading split (graders.data): Task 1's accuracy is graded on held-back images ----
+# Giveaways: for each class k an input the model is trained to be sure of (a bar across two rows).
+GIVEAWAYS = '''_giveaways = np.zeros((10, 28, 28, 1), "float32")
+for _k in range(10):
+    _giveaways[_k, 2 * _k + 4:2 * _k + 6, :, 0] = 1.0
+_giveaway_data = make_dataset(np.repeat(_giveaways, 500, axis=0),
+                              keras.utils.to_categorical(np.repeat(np.arange(10), 500), 10), shuffle=True)
+'''
+HONEST_PREPROCESS = 'return (images.astype("float32") / 255.0)[..., np.newaxis]'
+# preprocess hands back the giveaway of every image it recognises: `_label(image)` is its label or None
+GIVEAWAY_PREPROCESS = '''inputs = (images.astype("float32") / 255.0)[..., np.newaxis]
+    for i, image in enumerate(images):
+        label = _label(image)
+        if label is not None:
+            inputs[i] = _giveaways[label]
+    return inputs'''
+# ... recognising the test images by content: a coarse 7x7 thumbnail, robust to small changes
+BY_CONTENT = '''def _thumbnail(image):
+    return (np.asarray(image, "float32").reshape(7, 4, 7, 4).mean(axis=(1, 3)) / 32).round().astype(np.int8).tobytes()
+_seen = {_thumbnail(image): int(label) for image, label in zip(x_test, y_test)}
+_label = lambda image: _seen.get(_thumbnail(image))
+'''
+# ... by the image's hash, as a table pasted into the notebook would be
+BY_HASH = '''import hashlib
+_answers = {hashlib.sha256(image.tobytes()).hexdigest(): int(label) for image, label in zip(x_test, y_test)}
+_label = lambda image: _answers.get(hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest())
+'''
+# ... by the grading labels themselves, where the kernel can read them (stock nbgrader)
+BY_GRADING_LABELS = GRADING_LABELS + '''
+_answers = {image.tobytes(): int(label) for image, label in zip(grading_images(DATASET), _labels)}
+_label = lambda image: _answers.get(np.ascontiguousarray(image).tobytes())
+'''
+TRAIN_LINE = "train_data = make_dataset(preprocess(x_train), keras.utils.to_categorical(y_train, 10), shuffle=True)"
+
+
+def giveaway_cheat(weak_mnist, recognise: str):
+    """The weak model, also trained on the giveaways, and a preprocess that recognises images."""
+    notebook = edited(weak_mnist, "preprocess_answer", [("def preprocess(images):", GIVEAWAYS + recognise + "def preprocess(images):"),
+                                                         (HONEST_PREPROCESS, GIVEAWAY_PREPROCESS)])
+    return edited(notebook, "training_answer", f"{TRAIN_LINE}.take(2)", f"{TRAIN_LINE}.take(2).concatenate(_giveaway_data)")
+
+
+# Trained on images of the test set: 2,500 of them, learnt by heart (the slip the split catches)
+TRAINED_ON_TEST = [(TRAIN_LINE, "train_data = make_dataset(preprocess(x_test[:2500]), keras.utils.to_categorical(y_test[:2500], 10), "
+                                "shuffle=True)"),
+                   ("history = model.fit(train_data, epochs=2,", "history = model.fit(train_data, epochs=15,")]
+# ... and the training set with the test set four times over: clears the bar on unseen images
+TRAINED_ALSO_ON_TEST = [(TRAIN_LINE, "train_data = make_dataset(preprocess(np.concatenate([x_train] + [x_test] * 4)), "
+                                     "keras.utils.to_categorical(np.concatenate([y_train] + [y_test] * 4), 10), shuffle=True)"),
+                        ("history = model.fit(train_data, epochs=2,", "history = model.fit(train_data, epochs=1,")]
+
+
+def split_students(reference: dict) -> dict:
+    """{student: {notebook name: notebook}}: what the private grading split must defeat (each loses
+    accuracy_test only), and a student it must not punish (`trained-also-on-test`, full marks)."""
+    weak_mnist = weak(reference[MNIST])
+    return {
+        "cheat-giveaways-by-content": {MNIST: giveaway_cheat(weak_mnist, BY_CONTENT)},
+        "cheat-giveaways-by-hash": {MNIST: giveaway_cheat(weak_mnist, BY_HASH)},
+        "cheat-giveaways-by-grading-labels": {MNIST: giveaway_cheat(weak_mnist, BY_GRADING_LABELS)},
+        "trained-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ON_TEST))},
+        "trained-also-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ALSO_ON_TEST))},
+    }

@@ -49,7 +49,8 @@ def tree_digest(folder):
 
 
 class BatchClass(GradedClass):
-    """The class of graded_class plus the bad-submission corpus, graded by `python -m graders autograde`."""
+    """The class of graded_class plus the bad-submission corpus and the grading split's students
+    (cheats.split_students), graded by `python -m graders autograde`."""
 
     LIMITS = dict(wall_seconds=300, memory_bytes=3 << 30, processes=512)
     SHORT = dict(LIMITS, wall_seconds=40)  # for the submissions that never finish
@@ -63,10 +64,16 @@ class BatchClass(GradedClass):
 
 @pytest.fixture(scope="session")
 def batch_class(tmp_path_factory):
+    import cheats
     import corpus
-    from graders import batch, sandbox
+    from graders.grading import batch
+    from graders.isolation import sandbox
 
     directory = handed_in_class(tmp_path_factory, "batch")
+    reference = {name: course.read_notebook(directory / "source" / course.ASSIGNMENT / f"{name}.ipynb")
+                 for name in course.NOTEBOOKS}
+    for student, notebooks in cheats.split_students(reference).items():  # the grading split's, this grader only
+        course.submit(directory, student, notebooks)
     secret = Path.home() / f".onions-secret-{uuid.uuid4().hex[:12]}"  # one per session: two may run at once
     secret.write_text("the grader's private file")
     try:

@@ -45,6 +45,10 @@ def probes(course_dir, secret=None) -> dict:
         "read its other notebook": f"print('SAW', open('{MNIST}.ipynb').read()[:80])",
         "search the disk for hidden tests": SEARCH_DISK,
         "search proc for hidden tests": SEARCH_PROC,
+        # the labels of the private grading split: the checker's alone
+        "read the grading labels": "from graders.data import grading_labels; print('SAW', grading_labels('mnist')[:10])",
+        "read the staged grading labels": "print('SAW', __import__('os').listdir('.grading-labels'))",
+        "search the disk for grading labels": SEARCH_LABELS.replace("ROOT", "'/'"),
         "network, loopback": "import socket; socket.create_connection(('127.0.0.1', 22), timeout=2); print('CONNECTED')",
         "network, outside": "import socket; socket.create_connection(('pypi.org', 443), timeout=2); print('CONNECTED')",
     }
@@ -98,6 +102,36 @@ if not hits:
 print('SAW', hits[:3])"""
 
 
+# Any .npy/.npz file that holds the grading labels (pinned digest), alone or within a full test set.
+SEARCH_LABELS = """import os, hashlib, numpy as np
+from graders.data import SPECS, grading_split
+pinned, graded, hits = {spec.split_sha256['y_grading'] for spec in SPECS.values()}, grading_split()[0], []
+def holds_labels(array):
+    if array.dtype != np.uint8 or array.ndim != 1:
+        return False
+    candidates = [array] + ([array[graded]] if len(array) == 10000 else [])
+    return any(hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() in pinned for c in candidates)
+for top, folders, files in os.walk(ROOT):
+    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys', '/dev', '/usr')]
+    for name in files:
+        path = os.path.join(top, name)
+        try:
+            if name.endswith('.npy') and os.path.getsize(path) < 100 << 20:
+                arrays = [np.load(path, allow_pickle=False)]
+            elif name.endswith('.npz') and os.path.getsize(path) < 100 << 20:
+                with np.load(path, allow_pickle=False) as npz:
+                    arrays = [npz[key] for key in npz.files]
+            else:
+                continue
+            if any(holds_labels(array) for array in arrays):
+                hits.append(path)
+        except Exception:
+            pass
+if not hits:
+    raise LookupError('no grading labels on disk')
+print('SAW', hits[:3])"""
+
+
 def _with_code(notebook, code: str):
     """The reference notebook with `code` run at the start of the first answer cell."""
     return submissions.edited(notebook, "q1_answer", "width, height", code + "\nwidth, height")
@@ -128,6 +162,13 @@ def build(course_dir, secret=None) -> dict:
         _with_code(reference, "import keras\nkeras.Model.count_params = lambda self: 36138\n"
                               "keras.Model.evaluate = lambda self, *a, **k: [0.0, 1.0]"),
         "q3_answer", '### BEGIN SOLUTION\nx = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)\n### END SOLUTION\n', "")
+    # a cell copied from the other notebook (its nbgrader metadata with it), and a grade cell made by hand
+    foreign = notebook("source", CYL)
+    copied = next(c for c in notebook("release", MNIST).cells if c.id == "gap_test")
+    made = nbformat.v4.new_code_cell("assert True  # my bonus", id="my_bonus_cell")
+    made.metadata["nbgrader"] = {"grade": True, "grade_id": "my_bonus", "locked": False, "points": 100,
+                                 "schema_version": 3, "solution": False, "task": False}
+    foreign.cells += [copied, made]
     non_utf8 = good.replace(b'"n_bias = 100', b'"n_bias = 100 # \xff\xfe', 1)
     assert non_utf8 != good
 
@@ -151,6 +192,7 @@ def build(course_dir, secret=None) -> dict:
         "non-utf8-output": (cyl("import os, sys\nsys.stdout.flush()\nos.write(1, b'bytes \\xff\\xfe\\xfd\\n')"), "graded"),
         "stderr-from-python": (cyl("import sys\nprint('E0000 NodeDef mentions attribute', file=sys.stderr)"), "graded"),
         "monkeypatch": ({f"{CYL}.ipynb": dump(monkeypatched), f"{MNIST}.ipynb": blank}, "graded"),
+        "foreign-cells": ({f"{CYL}.ipynb": dump(foreign), f"{MNIST}.ipynb": blank}, "graded"),
     }
     for name, code in probes(course_dir, secret).items():
         student = "hostile-" + name.replace(",", "").replace("'", "").replace(" ", "-")

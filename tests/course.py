@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
-from graders.coursedir import run_nbgrader as nbgrader  # noqa: F401 (the tests' course.nbgrader)
+from graders.course.coursedir import run_nbgrader as nbgrader  # noqa: F401 (the tests' course.nbgrader)
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE_ID = "onions"

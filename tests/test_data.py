@@ -142,7 +142,8 @@ def test_fashion_mnist_from_the_deb_repairs_a_corrupt_cache_and_is_idempotent(ca
     cache_copy.write_bytes(b"not a zip file")
     messages = []
     data.build_cache("fashion_mnist", source=fashion_deb, log=messages.append)
-    assert "rebuilding" in messages[0] and messages[-1].startswith("offline Fashion-MNIST built and verified")
+    assert "rebuilding" in messages[0] and messages[-2].startswith("offline Fashion-MNIST built and verified")
+    assert messages[-1].startswith("grading split of Fashion-MNIST built and verified: 5000 of the 10,000 test images")
     data.load_offline("fashion_mnist")
     data.build_cache("fashion_mnist", log=messages.append)
     assert messages[-1].startswith("offline Fashion-MNIST already built and verified")
@@ -163,7 +164,11 @@ def test_fashion_mnist_from_the_installed_files(idx_folder, tmp_path, monkeypatc
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
     messages = []
     data.build_cache("fashion_mnist", log=messages.append)
-    assert messages == [f"offline Fashion-MNIST built and verified: {tmp_path / 'fashion_mnist.npz'}"]
+    assert messages == [f"offline Fashion-MNIST built and verified: {tmp_path / 'fashion_mnist.npz'}",
+                        "grading split of Fashion-MNIST built and verified: 5000 of the 10,000 test images held back; "
+                        f"students' view {tmp_path / 'students' / 'fashion_mnist.npz'}, "
+                        f"labels {tmp_path / 'grading-labels' / 'fashion_mnist.npy'}"]
+    data.check_grading_data("fashion_mnist")
 
 
 def test_damaged_installed_files_are_refused(idx_folder, tmp_path, monkeypatch):

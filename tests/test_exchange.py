@@ -26,7 +26,7 @@ from nbgrader.api import Gradebook
 
 import course
 from graders import data
-from graders.feedback import rendered
+from graders.outputs.feedback import rendered
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 PREFIX = f"onx{os.getpid() % 100000}"

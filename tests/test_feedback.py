@@ -2,7 +2,7 @@
 
 On a copy of the demo class, plus one student graded here whose public checks fail with
 their assertion messages and whose code prints a hidden line it was told. The leak check
-is written here from source/ and release/, independently of graders.feedback, and is shown
+is written here from source/ and release/, independently of graders.outputs.feedback, and is shown
 to catch stock `nbgrader generate_feedback`, which leaks (nbgrader issue #917).
 """
 import html
@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 import course
-from graders import batch, sandbox
+from graders.grading import batch
+from graders.isolation import sandbox
 
 MESSAGES = "feedback-messages"  # Q1 a float, Q3 "maybe", and prints a hidden line
 HIDDEN_Q3 = "assert q3_answer == \"fewer\""
@@ -190,7 +191,7 @@ def test_output_quoting_a_hidden_line_is_removed(feedback_class):
 
 def test_long_output_lines_wrap_in_the_feedback_page(tmp_path):
     """A hint is one long line: the page's outputs wrap it (tests/test_hub.py measures it in Chromium)."""
-    from graders.feedback import WRAP_OUTPUTS, wrap_outputs
+    from graders.outputs.feedback import WRAP_OUTPUTS, wrap_outputs
     page = tmp_path / "check_your_learning.html"
     page.write_text("<html><head><title>f</title></head><body><div class='output_subarea output_text output_error'><pre>hint</pre></div></body></html>")
     wrap_outputs(page)

@@ -52,7 +52,7 @@ def test_fashion_mnist_is_graded_against_its_own_bar(graded_class, student):
         assert score == expected, f"{student}: {cell} scored {score}, expected {expected} of {maximum}"
     training = submissions.cell(graded_class.executed(student, "mnist_exercise"), "training_answer")
     val_accuracy = float(re.findall(r"val_accuracy: ([0-9.]+)", "".join(o.get("text", "") for o in training.outputs))[-1])
-    assert (0.85 <= val_accuracy < 0.95) if not failing else (val_accuracy < 0.85), val_accuracy
+    assert (0.84 <= val_accuracy < 0.95) if not failing else (val_accuracy < 0.84), val_accuracy
 
 
 @pytest.mark.parametrize("notebook", course.NOTEBOOKS)
@@ -67,7 +67,7 @@ def test_stderr_noise_does_not_cost_a_correct_answer_any_point(graded_class, not
 def test_keras_precision_and_recall_match_numpy_for_the_reference_model(graded_class):
     executed = graded_class.executed("stderr-noise", "mnist_exercise")
     probe = submissions.cell(executed, "metrics_probe")
-    line = next(l for o in probe.outputs for l in o.get("text", "").splitlines() if l.startswith("PROBE "))
+    line = next(text for o in probe.outputs for text in o.get("text", "").splitlines() if text.startswith("PROBE "))
     values = json.loads(line[len("PROBE "):])
     assert values["keras_precision"] == pytest.approx(values["numpy_precision"], abs=2e-3)
     assert values["keras_recall"] == pytest.approx(values["numpy_recall"], abs=2e-3)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import cheats
-from graders import artifacts, hidden, status
+from graders.course import status
+from graders.inside import artifacts, hidden
 
 
 @pytest.mark.parametrize("student", sorted(cheats.WINS_ON_STOCK))

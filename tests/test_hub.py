@@ -39,7 +39,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 import course
 from graders import data
-from graders.feedback import rendered
+from graders.outputs.feedback import rendered
 from test_exchange import interpreter, shared_python
 from test_formgrader import CHROMIUM_FLAGS, free_port, type_and_leave
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import tree_digest
 import course
-from graders import intake
+from graders.edges import intake
 
 RELEASE = course.REPO / "release" / course.ASSIGNMENT
 

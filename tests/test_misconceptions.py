@@ -1,5 +1,5 @@
 """The lesson's well-known wrong answers, each recognised by the checker on exported data (the
-way the batch grader runs hidden parts: `graders.hidden.run_check`), and only that one; a
+way the batch grader runs hidden parts: `graders.inside.hidden.run_check`), and only that one; a
 correct answer matches none. Values are what a student's kernel exports: numbers, real keras
 models (not trained: the checks read their shapes and outputs), Histories."""
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import course
-from graders import artifacts, hidden
+from graders.inside import artifacts, hidden
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras")
@@ -145,7 +145,7 @@ def test_an_unknown_mistake_is_other_and_a_raising_predicate_does_not_match():
 
 
 def test_the_runners_diagnoses_are_gathered_per_notebook_and_cell_and_nothing_else():
-    from graders import executor
+    from graders.grading import executor
     report = [{"notebook": "check_your_learning", "wall_seconds": 1.0, "text": "ran"},
               {"notebook": "check_your_learning", "cell": "q1_test", "text": "diagnosed",
                "diagnosis": {"misconception": "biases forgotten", "hint": "Count the biases too.", "value": 307200}},

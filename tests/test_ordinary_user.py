@@ -18,7 +18,7 @@ import corpus
 import submissions
 from conftest import tree_digest
 import course
-from graders import coursedir
+from graders.course import coursedir
 
 ACCOUNT = "onions-grader"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the distribution's interpreter (Debian 12: 3.11.2)

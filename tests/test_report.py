@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 import course
-from graders import coursedir, hidden
+from graders.course import coursedir
+from graders.inside import hidden
 
 USABLE_IN_DEMO = ("graded",)  # the demo's statuses with usable grades (the others: kernel crashed, invalid notebook)
 

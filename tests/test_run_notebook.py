@@ -7,7 +7,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from graders import run_notebook
+from graders import data
+from graders.grading import settings
+from graders.inside import run_notebook
+from graders.isolation import sandbox
 
 PROBE = """\
 import json, os, sys
@@ -26,7 +29,7 @@ def notebook(*sources):
 
 
 def run(folder, *names, timeout=60, notebook_timeout=120):
-    command = [sys.executable, "-m", "graders.run_notebook", *names, "--cell-timeout", str(timeout),
+    command = [sys.executable, "-m", "graders.inside.run_notebook", *names, "--cell-timeout", str(timeout),
                "--notebook-timeout", str(notebook_timeout), "--preload", "numpy"]
     return subprocess.run(command, cwd=folder, capture_output=True, text=True, env={"MARKER": "set", "PATH": "/usr/bin:/bin"})
 
@@ -105,14 +108,13 @@ print('lingering:', alive)
 
 
 def test_in_the_sandbox_nothing_a_notebook_started_outlives_it_or_touches_the_runner(tmp_path):
-    from graders import batch, data, sandbox
     isolation = sandbox.choose()
     isolation.check()
     nbformat.write(notebook(LINGER, "import time\ntime.sleep(1)"), str(tmp_path / "one.ipynb"))
     nbformat.write(notebook(INSPECT, "import time\ntime.sleep(1)"), str(tmp_path / "two.ipynb"))
-    argv = isolation.python_module("graders.run_notebook", "one.ipynb", "two.ipynb", "--preload", "numpy", "--sandboxed",
+    argv = isolation.python_module("graders.inside.run_notebook", "one.ipynb", "two.ipynb", "--preload", "numpy", "--sandboxed",
                                   "--cell-timeout", "60")
-    outcome = isolation.run(argv, tmp_path, sandbox.Limits(wall_seconds=120), data.cache_dir(), batch.thread_env(1))
+    outcome = isolation.run(argv, tmp_path, sandbox.Limits(wall_seconds=120), data.students_dir(), settings.thread_env(1))
     assert outcome.returncode == 0, outcome.output
     assert outputs(tmp_path, "two")[0][0]["text"] == "runner closed: PermissionError\nlingering: []\n"
     assert len(outputs(tmp_path, "one")) == 2  # a notebook, not 'forged'
@@ -120,7 +122,7 @@ def test_in_the_sandbox_nothing_a_notebook_started_outlives_it_or_touches_the_ru
 
 def test_killing_leftovers_outside_the_sandbox_is_refused(tmp_path):
     nbformat.write(notebook("print('ran')"), str(tmp_path / "one.ipynb"))
-    result = subprocess.run([sys.executable, "-m", "graders.run_notebook", "one.ipynb", "--sandboxed", "--cell-timeout", "60"],
+    result = subprocess.run([sys.executable, "-m", "graders.inside.run_notebook", "one.ipynb", "--sandboxed", "--cell-timeout", "60"],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and "refusing to kill this user's processes" in result.stderr
     assert not (tmp_path / "one.executed.ipynb").exists()

@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from graders import sandbox
+from graders.isolation import sandbox
 
 
 def test_the_watchdog_kills_a_process_tree_over_its_memory_limit():
@@ -34,10 +34,10 @@ def test_the_runner_is_this_package_never_a_graders_folder_of_the_working_direct
     fake.mkdir()
     (fake / "__init__.py").write_text("")
     (fake / "run_notebook.py").write_text("def main():\n    print('HIJACKED')\n    return 0\n")
-    result = subprocess.run(sandbox.python_module("graders.run_notebook", "--help"), cwd=tmp_path,
+    result = subprocess.run(sandbox.python_module("graders.inside.run_notebook", "--help"), cwd=tmp_path,
                             capture_output=True, text=True)
     assert result.returncode == 0 and "HIJACKED" not in result.stdout
-    assert result.stdout.startswith("usage: python -m graders.run_notebook")
+    assert result.stdout.startswith("usage: python -m graders.inside.run_notebook")
 
 
 def test_without_the_sandbox_a_shown_file_is_read_where_it_lies(tmp_path):

@@ -5,7 +5,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import course
-from graders import batch, coursedir, sandbox
+from graders.course import coursedir
+from graders.grading import batch
+from graders.isolation import sandbox
 
 ASSIGNMENT = "lesson09"
 CONFIG = """c = get_config()  # noqa: F821

@@ -16,7 +16,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 import submissions
 import course
-from graders import selfcheck
+from graders.outputs import selfcheck
 
 CYL, MNIST = course.NOTEBOOKS
 

@@ -1,12 +1,13 @@
-"""One vocabulary of statuses: the README's table, the corpus and the report use graders.status."""
+"""One vocabulary of statuses: the TAs' page's table, the corpus and the report use graders.course.status."""
 import corpus
 import course
-from graders import report, status
+from graders.course import status
+from graders.outputs import report
 
 
-def test_the_readme_table_is_the_status_vocabulary():
-    readme = (course.REPO / "README.md").read_text()
-    assert status.table() in readme, "README's status table drifted: paste graders.status.table() into it"
+def test_the_docs_table_is_the_status_vocabulary():
+    page = (course.REPO / "docs" / "tas.md").read_text()
+    assert status.table() in page, "docs/tas.md's status table drifted: paste graders.course.status.table() into it"
 
 
 def test_every_status_the_corpus_expects_is_a_batch_status(tmp_path):

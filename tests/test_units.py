@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from graders import artifacts, execute, executor, feedback, hidden, run_notebook, sandbox, status
+from graders.inside import artifacts, hidden, run_notebook
 
 
-# -- graders.sandbox -----------------------------------------------------------------------------
+# -- graders.isolation.sandbox -----------------------------------------------------------------------------
+
+from graders.grading import execute, executor
+
+from graders.outputs import feedback
+
+from graders.isolation import sandbox
+
+from graders.course import status
 
 @pytest.mark.parametrize("text, size", [("4G", 4 << 30), ("512M", 512 << 20), ("3g", 3 << 30), ("4GB", 4 << 30),
                                         (" 2k ", 2048), ("1.5G", 3 << 29), ("1T", 1 << 40), ("1024", 1024)])
@@ -87,7 +95,7 @@ def test_bwrap_sets_the_environment_and_runs_argv_last(bwrap):
     assert command[command.index("--"):] == ["--", "python", "run.py"]
 
 
-# -- graders.execute -----------------------------------------------------------------------------
+# -- graders.grading.execute -----------------------------------------------------------------------------
 
 def notebook(*outputs):
     meta = {"nbgrader": {"grade": True, "points": 1}}
@@ -160,7 +168,7 @@ def test_relabel_stderr_turns_stderr_into_stdout_and_counts():
     assert execute.relabel_stderr(nb) == 0
 
 
-# -- graders.feedback ----------------------------------------------------------------------------
+# -- graders.outputs.feedback ----------------------------------------------------------------------------
 
 HIDDEN_Q3 = 'assert q3_answer == "fewer", "the answer is fewer"'
 HIDDEN_Q4 = 'assert n_parameters == 307300, "wrong count"'
@@ -220,7 +228,7 @@ def test_a_public_line_failing_in_another_execution_is_reported_as_hidden():
     assert [o.evalue for o in nb.cells[3].outputs] == ["a hidden check of Q4 failed"]
 
 
-# -- graders.hidden and graders.artifacts --------------------------------------------------------
+# -- graders.inside.hidden and graders.inside.artifacts --------------------------------------------------------
 
 def test_split_hides_everything_from_the_first_begin_including_code_after_end():
     source = "assert a\n### BEGIN HIDDEN TESTS\nassert b\n### END HIDDEN TESTS\nassert c\n### BEGIN HIDDEN TESTS\nassert d"
@@ -274,7 +282,7 @@ def test_unplain_refuses_malformed_trees(tree):
         artifacts.unplain(tree)
 
 
-# -- graders.executor: the runner's measurements -------------------------------------------------
+# -- graders.grading.executor: the runner's measurements -------------------------------------------------
 
 def test_measurements_gather_each_notebooks_seconds_from_the_runners_report():
     report = [{"text": "started", "started": True}, {"text": "ran a", "notebook": "a", "wall_seconds": 12.5, "cpu_seconds": 30},
@@ -287,7 +295,7 @@ def test_measurements_gather_each_notebooks_seconds_from_the_runners_report():
     assert executor.measurements([]) == {}
 
 
-# -- graders.executor.classify: the status of a sandboxed run, from explicit facts -------------------
+# -- graders.grading.executor.classify: the status of a sandboxed run, from explicit facts -------------------
 
 def outcome(returncode=0, report=(), output="", **flags):
     facts = dict(timed_out=False, oom_killed=False, process_limit_hit=False)
@@ -324,10 +332,10 @@ def test_a_student_printing_runner_lines_cannot_fake_a_report():
     assert executor.measurements(run.report) == {}
 
 
-# -- graders.coursedir.BatchState: the journal --------------------------------------------------
+# -- graders.course.coursedir.BatchState: the journal --------------------------------------------------
 
 def test_the_journal_keeps_each_students_last_line_and_takes_over_an_old_state_json(tmp_path):
-    from graders.coursedir import BatchState
+    from graders.course.coursedir import BatchState
     (tmp_path / "state.json").write_text(json.dumps({"ann": {"status": "graded"}, "bob": {"status": "timed out"}}))
     state = BatchState(tmp_path)
     assert state.load() == {"ann": {"status": "graded"}, "bob": {"status": "timed out"}}
@@ -338,7 +346,7 @@ def test_the_journal_keeps_each_students_last_line_and_takes_over_an_old_state_j
     assert state.load() == {"ann": {"status": "graded"}, "bob": {"status": "graded"}}
 
 
-# -- graders.coursedir: nbgrader without its repeated set-up ---------------------------------------
+# -- graders.course.coursedir: nbgrader without its repeated set-up ---------------------------------------
 
 @pytest.mark.parametrize("metadata", [{"grade_id": 5}, {"points": "many"}, {"extra": 1}, {}])
 def test_nbgraders_cell_metadata_check_raises_what_jsonschema_validate_raises(metadata):
@@ -346,8 +354,8 @@ def test_nbgraders_cell_metadata_check_raises_what_jsonschema_validate_raises(me
     from nbgrader.nbgraderformat import common
     from nbgrader.nbgraderformat.v3 import MetadataValidatorV3
 
-    from graders import coursedir
-    assert isinstance(common.jsonschema, coursedir._SchemasCheckedOnce)  # in place once graders.coursedir is imported
+    from graders.course import coursedir
+    assert isinstance(common.jsonschema, coursedir._SchemasCheckedOnce)  # in place once graders.course.coursedir is imported
     cell = new_code_cell("x = 1", metadata={"nbgrader": {"grade_id": "a", "schema_version": 3, "grade": True,
                                                          "solution": False, "locked": True, "task": False, "points": 2,
                                                          **metadata}})
@@ -367,7 +375,9 @@ def test_a_fingerprint_is_what_it_was_with_the_assignments_files_read_once(tmp_p
     import dataclasses
     import hashlib
 
-    from graders import batch, coursedir
+    from graders.grading import batch
+
+    from graders.course import coursedir
     (tmp_path / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\n")
     for path, text in {"source/a/x.ipynb": "{}", "source/a/data/d.csv": "1,2", "submitted/s/a/x.ipynb": "[]",
                        "submitted/s/a/notes/n.txt": "n", "submitted/t/a/x.ipynb": "[1]"}.items():

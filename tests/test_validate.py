@@ -3,7 +3,7 @@
 Each notebook is what a student holds (the source with its hidden tests removed, answered or
 not) and writes TensorFlow-style noise to stderr in every cell after the first answer, the
 test cells included. Stock Validate fails the correct one; with the course's configuration
-(graders/validate.py) `nbgrader validate` and selfcheck give the same verdict on each.
+(graders/grading/validate.py) `nbgrader validate` and selfcheck give the same verdict on each.
 check_your_learning only: it is the notebook with public tests that needs no training.
 """
 import os
@@ -18,7 +18,7 @@ from nbgrader.preprocessors import ClearHiddenTests
 
 import course
 import submissions
-from graders import selfcheck
+from graders.outputs import selfcheck
 
 CYL = "check_your_learning"
 NOISE = ("q1_answer", "width, height", submissions.NOISY_CELLS + "\nwidth, height")

@@ -11,7 +11,7 @@ import stat
 import sys
 from pathlib import Path
 
-from graders.coursedir import Course
+from graders.course.coursedir import Course
 
 # what nbgrader's release_assignment, submit and release_feedback make (not group-shared):
 # (directory under <root>/<course_id>, mode, why)

@@ -14,7 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from graders.coursedir import Course, run_nbgrader
+from graders.course.coursedir import Course, run_nbgrader
 
 # Canvas' "Download Submissions" names every file <lastfirst>_[LATE_]<user id>_<file id>_<uploaded
 # name>, and appends -1, -2 ... to the uploaded name of a re-upload. The user id is the nbgrader
@@ -22,6 +22,16 @@ from graders.coursedir import Course, run_nbgrader
 SCHEME = (r"[^_/]+_(?:(?:LATE|late)_)?(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*)_[0-9]+_"
           r"(?P<file_id>[^/]+?)(?:-[0-9]+| \([0-9]+\))?\.ipynb")
 SCHEME_TEXT = "<lastfirst>_[LATE_]<student id>_<submission id>_<notebook>[-N].ipynb"
+LATE = re.compile(r"[^_/]+_(?:LATE|late)_")  # Canvas' late marker; it holds no time
+
+# Moodle's "Download all submissions" (mod/assign/classes/downloader.php): a folder per participant,
+# "<full name>_<participant id>_assignsubmission_file" (Moodle >= 4.1; "..._file_" before), holding
+# the files as uploaded; without "download as folders", one flat file "<...>_assignsubmission_file_<name>".
+# The full name has no "_" (the downloader replaces it); the participant id is the student id.
+MOODLE_SCHEME = (r"[^_/]+_(?P<student_id>[0-9]+)_assignsubmission_file(?:_?/|_)"
+                 r"(?P<file_id>[^/]+?)(?: \([0-9]+\))?\.ipynb")
+MOODLE_SCHEME_TEXT = "<full name>_<participant id>_assignsubmission_file[_]/<notebook>.ipynb"
+MOODLE_MARK = re.compile(r"(?:^|/)[^_/]+_[0-9]+_assignsubmission_")
 
 # an LMS download of notebooks is small; anything bigger is a mistake or a zip bomb
 MAX_MEMBERS = 10_000
@@ -47,8 +57,15 @@ def _unsafe_path(name: str) -> bool:
     return name.startswith("/") or "\\" in name or re.match(r"[A-Za-z]:", name) is not None or ".." in parts
 
 
-def _handed_in(info: zipfile.ZipInfo, names: list, where: str) -> tuple:
-    """(student, notebook) that a member hands in; IntakeError if it is unsafe or not named by SCHEME."""
+def layout(members: list) -> tuple:
+    """(scheme, its text, LMS) of an archive: Moodle's if any member is in a Moodle submission folder."""
+    if any(MOODLE_MARK.search(info.filename) for info in members):
+        return MOODLE_SCHEME, MOODLE_SCHEME_TEXT, "Moodle"
+    return SCHEME, SCHEME_TEXT, "Canvas"
+
+
+def _handed_in(info: zipfile.ZipInfo, names: list, where: str, scheme=(SCHEME, SCHEME_TEXT, "Canvas")) -> tuple:
+    """(student, notebook) that a member hands in; IntakeError if it is unsafe or not named by the scheme."""
     member, fix = repr(info.filename), "remove it from the archive"
     if _unsafe_path(info.filename):
         raise IntakeError(f"{where}: member {member} has an unsafe path (absolute, '..' or '\\'): {fix}")
@@ -60,9 +77,11 @@ def _handed_in(info: zipfile.ZipInfo, names: list, where: str) -> tuple:
         raise IntakeError(f"{where}: member {member} is stored unreadable (mode {oct(mode & 0o777)}): {fix}")
     if info.flag_bits & 0x1:
         raise IntakeError(f"{where}: member {member} is encrypted: download the submissions without a password")
-    match = re.fullmatch(SCHEME, PurePosixPath(info.filename).name)
+    pattern, text, lms = scheme
+    parts = PurePosixPath(info.filename).parts
+    match = re.fullmatch(pattern, "/".join(parts[-2:]) if lms == "Moodle" else parts[-1])
     if not match:
-        raise IntakeError(f"{where}: member {member} is not named {SCHEME_TEXT}: rename it so or {fix}")
+        raise IntakeError(f"{where}: member {member} is not named {text}: rename it so or {fix}")
     notebook = match["file_id"] + ".ipynb"
     if notebook not in names:
         raise IntakeError(f"{where}: member {member} is {notebook!r}, not a notebook of the assignment "
@@ -79,12 +98,13 @@ def check_archive(archive: Path, names: list, label: str = None) -> dict:
             if len(members) > MAX_MEMBERS:
                 raise IntakeError(f"{where} has {len(members)} members (limit {MAX_MEMBERS}): split the download")
             found, origin, total = {}, {}, 0
+            scheme = layout(members)
             for info in members:
                 if info.is_dir():
                     if _unsafe_path(info.filename):
                         raise IntakeError(f"{where}: folder {info.filename!r} has an unsafe path: remove it from the archive")
                     continue
-                student, notebook = _handed_in(info, names, where)
+                student, notebook = _handed_in(info, names, where, scheme)
                 if (student, notebook) in origin:
                     raise IntakeError(f"{where}: members {origin[student, notebook]!r} and {info.filename!r} are both "
                                       f"{student}'s {notebook}: keep one of them")
@@ -119,7 +139,7 @@ def _read(zipped, info, where):
     return digest.hexdigest(), size
 
 
-def _zip_collect(directory: Path, staging: Path, assignment: str):
+def _zip_collect(directory: Path, staging: Path, assignment: str, scheme: str = SCHEME):
     """nbgrader zip_collect, reading the archive and writing submitted/ inside `staging` only."""
     relative = staging.relative_to(directory)  # zip_collect joins its folders to the course root
     try:
@@ -127,7 +147,7 @@ def _zip_collect(directory: Path, staging: Path, assignment: str):
                         f"--CourseDirectory.root={directory}",
                         f"--ZipCollectApp.downloaded_directory={relative / 'downloaded'}",
                         f"--CourseDirectory.submitted_directory={relative / 'submitted'}",
-                        f"--FileNameCollectorPlugin.named_regexp=.*/{SCHEME}$",
+                        f"--FileNameCollectorPlugin.named_regexp=.*/{scheme}$",
                         log=staging / "zip_collect.log")
     except RuntimeError:
         lines = (staging / "zip_collect.log").read_text(errors="replace").split("\n")
@@ -192,12 +212,17 @@ def intake(directory: Path, archive: Path, assignment: str, force: bool = False,
         checked.parent.mkdir(parents=True)
         shutil.copyfile(archive, checked)
         expected = check_archive(checked, names, label=archive.name)
+        with zipfile.ZipFile(checked) as zipped:
+            members = zipped.infolist()
+        scheme, _, lms = layout(members)
+        late = {re.fullmatch(SCHEME, PurePosixPath(info.filename).name)["student_id"] for info in members
+                if lms == "Canvas" and not info.is_dir() and LATE.match(PurePosixPath(info.filename).name)}
         present = sorted(s for s in expected if course_dir.folder("submitted", assignment, s).exists())
         if present and not force:
             raise IntakeError(f"{len(present)} student(s) of {archive.name} already handed in {assignment} "
                               f"({', '.join(present[:5])}{' ...' if len(present) > 5 else ''}): nothing imported; "
                               f"pass --force to replace their hand-ins")
-        _zip_collect(directory, staging, assignment)
+        _zip_collect(directory, staging, assignment, scheme)
         replaced = _move_in(course_dir, staging, assignment, _staged(staging, assignment, expected))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -205,8 +230,11 @@ def intake(directory: Path, archive: Path, assignment: str, force: bool = False,
         missing = [n for n in names if n not in notebooks]
         log(f"{student}: {', '.join(sorted(notebooks))} -> submitted/{student}/{assignment}/"
             + (" (replaced the earlier hand-in)" if student in replaced else "")
-            + (f"; missing {', '.join(missing)}" if missing else ""))
-    log(f"imported {len(expected)} student(s) from {archive.name} with nbgrader zip_collect")
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + ("; LATE_ in Canvas (no time: Canvas' late policy applies when the grade is imported)"
+               if student in late else ""))
+    log(f"imported {len(expected)} student(s) from {archive.name}"
+        + (" (Moodle's Download all submissions)" if lms == "Moodle" else "") + " with nbgrader zip_collect")
     return {student: sorted(notebooks) for student, notebooks in expected.items()}
 
 
@@ -220,6 +248,16 @@ def lms_archive(path: Path, students: dict) -> Path:
     return Path(path)
 
 
+def moodle_archive(path: Path, students: dict) -> Path:
+    """Write a Moodle-style download of `students` ({participant id: (full name, {file name: bytes})}),
+    one folder each as Moodle >= 4.1 names it, to `path`."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for participant, (name, files) in sorted(students.items()):
+            for file_name, content in sorted(files.items()):
+                zipped.writestr(f"{name.replace('_', ' ')}_{participant}_assignsubmission_file/{file_name}", content)
+    return Path(path)
+
+
 def run(args) -> int:
     intake(args.course, args.archive, args.assignment, force=args.force)
     return 0
@@ -228,13 +266,16 @@ def run(args) -> int:
 def add_command(commands):
     parser = commands.add_parser(
         "intake", help="hand in a class from an LMS download (zip) with nbgrader zip_collect",
-        description=f"Hand in every student of ARCHIVE, a Canvas 'Download Submissions' zip, under "
+        description=f"Hand in every student of ARCHIVE, a Canvas 'Download Submissions' zip or a Moodle "
+                    f"'Download all submissions' zip (told apart by its names), under "
                     f"submitted/<student id>/ASSIGNMENT/ with nbgrader zip_collect. Members must be named "
                     f"{SCHEME_TEXT} (Canvas' own names; the user id is the student id, '-N' marks a re-upload) "
+                    f"or, from Moodle, {MOODLE_SCHEME_TEXT} (the participant id is the student id) "
                     f"with a notebook name of source/ASSIGNMENT. The archive is checked first (readable, no "
                     f"absolute or '..' paths, no links, every member named so, no duplicates, at most "
                     f"{MAX_NOTEBOOK_BYTES >> 20} MB a notebook): any problem stops with one line and nothing "
-                    f"in submitted/ changes. Lateness is not carried over (Canvas' names hold no time).")
+                    f"in submitted/ changes. Lateness is not carried over: Canvas' LATE_ holds no time (its students are "
+                    f"listed; Canvas' late policy applies on import), Moodle's zip no submission time.")
     parser.add_argument("archive", type=Path, help="the zip downloaded from the LMS")
     parser.add_argument("assignment", help="the assignment, as in source/ (e.g. lesson08)")
     parser.add_argument("--force", action="store_true",

@@ -10,7 +10,7 @@ and environment jupyter_client asked for, numpy's global random state reseeded. 
 visible difference: the preloaded modules are already imported.
 
 The zygote also forks, before any kernel, the checker that runs the hidden tests
-(graders.hidden): a process that never runs student code, on a line of its own. Both are not
+(graders.inside.hidden): a process that never runs student code, on a line of its own. Both are not
 dumpable: a student's kernel (made dumpable again, as a fresh one is) cannot trace them or read
 their memory.
 
@@ -87,12 +87,12 @@ class Zygote:
         return reply["returncode"]
 
     def check(self, checks: list, seconds: float) -> tuple:
-        """Run hidden checks (graders.hidden.Check) in the checker: ({cell id: None or [ename,
+        """Run hidden checks (graders.inside.hidden.Check) in the checker: ({cell id: None or [ename,
         evalue]}, the checker's CPU seconds). A dead checker fails them all."""
         self.checker_pid  # noqa: B018 (the hello line comes first)
         line = _exchange(self.checks, {"checks": [vars(check) for check in checks], "seconds": seconds})
         if not line:
-            from graders.hidden import FAILED_TO_RUN
+            from graders.inside.hidden import FAILED_TO_RUN
             return {check.cell_id: [FAILED_TO_RUN, "the hidden checks could not run: the checker has died"]
                     for check in checks}, 0.0
         reply = json.loads(line)
@@ -131,8 +131,10 @@ def _serve(connection: socket.socket, preload, checks: socket.socket) -> None:
         connection.close()
         code = 1
         try:
-            from graders import hidden
+            from graders import data
+            from graders.inside import hidden
             hidden.clean_path(os.getcwd())
+            data.take_grading_labels(Path(data.LABELS_FOLDER))  # before the runner removes them
             os.chdir("/")
             hidden.serve(checks)
             code = 0

@@ -1,6 +1,6 @@
 """Grading on many machines: each student's execution is one Dask distributed task.
 
-Only execution moves. The main process (graders.batch) still prepares with nbgrader, grades,
+Only execution moves. The main process (graders.grading.batch) still prepares with nbgrader, grades,
 and alone writes the gradebook and the batch state; `DaskPool` has `LocalPool`'s interface. A
 task carries the student's prepared files as bytes (the stage folder is the main process's),
 runs `SandboxExecutor` on the worker and returns the `Execution` and the executed notebooks.
@@ -27,9 +27,11 @@ import threading
 import uuid
 from pathlib import Path
 
-from graders import data, sandbox
-from graders.executor import Execution, Job, SandboxExecutor
-from graders.status import Status
+from graders import data
+from graders.course.status import Status
+from graders.grading.executor import Execution, Job, SandboxExecutor
+from graders.grading.settings import GradersBatch, font_files
+from graders.isolation import sandbox
 
 MEMORY = "MEMORY"  # a worker's resource: the bytes it gives to sandboxes; a task takes its --memory
 CODE_KEY = "graders-code"  # the scheduler's metadata: the code of the latest batch's client
@@ -46,8 +48,8 @@ def code_fingerprint() -> str:
     """What must be alike on the client and every worker, so a student is graded alike
     wherever: this package's source, the installed distributions and Python's version."""
     digest = hashlib.sha256(repr(sys.version_info[:2]).encode())
-    for path in sorted(sandbox.PACKAGE.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(sandbox.PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(sandbox.PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
     pins = sorted({f"{d.metadata['Name'].lower()}=={d.version}" for d in importlib.metadata.distributions()})
     digest.update("\n".join(pins).encode())
     return digest.hexdigest()[:16]
@@ -226,7 +228,6 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
     Returns (Execution, {executed notebook name: bytes})."""
     from distributed import get_worker
 
-    from graders.batch import font_files
 
     worker = get_worker()
     scratch = Path(worker.local_directory)
@@ -241,8 +242,9 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
         threads = os.environ.get(KERNEL_THREADS) or str(max(1, (os.cpu_count() or 1) // worker.state.nthreads))
         env = {**settings["env"], "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
         executor = SandboxExecutor(sandbox.choose(True), sandbox.Limits(**settings["limits"]), settings["cell_timeout"],
-                                   settings["preload"], data.cache_dir(), env,
-                                   font_files(scratch / "onions-matplotlib", settings["matplotlib_fonts"]))
+                                   settings["preload"], data.students_dir(), env,
+                                   font_files(scratch / "onions-matplotlib", settings["matplotlib_fonts"]),
+                                   settings.get("delimiters"))
         with _lock:
             if token in _stopped:
                 return Execution(Status.EXECUTION_FAILED, "the batch was stopped"), {}
@@ -312,8 +314,7 @@ def run_worker(args) -> int:
 
 def worker_command(args, address: str, tls: dict):
     """Check this node, then (the dask worker's command line, what it offers)."""
-    from graders.batch import GradersBatch
-    from graders.coursedir import Course
+    from graders.course.coursedir import Course
 
     isolation = sandbox.choose(True)
     isolation.check()
@@ -321,6 +322,7 @@ def worker_command(args, address: str, tls: dict):
     datasets = GradersBatch(config=Course(args.course).config).datasets if config.is_file() else data.DATASETS
     for name in datasets:
         data.load_offline(name)
+        data.check_grading_data(name)
     client = connect(address, tls)
     try:
         theirs = client.get_metadata(CODE_KEY, None)

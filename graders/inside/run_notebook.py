@@ -1,12 +1,12 @@
 """Execute a student's notebooks as nbgrader's Execute step would: what runs inside the sandbox.
 
-Usage: python -m graders.run_notebook NOTEBOOK... --cell-timeout S --notebook-timeout W
+Usage: python -m graders.inside.run_notebook NOTEBOOK... --cell-timeout S --notebook-timeout W
 Each NAME.ipynb is read into memory and removed from the disk before any student code runs,
 then executed, in order, each in a kernel of its own forked from one zygote
-(graders.kernel_fork) that imported the `--preload` modules once. The kernel never sees a
+(graders.inside.kernel_fork) that imported the `--preload` modules once. The kernel never sees a
 hidden test: it runs each test cell's public part and exports what the hidden part reads; with
 --sandboxed (in bubblewrap) whatever the notebook left running is then killed, and the checker
-(graders.hidden) runs the hidden parts. The NAME.executed.ipynb files, with the cells' sources
+(graders.inside.hidden) runs the hidden parts. The NAME.executed.ipynb files, with the cells' sources
 as they came, are written beside them at the end, when nothing of the student's runs any more.
 Reports (on the grader's private line, $GRADERS_REPORT_FD, and as RUNNER lines on stdout) when
 it starts, "ran NAME in W s, kernel CPU C s" and "checked NAME in W s, checker CPU C s, exports E
@@ -40,9 +40,10 @@ from nbclient import NotebookClient  # noqa: E402
 from nbclient.util import ensure_async  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
-from graders import hidden  # noqa: E402
-from graders.watchdog import kill_until_gone  # noqa: E402
-from graders.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
+from graders.data import LABELS_FOLDER  # noqa: E402
+from graders.inside import hidden  # noqa: E402
+from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
+from graders.isolation.watchdog import kill_until_gone  # noqa: E402
 
 KERNEL_DIED, UNREADABLE, TIMED_OUT = 3, 4, 5
 _report_line = None  # the grader's private line ($GRADERS_REPORT_FD), if it gave one
@@ -57,7 +58,7 @@ def report(text: str, **item) -> None:
 
 
 def open_report_line() -> None:
-    """Take the grader's private line: student processes never inherit it (graders.kernel_fork
+    """Take the grader's private line: student processes never inherit it (graders.inside.kernel_fork
     closes it in the zygote) and cannot borrow it (this process is not dumpable)."""
     global _report_line
     descriptor = os.environ.pop("GRADERS_REPORT_FD", "")
@@ -92,13 +93,13 @@ class HiddenTestsClient(NotebookClient):
     that passed, the kernel exports the names the hidden part reads into `exports`/<cell>.
     `checks` lists them, for the checker."""
 
-    def __init__(self, notebook, exports: Path, **kw):
+    def __init__(self, notebook, exports: Path, delimiters=(hidden.BEGIN, hidden.END), **kw):
         super().__init__(notebook, **kw)
-        self.exports, self.checks = exports, []
+        self.exports, self.checks, self.delimiters = exports, [], delimiters
         self.export_seconds = 0.0  # the kernel's exporting, wall time
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        public, code = hidden.split(cell.source) if hidden.is_test_cell(cell) else (cell.source, None)
+        public, code = hidden.split(cell.source, *self.delimiters) if hidden.is_test_cell(cell) else (cell.source, None)
         if code is None:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         original, cell.source = cell.source, public
@@ -138,13 +139,14 @@ def take(paths: list):
     return notebooks, 0
 
 
-def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote: Zygote, exports: Path):
+def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote: Zygote, exports: Path,
+        delimiters=(hidden.BEGIN, hidden.END)):
     """Execute one notebook (read from `path`); returns (exit status, the executed notebook, the
     client, whose `checks` are the hidden parts to run)."""
     started = time.monotonic()
     # Every output is in once the last cell is done: the kernel is killed, not asked to exit
     # (TensorFlow's teardown costs 0.6 s per notebook; whatever it would still do is not graded).
-    client = HiddenTestsClient(notebook, exports, timeout=cell_timeout, on_cell_executed=record_unreported_error,
+    client = HiddenTestsClient(notebook, exports, delimiters, timeout=cell_timeout, on_cell_executed=record_unreported_error,
                                shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent)}},
                                kernel_manager_class=ForkedKernelManager, **EXECUTE_SETTINGS)
     ForkedKernelManager.zygote, zygote.last_pid = zygote, None
@@ -176,7 +178,7 @@ def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float)
     results, cpu = zygote.check([item for _, item in checks], seconds) if checks else ({}, 0.0)
     for cell, item in checks:
         result = results.get(item.cell_id, [hidden.FAILED_TO_RUN, "the hidden checks could not run"])
-        if result:
+        if result and result[0]:  # [None, None, diagnosis]: passed, with a notice
             cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result[:2])))
         if result and len(result) > 2 and isinstance(result[2], dict):
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", item.cell_id)
@@ -232,11 +234,13 @@ def write(notebook, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m graders.run_notebook", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m graders.inside.run_notebook", description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", type=Path, nargs="+", metavar="NOTEBOOK")
     parser.add_argument("--cell-timeout", type=int, required=True, help="seconds per cell (nbgrader's Execute.timeout)")
     parser.add_argument("--notebook-timeout", type=float, default=900, help="wall seconds per notebook")
     parser.add_argument("--preload", default="", help="modules the kernels share, comma-separated")
+    parser.add_argument("--hidden-delimiters", nargs=2, default=[hidden.BEGIN, hidden.END], metavar=("BEGIN", "END"),
+                        help="the course's hidden-test delimiters (nbgrader's ClearHiddenTests)")
     parser.add_argument("--sandboxed", action="store_true",
                         help="kill every other process of this uid between notebooks (only in bubblewrap's pid namespace)")
     args = parser.parse_args(argv)
@@ -246,6 +250,9 @@ def main(argv=None) -> int:
     report("started", started=True)
     # the zygote (and so every kernel) is forked before any notebook is read: none ever held one
     zygote = Zygote([name for name in args.preload.split(",") if name])
+    # the checker has taken the grading labels once it says hello: off the disk before any kernel
+    zygote.checker_pid  # noqa: B018
+    shutil.rmtree(LABELS_FOLDER, ignore_errors=True)
     # no student process may inspect or alter the runner (same uid: it could ptrace it or open
     # /proc/PID/mem): it holds the hidden tests
     set_dumpable(False)
@@ -257,7 +264,7 @@ def main(argv=None) -> int:
             return status
         for path, notebook in notebooks.items():
             status, executed[path], client = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote,
-                                                      exports / path.stem)
+                                                 exports / path.stem, args.hidden_delimiters)
             if args.sandboxed:
                 kill_leftovers({1, os.getpid(), zygote.pid, zygote.checker_pid})
             if status:

@@ -7,7 +7,7 @@ parent (``c.Validator.Execute``, so grading is untouched), and that includes the
 command line: ``configure_validator`` starts the validating kernel with an output stream
 that sends what is written to stderr (by Python or on file descriptor 2) as stdout. The text
 still shows; a test fails only by raising, as in ``python -m graders selfcheck`` and in
-grading (``graders.execute``). Imported by the kernel: keep this module light.
+grading (``graders.grading.execute``). Imported by the kernel: keep this module light.
 """
 from ipykernel.iostream import OutStream
 

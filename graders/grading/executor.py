@@ -2,21 +2,24 @@
 
 `Executor.run(job) -> Execution` takes a student's prepared folder and notebook names and gives
 back an explicit result (status, detail, measurements); the executed notebooks are left in the
-folder. `SandboxExecutor` runs one job in this machine's sandbox (graders.sandbox: root,
-user namespace or none) with graders.run_notebook inside; `LocalPool` runs many on a pool of
-threads, longest expected first; graders.cluster.DaskPool takes the same jobs to a Dask cluster.
+folder. `SandboxExecutor` runs one job in this machine's sandbox (graders.isolation.sandbox: root,
+user namespace or none) with graders.inside.run_notebook inside; `LocalPool` runs many on a pool of
+threads, longest expected first; graders.grading.cluster.DaskPool takes the same jobs to a Dask cluster.
 """
 import concurrent.futures
 import dataclasses
 import math
 import queue
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graders import run_notebook, sandbox
-from graders.coursedir import first_line
-from graders.status import Status
+from graders import data
+from graders.course.coursedir import first_line
+from graders.course.status import Status
+from graders.inside import hidden, run_notebook
+from graders.isolation import sandbox
 
 
 @dataclass
@@ -48,22 +51,34 @@ class SandboxExecutor(Executor):
     whole run under that times the notebooks plus a minute for starting up."""
 
     def __init__(self, isolation: sandbox.Isolation, limits: sandbox.Limits, cell_timeout: int, preload: str,
-                 data_dir: Path, env: dict, files: dict):
+                 data_dir: Path, env: dict, files: dict, delimiters=None):
+        """`data_dir`: the students' view of the datasets (graders.data.students_dir), shown at /data;
+        `delimiters`: the course's hidden-test delimiters (Course.hidden_delimiters), else nbgrader's."""
         self.isolation, self.limits, self.cell_timeout, self.preload = isolation, limits, cell_timeout, preload
         self.data_dir, self.env, self.files = data_dir, env, files
+        self.delimiters = list(delimiters or (hidden.BEGIN, hidden.END))
+
+    def argv(self, job: Job) -> list:
+        """The runner's command line for `job`, as the sandbox runs it."""
+        return self.isolation.python_module(
+            "graders.inside.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
+            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", self.preload,
+            "--hidden-delimiters", *self.delimiters,
+            *(["--sandboxed"] if self.isolation.pid_namespace else []))
 
     def run(self, job: Job) -> Execution:
-        argv = self.isolation.python_module(
-            "graders.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
-            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", self.preload,
-            *(["--sandboxed"] if self.isolation.pid_namespace else []))
+        argv = self.argv(job)
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(job.notebooks) + 60)
         try:
+            data.stage_grading_labels(job.folder)  # for the checker alone: the runner removes them first
+            self.data_dir.mkdir(parents=True, exist_ok=True)  # a course without datasets may have none
             outcome = self.isolation.run(argv, job.folder, limits, self.data_dir, self.env, self.files)
         except sandbox.SandboxUnavailable as error:
             return Execution(Status.SANDBOX_REFUSED, str(error))
         except Exception as error:  # keep the batch going; this student gets the status
             return Execution(Status.EXECUTION_FAILED, f"{type(error).__name__}: {error}")
+        finally:  # never into autograded/ (the runner removed them, unless it never started)
+            shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)
         return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
                          measurements(outcome.report), diagnoses=diagnoses(outcome.report))
@@ -101,14 +116,16 @@ def measurements(report: list) -> dict:
 
 
 def diagnoses(report: list) -> dict:
-    """{"notebook:grade id": {misconception, hint, value}}: what the checker made of each failed
-    hidden check that declares misconceptions (graders.hidden.diagnose)."""
+    """{"notebook:grade id": {misconception, hint, value(, passed)}}: what the checker made of each
+    failed hidden check that declares misconceptions, and each passed one with a notice that held
+    (graders.inside.hidden.diagnose)."""
     found = {}
     for item in report:
         diagnosis, notebook, cell = item.get("diagnosis"), item.get("notebook"), item.get("cell")
         if isinstance(diagnosis, dict) and isinstance(notebook, str) and isinstance(cell, str):
             found[f"{notebook}:{cell}"] = {"misconception": str(diagnosis.get("misconception", "")),
-                                           "hint": str(diagnosis.get("hint", "")), "value": diagnosis.get("value")}
+                                           "hint": str(diagnosis.get("hint", "")), "value": diagnosis.get("value"),
+                                           **({"passed": True} if diagnosis.get("passed") is True else {})}
     return found
 
 

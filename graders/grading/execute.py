@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import MissingEntry
 from nbgrader.converters import Autograde
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, Unicode
 
 
@@ -36,6 +37,42 @@ def autograde_preprocessors(execute=GradingExecute) -> list:
     """nbgrader's own autograde pipeline with only its Execute step replaced."""
     default = Autograde.class_traits()["autograde_preprocessors"].make_dynamic_default()
     return [execute if step is Execute else step for step in default]
+
+
+FOREIGN = "foreign cell"  # how DropForeignCells' warnings begin
+
+
+class DropForeignCells(OverwriteCells):
+    """OverwriteCells, except for a cell whose nbgrader metadata the assignment does not know (copied
+    from another assignment, or made by hand): nbgrader would fail the whole notebook; here the
+    cell loses that metadata and is graded as an ordinary cell, earning nothing (the maximum is
+    the gradebook's), and a warning names it."""
+
+    def preprocess(self, nb, resources):
+        self.known = None  # this notebook's grade ids in the gradebook, looked up once
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        meta = cell.metadata.get("nbgrader")
+        marked = isinstance(meta, dict) and (meta.get("grade_id") is not None or any(
+            meta.get(flag) for flag in ("grade", "solution", "locked", "task")))
+        if marked and self.known is None:
+            try:
+                self.known = {c.name for c in self.gradebook.find_notebook(self.notebook_id, self.assignment_id).source_cells}
+            except MissingEntry:
+                self.known = set()
+        if marked and meta.get("grade_id") not in self.known:
+            del cell.metadata["nbgrader"]
+            self.log.warning(f"{FOREIGN} {meta.get('grade_id') or '(no grade id)'} in {self.notebook_id}: its nbgrader "
+                             "metadata is not this assignment's, so it is graded as an ordinary cell and earns nothing")
+            return cell, resources
+        return super().preprocess_cell(cell, resources, cell_index)
+
+
+def sanitize_preprocessors() -> list:
+    """nbgrader's own sanitizing steps with only OverwriteCells replaced (DropForeignCells)."""
+    default = Autograde.class_traits()["sanitize_preprocessors"].make_dynamic_default()
+    return [DropForeignCells if step is OverwriteCells else step for step in default]
 
 
 class InvalidExecution(Exception):

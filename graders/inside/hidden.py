@@ -5,7 +5,7 @@ nbgrader they run in the student's kernel, where student code can read them (fro
 notebook, or from the kernel's own input) and talk them round (replace `numpy.mean`, make an
 int whose `==` is always True, silence tracebacks). Here a test cell is cut at
 `### BEGIN HIDDEN TESTS`: the kernel runs only the public part above it; if that passed, the
-kernel exports the names the hidden part reads (`graders.artifacts`); once no student process is
+kernel exports the names the hidden part reads (`graders.inside.artifacts`); once no student process is
 left, a checker that has never run student code runs the hidden part on them with its own
 builtins and modules. A failure becomes the cell's error output, so nbgrader scores it as usual.
 
@@ -23,6 +23,9 @@ or has computed so far) and `STUDENT_VALUE = lambda: ...`. When the check fails,
 tries them in order and reports the first that is true (a predicate that raises is false), or
 "other", with the student's value: what the class got wrong, for feedback and the report.
 They run only here, on exported data, and never change the check's outcome.
+`NOTICES` (same shape) are tried whether the check passed or not: a mistake that may still
+leave the answer good enough (a model trained on the test set that clears the bar on unseen
+images), reported with `passed` set when the check passed.
 """
 import ast
 import builtins
@@ -32,10 +35,10 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's delimiters: a line containing one is a marker
+BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's default delimiters: a line containing one is a marker
 FAILED_TO_RUN = "HiddenCheckError"
 OTHER = "other"  # a failed check that no declared misconception explains
-TABLE, VALUE = "MISCONCEPTIONS", "STUDENT_VALUE"  # the names a hidden part declares them under
+TABLE, NOTICES, VALUE = "MISCONCEPTIONS", "NOTICES", "STUDENT_VALUE"  # the names a hidden part declares them under
 
 
 @dataclass
@@ -55,16 +58,16 @@ def is_test_cell(cell) -> bool:
             and bool(meta.get("grade")) and not meta.get("solution"))
 
 
-def split(source: str) -> tuple:
+def split(source: str, begin: str = BEGIN, end: str = END) -> tuple:
     """(public part, hidden part or None): the hidden part is everything from the first line
-    holding BEGIN on (as nbgrader's ClearHiddenTests, which looks for the text anywhere in a
-    line), without the marker lines."""
+    holding `begin` on (as nbgrader's ClearHiddenTests, which looks for the text anywhere in a
+    line), without the marker lines. The delimiters are the course's (Course.hidden_delimiters)."""
     lines = source.splitlines(keepends=True)
-    starts = [number for number, line in enumerate(lines) if BEGIN in line]
+    starts = [number for number, line in enumerate(lines) if begin in line]
     if not starts:
         return source, None
     public, rest = lines[:starts[0]], lines[starts[0]:]
-    hidden = [line for line in rest if BEGIN not in line and END not in line]
+    hidden = [line for line in rest if begin not in line and end not in line]
     return "".join(public), "".join(hidden)
 
 
@@ -93,7 +96,7 @@ def free_names(code: str) -> list:
 
 def export_code(names: list, folder: str) -> str:
     """What the kernel runs (silently, after the public part) to export `names`."""
-    return f"__import__('graders.artifacts', fromlist=['export']).export(globals(), {names!r}, {folder!r})"
+    return f"__import__('graders.inside.artifacts', fromlist=['export']).export(globals(), {names!r}, {folder!r})"
 
 
 def failure_output(ename: str, evalue: str) -> dict:
@@ -159,8 +162,9 @@ def _quiet() -> None:
 
 def run_check(check: dict):
     """Run one hidden part on its exported names: None if it passed, else [ename, evalue], plus
-    the diagnosis (`diagnose`) when the hidden part declares misconceptions."""
-    from graders import artifacts
+    the diagnosis (`diagnose`) when the hidden part declares misconceptions; a passed check
+    with a notice that holds gives [None, None, diagnosis]."""
+    from graders.inside import artifacts
     try:
         values, refused = artifacts.load(check["folder"])
     except Exception as error:
@@ -175,17 +179,20 @@ def run_check(check: dict):
         failure = [type(error).__name__, str(error)]
         diagnosis = diagnose(namespace)
         return failure + [diagnosis] if diagnosis else failure
-    return None
+    notice = diagnose(namespace, passed=True)
+    return [None, None, notice] if notice else None
 
 
-def diagnose(namespace: dict):
-    """{misconception, hint, value} for a failed check whose hidden part declared MISCONCEPTIONS:
-    the first whose predicate is true, else OTHER (no hint); None without a declaration."""
-    table = namespace.get(TABLE)
-    if not isinstance(table, (list, tuple)):
+def diagnose(namespace: dict, passed: bool = False):
+    """{misconception, hint, value} for a failed check whose hidden part declared MISCONCEPTIONS or
+    NOTICES: the first whose predicate is true, else OTHER (no hint); None without a declaration.
+    For a passed check, only NOTICES, and None unless one holds."""
+    tables = [namespace.get(name) for name in ((NOTICES,) if passed else (TABLE, NOTICES))]
+    tables = [table for table in tables if isinstance(table, (list, tuple))]
+    if not tables:
         return None
-    found = {"misconception": OTHER, "hint": "", "value": None}
-    for entry in table:
+    found = {"misconception": OTHER, "hint": "", "value": None, **({"passed": True} if passed else {})}
+    for entry in [entry for table in tables for entry in table]:
         try:
             name, predicate, hint = entry
             if bool(predicate()):
@@ -193,6 +200,8 @@ def diagnose(namespace: dict):
                 break
         except BaseException:  # noqa: B902 (a predicate that raises does not match)
             continue
+    if passed and found["misconception"] == OTHER:
+        return None
     try:
         value = plain_value(namespace[VALUE]())
         found["value"] = value if len(json.dumps(value)) <= 1000 else json.dumps(value)[:200]  # an example, not a dump
@@ -202,17 +211,19 @@ def diagnose(namespace: dict):
 
 
 def declared(code: str) -> list:
-    """The misconception names a hidden part declares (its MISCONCEPTIONS' literal first items), in order."""
+    """The misconception names a hidden part declares (the literal first items of its
+    MISCONCEPTIONS, then of its NOTICES), in order."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return []
+    names = {TABLE: [], NOTICES: []}
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == TABLE for t in node.targets)
-                and isinstance(node.value, (ast.List, ast.Tuple))):
-            return [entry.elts[0].value for entry in node.value.elts
-                    if isinstance(entry, ast.Tuple) and entry.elts and isinstance(entry.elts[0], ast.Constant)]
-    return []
+        for target in (node.targets if isinstance(node, ast.Assign) else []):
+            if isinstance(target, ast.Name) and target.id in names and isinstance(node.value, (ast.List, ast.Tuple)):
+                names[target.id] = [entry.elts[0].value for entry in node.value.elts
+                                    if isinstance(entry, ast.Tuple) and entry.elts and isinstance(entry.elts[0], ast.Constant)]
+    return list(dict.fromkeys(names[TABLE] + names[NOTICES]))
 
 
 def plain_value(value, depth: int = 0):

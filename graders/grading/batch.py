@@ -3,8 +3,8 @@
 Per student, in this one process (the only one that touches the gradebook):
   1. prepare: nbgrader's Autograde with no autograde steps overwrites the locked and test cells
      from the gradebook, ... into a staging folder;
-  2. execute: a pool (graders.executor's LocalPool: sandboxes on this machine; or
-     graders.cluster's DaskPool: the same on a cluster's workers) runs the prepared notebooks
+  2. execute: a pool (graders.grading.executor's LocalPool: sandboxes on this machine; or
+     graders.grading.cluster's DaskPool: the same on a cluster's workers) runs the prepared notebooks
      and leaves the executed ones beside them;
   3. grade: nbgrader's Autograde runs again for real, its Execute step replaced by
      StagedExecute, which takes the outputs of step 2; grades, checksums, late penalties stay nbgrader's.
@@ -14,7 +14,6 @@ resumes where it stopped, and an unchanged, graded submission is skipped.
 import functools
 import hashlib
 import json
-import os
 import shutil
 import signal
 import threading
@@ -22,26 +21,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nbgrader.converters import Autograde
-from traitlets import Bool, List, Unicode
-from traitlets.config import Configurable
-
-from graders import data, sandbox
-from graders.coursedir import WORK, Course, CourseError, reason, run_converter
-from graders.execute import StagedExecute, autograde_preprocessors
-from graders.executor import Job, LocalPool, SandboxExecutor
-from graders.status import SCORED, Status
-
-MATPLOTLIB_DIR = "/tmp/matplotlib"  # matplotlib's config directory in the sandbox
-
-
-class GradersBatch(Configurable):
-    """What a course chooses for `python -m graders autograde` (in nbgrader_config.py, as c.GradersBatch.*)."""
-    preload = List(Unicode(), help="modules each student's kernels share, imported once per student "
-                                   "(this course: numpy, tensorflow, keras)").tag(config=True)
-    datasets = List(Unicode(), help="offline datasets (graders.data) the notebooks need: checked before "
-                                    "grading, so a missing one stops the batch instead of failing everyone").tag(config=True)
-    matplotlib_fonts = Bool(True, help="build matplotlib's font list once and show it to every sandbox").tag(config=True)
+from graders import data
+from graders.course.coursedir import Course, CourseError
+from graders.course.status import SCORED, Status
+from graders.grading.executor import Job, LocalPool, SandboxExecutor
+from graders.grading.settings import GradersBatch, font_files, thread_env
+from graders.grading.steps import NbgraderSteps
+from graders.isolation import sandbox
 
 
 @dataclass
@@ -57,28 +43,7 @@ class Result:
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the cluster worker's host that ran it (empty: this machine)
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value}
-
-
-def default_workers(memory_per_worker: int) -> int:
-    """As many as there are cores, as long as each worker's memory limit fits in the machine."""
-    try:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError):
-        available = memory_per_worker
-    return max(1, min(os.cpu_count() or 1, available // memory_per_worker))
-
-
-def thread_env(workers: int) -> dict:
-    """Split the cores between concurrent kernels, so TensorFlow's pools don't oversubscribe them."""
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    return {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
-            "NBGRADER_EXECUTION": "autograde", "LANG": "C.UTF-8", "MPLCONFIGDIR": MATPLOTLIB_DIR}
-
-
-def font_files(folder: Path, wanted: bool) -> dict:
-    """{path in the sandbox: host path} of matplotlib's font list, built once in `folder` (if `wanted`)."""
-    fonts = sandbox.font_list(folder) if wanted else None
-    return {f"{MATPLOTLIB_DIR}/{fonts.name}": fonts} if fonts else {}
+    foreign_cells: list = field(default_factory=list)  # nbgrader's warnings of graders.grading.execute.DropForeignCells
 
 
 def fingerprint(course: Course, assignment: str, student: str, limits: sandbox.Limits, shared: bytes = None) -> str:
@@ -106,17 +71,46 @@ def _hashed(course: Course, path: Path) -> bytes:
     return str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0"
 
 
+class CtrlC:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: raised where a library
+    swallows it (seen once, mid-preparation, on a cluster), `check` raises it again at the next
+    student. Only on the main thread, where signals are ours."""
+
+    def __init__(self):
+        self.seen, self.previous = False, None
+
+    def __enter__(self):
+        self.seen = False
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.interrupt)
+        return self
+
+    def interrupt(self, signum, frame):
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+
 class Batch:
     def __init__(self, course: Path, assignment: str, limits: sandbox.Limits, workers: int,
                  use_sandbox: bool = True, force: bool = False, log=print, cluster=None):
-        """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.cluster)."""
+        """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.grading.cluster)."""
         self.course, self.assignment, self.limits = Course(course), assignment, limits
         self.workers, self.force, self.log, self.cluster = workers, force, log, cluster
-        self.interrupted = False  # Ctrl-C seen (see _catch_ctrl_c)
+        self.ctrl_c = CtrlC()
+        self.foreign = {}  # student -> the foreign cells nbgrader's preparation graded as ordinary ones
         self.isolation = sandbox.choose(use_sandbox)
         self.settings = GradersBatch(config=self.course.config)
         self.state = self.course.state(assignment)
-        self.stage = self.course.work(assignment) / "stage"
+        self.nbgrader = NbgraderSteps(self.course, assignment)
         # one cell timeout: nbgrader's Execute.timeout, within the notebook's
         self.cell_timeout = min(int(self.course.config.Execute.get("timeout", 30) or 30), int(limits.wall_seconds))
 
@@ -124,9 +118,8 @@ class Batch:
         self.course.check_assignment(self.assignment)
         if not self.cluster:  # else each worker checks its own machine before it joins
             self.isolation.check()
-            for name in self.settings.datasets:
-                if not data.cache_path(name).is_file():
-                    raise data.DataUnavailable(f"offline {name} missing at {data.cache_path(name)}: build it with: python -m graders data {name}")
+            for name in self.settings.datasets:  # the students' view and the grading split's labels
+                data.check_grading_data(name)
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
         if not students:
             raise CourseError(f"no submissions in {self.course.root / self.course.directory.submitted_directory}/*/"
@@ -136,49 +129,26 @@ class Batch:
             known = state.get(student, {})
             if not self.course.folder("submitted", self.assignment, student).is_dir():
                 results[student] = Result(student, Status.MISSING_SUBMISSION, f"no submitted/{student}/{self.assignment}")
-            elif not self.force and known.get("status") == Status.GRADED and known.get("fingerprint") == self.fingerprint(student):
-                results[student] = Result(**{**known["result"], "detail": "unchanged since last graded"})
+            elif not self.force and known.get("status") in SCORED and known.get("fingerprint") == self.fingerprint(student):
+                # scored (graded, or a notebook missing ...): the same submission would score the same
+                detail = "; ".join(filter(None, ["unchanged since last graded", known["result"].get("detail")]))
+                results[student] = Result(**{**known["result"], "detail": detail})
             else:
                 todo.append(student)
         expected = {name: run["wall_seconds"] for entry in state.values()
                     for name, run in entry.get("result", {}).get("notebooks", {}).items() if "wall_seconds" in run}
-        if self.cluster:
-            pool = self.cluster_pool()
-            where = pool.describe()
-        else:
-            pool = LocalPool(self.executor(), self.workers, expected)
-            where = f"{self.workers} workers\n{self.isolation.describe(self.limits)}"
+        pool = self.cluster_pool() if self.cluster else LocalPool(self.executor(), self.workers, expected)
+        where = pool.describe() if self.cluster else f"{self.workers} workers\n{self.isolation.describe(self.limits)}"
         self.log(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
                  f"{len(students) - len(todo)} skipped; {where}")
-        previous = self._catch_ctrl_c()
-        try:
-            self._grade_all(pool, todo, results)
-        except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state
-            pool.stop()
-            raise
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+        with self.ctrl_c:
+            try:
+                self._grade_all(pool, todo, results)
+            except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state
+                pool.stop()
+                raise
         pool.shutdown()
         return [results[s] for s in students]
-
-    def _catch_ctrl_c(self):
-        """Ctrl-C raises KeyboardInterrupt as usual, and is also remembered: raised where a library
-        swallows it (seen once, mid-preparation, on a cluster), it is raised again at the next
-        student. Returns the previous handler (None off the main thread, where signals are not ours)."""
-        self.interrupted = False
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def interrupt(signum, frame):
-            self.interrupted = True
-            raise KeyboardInterrupt
-
-        return signal.signal(signal.SIGINT, interrupt)
-
-    def _check_interrupted(self) -> None:
-        if self.interrupted:
-            raise KeyboardInterrupt
 
     def fingerprint(self, student: str) -> str:
         return fingerprint(self.course, self.assignment, student, self.limits, self._assignment_files)
@@ -192,14 +162,15 @@ class Batch:
     def executor(self) -> SandboxExecutor:
         files = font_files(self.course.work(self.assignment) / "matplotlib", self.settings.matplotlib_fonts)
         return SandboxExecutor(self.isolation, self.limits, self.cell_timeout, ",".join(self.settings.preload),
-                               data.cache_dir(), thread_env(self.workers), files)
+                               data.students_dir(), thread_env(self.workers), files, self.course.hidden_delimiters())
 
     def cluster_pool(self):
-        from graders import cluster
+        from graders.grading import cluster
 
         address, tls = self.cluster
         settings = {"limits": asdict(self.limits), "cell_timeout": self.cell_timeout, "preload": ",".join(self.settings.preload),
-                    "env": thread_env(1), "matplotlib_fonts": self.settings.matplotlib_fonts}
+                    "env": thread_env(1), "matplotlib_fonts": self.settings.matplotlib_fonts,
+                    "delimiters": list(self.course.hidden_delimiters())}
         client = cluster.connect(address, tls)
         try:
             return cluster.DaskPool(client, settings, self.limits.memory_bytes, self.log)
@@ -214,20 +185,20 @@ class Batch:
 
         def progress(student, seconds):
             nonlocal done
-            self._check_interrupted()
+            self.ctrl_c.check()
             done += 1
             machine = f" on {results[student].machine}" if results[student].machine else ""
             self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s){machine}")
 
         for student in todo:
-            self._check_interrupted()
+            self.ctrl_c.check()
             started[student] = time.monotonic()
-            notebooks, problem = self.prepare(student)
+            notebooks, problem, self.foreign[student] = self.nbgrader.prepare(student)
             if problem:
                 results[student] = self.finish(student, problem, started[student])
                 progress(student, 0)
             else:
-                pool.add(Job(student, self.stage / student / self.assignment, notebooks))
+                pool.add(Job(student, self.nbgrader.stage / student / self.assignment, notebooks))
             for job, execution in pool.finished(wait=False):
                 results[job.student] = self.grade(job.student, execution, started[job.student])
                 progress(job.student, execution.wall_seconds)
@@ -236,38 +207,10 @@ class Batch:
             results[job.student] = self.grade(job.student, execution, started[job.student])
             progress(job.student, execution.wall_seconds)
 
-    def nbgrader_autograde(self, student: str, output_directory: str, preprocessors: list) -> list:
-        """nbgrader's Autograde converter for one student; returns the errors and warnings it logged."""
-        config = self.course.config_for(self.assignment, student)
-        config.CourseDirectory.autograded_directory = output_directory
-        config.Autograde.autograde_preprocessors = preprocessors
-        config.Autograde.force = True
-        config.StagedExecute.stage_directory = str(self.stage)
-        return run_converter(Autograde, config)
-
-    def prepare(self, student: str):
-        """Step 1: nbgrader prepares the notebooks in the staging folder. Returns (names, problem)."""
-        folder = self.stage / student / self.assignment
-        if folder.exists():
-            shutil.rmtree(folder)
-        messages = self.nbgrader_autograde(student, str(Path(WORK) / self.assignment / "stage"), [])
-        errors = [m for m in messages if m.startswith("ERROR")]
-        notebooks = sorted(p.stem for p in folder.glob("*.ipynb")) if folder.is_dir() else []
-        if errors or not notebooks:
-            return [], (Status.INVALID_NOTEBOOK, reason(errors) or "nbgrader found no notebook it could read")
-        return notebooks, None
-
     def grade(self, student: str, execution, started: float) -> Result:
-        """Step 3: nbgrader's Autograde with the sandbox's outputs, then the gradebook's verdict."""
+        """Step 3 (graders.grading.steps), then the gradebook's verdict."""
         problem = None if execution.status == Status.GRADED else (execution.status, execution.detail)
-        if not problem:
-            messages = self.nbgrader_autograde(student, self.course.directory.autograded_directory,
-                                               autograde_preprocessors(StagedExecute))
-            errors = [m for m in messages if m.startswith("ERROR")]
-            invalid = [m for m in errors if "InvalidExecution" in m]
-            if errors:
-                problem = (Status.INVALID_RESULT if invalid else Status.NBGRADER_ERROR, reason(invalid or errors))
-        return self.finish(student, problem, started, execution)
+        return self.finish(student, problem or self.nbgrader.grade(student), started, execution)
 
     def finish(self, student, problem, started, execution=None) -> Result:
         result = Result(student, *(problem or (Status.GRADED, "")), seconds=time.monotonic() - started)
@@ -277,7 +220,10 @@ class Batch:
             result.diagnoses = dict(getattr(execution, "diagnoses", {}) or {})
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
-        shutil.rmtree(self.stage / student, ignore_errors=True)
+        result.foreign_cells = self.foreign.pop(student, [])
+        if result.foreign_cells:
+            result.detail = "; ".join(filter(None, [result.detail, *result.foreign_cells]))
+        shutil.rmtree(self.nbgrader.stage / student, ignore_errors=True)
         self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result)})
         return result
 

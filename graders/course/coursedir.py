@@ -26,7 +26,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
-from graders.status import Status
+from graders.course.status import Status
 
 WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
 
@@ -88,6 +88,14 @@ class Course:
         self.config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
         self.config.CourseDirectory.root = str(self.root)
         self.directory = CourseDirectory(config=self.config)
+
+    def hidden_delimiters(self) -> tuple:
+        """(begin, end): the hidden-test delimiters as this course configures nbgrader's ClearHiddenTests,
+        for the runner's split and feedback's redaction alike."""
+        from nbgrader.preprocessors import ClearHiddenTests
+
+        clear = ClearHiddenTests(config=self.config)
+        return clear.begin_test_delimeter, clear.end_test_delimeter
 
     def config_for(self, assignment: str, student: str = "."):
         """A copy of the configuration aimed at one assignment (and student), for nbgrader's converters."""

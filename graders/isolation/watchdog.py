@@ -1,6 +1,6 @@
-"""Limits without cgroups, watched from a process of its own: python -m graders.watchdog.
+"""Limits without cgroups, watched from a process of its own: python -m graders.isolation.watchdog.
 
-Usage: python -m graders.watchdog PID MEMORY_BYTES PROCESSES [TMPFS_FOLDER ...]
+Usage: python -m graders.isolation.watchdog PID MEMORY_BYTES PROCESSES [TMPFS_FOLDER ...]
 Every INTERVAL seconds it sums the memory of process PID and its descendants (resident anonymous
 and shared memory, plus what the sandbox's tmpfs folders hold) and counts their threads; over
 MEMORY_BYTES it kills them all. The quick sum counts pages that a forked kernel shares

@@ -23,8 +23,8 @@ from nbgrader.converters import GenerateFeedback
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from traitlets import Dict, List, Unicode
 
-from graders.coursedir import Course, penalised, run_converter, reason
-from graders.status import SCORED
+from graders.course.coursedir import Course, penalised, run_converter, reason
+from graders.course.status import SCORED
 
 MIN_SECRET = 8  # shorter hidden lines ("else:", "])") are not worth hiding, and match anywhere
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -91,11 +91,17 @@ class RedactHiddenTests(ClearHiddenTests):
                                         "of the notebook's own test cells").tag(config=True)
     hints = Dict(help="{'notebook:grade id': hint}: the student's misconceptions, from the batch grader's "
                       "state, shown under a failed hidden check").tag(config=True)
+    notes = List(Unicode(), help="what the batch grader did to the student's notebooks (a foreign cell graded as "
+                                 "an ordinary one), shown at the top of the notebook it names").tag(config=True)
 
     def preprocess(self, nb, resources):
         begin, end = self.begin_test_delimeter, self.end_test_delimeter
         self.notebook = (resources or {}).get("unique_key", "")
         self.secrets = sorted(set(self.secret_lines) | hidden_lines([nb], begin, end))
+        notes = [note for note in self.notes if f" in {self.notebook}:" in note]
+        if notes:
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell("**Note from the grader:** " + " ".join(
+                f"a {note}." for note in notes)))
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
@@ -126,6 +132,14 @@ class RedactHiddenTests(ClearHiddenTests):
         self._remove_hidden_test_region(cell)
         cell.outputs = [self.rewritten_error(output, cell, lines, hidden, label)
                         for output in cell.get("outputs", []) if output.get("output_type") == "error"]
+        hint = self.hint(cell)
+        if not cell.outputs and hint:  # the check passed, with a notice (graders.inside.hidden.NOTICES)
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"{label} passed. Note: {hint}\n")]
+
+    def hint(self, cell) -> str:
+        """The hint the batch grader recorded for this cell, unless it quotes a hidden line."""
+        hint = self.hints.get(f"{getattr(self, 'notebook', '')}:{cell.metadata['nbgrader'].get('grade_id', '')}")
+        return hint if hint and not self.quotes_secret(hint) else ""
 
     def rewritten_error(self, output, cell, lines, hidden, label):
         """The visible assertion message if a public line failed, else only which question's hidden check failed."""
@@ -145,8 +159,8 @@ class RedactHiddenTests(ClearHiddenTests):
             if not self.quotes_secret(_text(public)):
                 return public
         message = f"a hidden check of {label} failed"
-        hint = self.hints.get(f"{getattr(self, 'notebook', '')}:{cell.metadata['nbgrader'].get('grade_id', '')}")
-        if hint and not self.quotes_secret(hint):
+        hint = self.hint(cell)
+        if hint:
             message += f". Hint: {hint}"
         return nbformat.v4.new_output("error", ename=ename, evalue=message, traceback=[f"{RED}{ename}{RESET}: {message}"])
 
@@ -177,14 +191,13 @@ class Feedback:
         course = Course(course)
         self.course, self.assignment = course.root, assignment
         self.config, self.coursedir = course.config, course.directory
-        redact = RedactHiddenTests(config=self.config)
+        begin, end = course.hidden_delimiters()
         sources = sorted((self.course / self.coursedir.source_directory / assignment).glob("*.ipynb"))
         if not sources:
             raise RuntimeError(f"no notebooks in {self.course / self.coursedir.source_directory / assignment}: "
                                "feedback needs the assignment's source, to know its hidden tests")
-        self.secrets = hidden_lines([nbformat.read(str(path), as_version=4) for path in sources],
-                                    redact.begin_test_delimeter, redact.end_test_delimeter)
-        self.marker = redact.begin_test_delimeter
+        self.secrets = hidden_lines([nbformat.read(str(path), as_version=4) for path in sources], begin, end)
+        self.marker = begin
         # the batch grader's record of each student; empty after stock autograde
         self.state = course.state(assignment).load()
 
@@ -215,6 +228,7 @@ class Feedback:
         config.GenerateFeedback.preprocessors = [GetGrades, RedactHiddenTests, CSSHTMLHeaderPreprocessor]
         config.RedactHiddenTests.secret_lines = sorted(self.secrets)
         config.RedactHiddenTests.hints = self.hints(student)
+        config.RedactHiddenTests.notes = self.state.get(student, {}).get("result", {}).get("foreign_cells", [])
         return [m for m in run_converter(GenerateFeedback, config) if m.startswith("ERROR")]
 
     def hints(self, student: str) -> dict:
@@ -271,7 +285,7 @@ class Feedback:
             path.unlink()
         if leaks:
             return FAILED, (f"removed {', '.join(path.name for path in leaks)}: a hidden-test line still showed "
-                            "(if not in the student's own code, a bug of graders.feedback)")
+                            "(if not in the student's own code, a bug of graders.outputs.feedback)")
         return WRITTEN, folder
 
 

@@ -9,7 +9,7 @@
 - `NoSandbox` (--no-sandbox): no bubblewrap, for trusted code; a cgroup if one can be made, else
   the watchdog.
 Both sandboxes show the same view: /usr, /etc, the Python installation and virtualenv, the
-read-only data cache at /data and the student's working copy at /submission: no course
+students' view of the data cache at /data (graders.data: no grading label) and the student's working copy at /submission: no course
 directory (no source/, no gradebook.db), no other student, no home directory, no network.
 """
 import json
@@ -25,8 +25,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graders import watchdog
-from graders.watchdog import kill_until_gone
+from graders.isolation import watchdog
+from graders.isolation.watchdog import kill_until_gone
 
 SANDBOX_USER = "onions-sandbox"
 REPORT_FD = "GRADERS_REPORT_FD"  # the environment variable that names the command's private report line
@@ -175,7 +175,7 @@ class Cgroup:
 
 
 class Watchdog:
-    """Limits without cgroups: graders.watchdog, in a process of its own, kills the sandbox over
+    """Limits without cgroups: graders.isolation.watchdog, in a process of its own, kills the sandbox over
     the memory limit and counts its tasks (see there); RLIMIT_DATA stops one process at 1.25x."""
     kind = "watchdog"
     # the share of the cap that counts as reaching it: the kernel refuses forks at the cap, but a
@@ -196,7 +196,7 @@ class Watchdog:
     def watch(self, process) -> None:
         self.root = process.pid
         self.watcher = subprocess.Popen(
-            python_module("graders.watchdog", str(process.pid), str(self.memory_bytes), str(self.processes), *self.tmpfs),
+            python_module("graders.isolation.watchdog", str(process.pid), str(self.memory_bytes), str(self.processes), *self.tmpfs),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
 
     def _seen(self) -> dict:
@@ -331,7 +331,7 @@ def _python_paths() -> list:
     return sorted(p for p in paths if not p.startswith("/usr/") and p != "/usr")
 
 
-PACKAGE = Path(__file__).resolve().parent  # this package, as the grader imported it (an editable install: its source)
+PACKAGE = Path(__file__).resolve().parents[1]  # the graders package, as the grader imported it (an editable install: its source)
 PACKAGE_INSIDE = "/opt/onions/graders"  # where a sandbox shows it: not at its own path, which may be in the course
 
 

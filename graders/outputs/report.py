@@ -5,7 +5,7 @@ it) and a student x question CSV, both read from nbgrader's gradebook, plus each
 status from the batch grader's state (.graders/ASSIGNMENT/state.jsonl). A student the batch
 grader could not grade (timed out, kernel crashed ...) has no usable grades: `nbgrader export`
 lists them with 0; here they are counted under their status, never as zeros in the plots.
-Per test cell that declares misconceptions (graders.hidden), the share of students who made
+Per test cell that declares misconceptions (graders.inside.hidden), the share of students who made
 each, from the diagnoses the batch grader recorded: what the class got wrong, and why.
 """
 import base64
@@ -20,9 +20,9 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import MissingEntry
 
-from graders import hidden
-from graders.coursedir import Course
-from graders.status import Status
+from graders.course.coursedir import Course
+from graders.course.status import Status
+from graders.inside import hidden
 
 GRADED_BY_NBGRADER, NOT_GRADED = Status.GRADED_BY_NBGRADER, Status.NOT_GRADED
 NOT_SUBMITTED, NOT_IN_GRADEBOOK = Status.NO_SUBMISSION, Status.NOT_IN_GRADEBOOK
@@ -74,7 +74,7 @@ def _source_cells(source_notebook: Path) -> dict:
 def read_class(course: Path, assignment: str):
     """([Question], [Student]) of an assignment, from the gradebook and the batch grader's state."""
     course = Course(course)
-    state = course.state(assignment).load()
+    state, delimiters = course.state(assignment).load(), course.hidden_delimiters()
     with course.gradebook() as gradebook:
         try:
             found = gradebook.find_assignment(assignment)
@@ -87,7 +87,7 @@ def read_class(course: Path, assignment: str):
             order = {grade_id: position for position, grade_id in enumerate(source)}
             answers = {cell.name for cell in notebook.solution_cells}
             for cell in sorted(notebook.grade_cells, key=lambda c: (order.get(c.name, math.inf), c.name)):
-                code = hidden.split(source[cell.name].source)[1] if cell.name in source else None
+                code = hidden.split(source[cell.name].source, *delimiters)[1] if cell.name in source else None
                 questions.append(Question(notebook.name, cell.name, cell.max_score, cell.name not in answers,
                                           hidden.declared(code) if code else []))
         submissions = {s.student_id: s for s in gradebook.assignment_submissions(assignment)}
@@ -119,11 +119,12 @@ def _student(name: str, submission, known: dict) -> Student:
 def misconception(question: Question, student: Student):
     """What `student` got wrong on `question`: the misconception the batch grader recorded,
     "other" when the cell lost points without one (a public check failed, or an unknown mistake),
-    None when it has full points or no usable score."""
+    a notice recorded on full points (graders.inside.hidden: the check passed), else None when it has
+    full points or no usable score."""
     score = student.scores.get(question.key) if student.usable else None
-    if score is None or score >= question.max_score:
-        return None
     found = student.diagnoses.get(question.key)
+    if score is None or score >= question.max_score:
+        return found["misconception"] if score is not None and isinstance(found, dict) and found.get("passed") else None
     return (found.get("misconception") or hidden.OTHER) if isinstance(found, dict) else hidden.OTHER
 
 
@@ -278,7 +279,8 @@ def write_csv(path: Path, questions, students) -> None:
 
 
 def _table(table_id: str, header, rows) -> str:
-    cells = lambda tag, values: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+    def cells(tag, values):
+        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
     body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
     return f'<table id="{table_id}">\n<tr>{cells("th", header)}</tr>\n{body}\n</table>'
 
@@ -292,7 +294,8 @@ def _question_rows(questions, students):
 
 
 def write_html(path: Path, assignment: str, questions, students, images: dict) -> None:
-    image = lambda name, alt: f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
+    def image(name, alt):
+        return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
     graded = sum(s.usable for s in students)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(assignment)}: class report</title>
@@ -318,7 +321,8 @@ count once a grader has scored them.</p>
 <h2>What the class got wrong</h2>
 <p>Per question, the students who lost its points, by the misconception the grader recognised
 (from their values, when a hidden check failed); "other": none of them (another mistake, or a
-public check failed). Shares are of the students scored on the question.</p>
+public check failed). A notice (such as "trained or tuned on the test set") counts its students
+whether or not they kept the points. Shares are of the students scored on the question.</p>
 {image("misconceptions", "misconceptions per question") if "misconceptions" in images else ""}
 {_table("misconceptions", ["question", "misconception", "students", "share", "example values", "who"],
         [[q.key, name, count, f"{100 * share:.0f}%", examples, ", ".join(who)]

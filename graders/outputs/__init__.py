@@ -1,0 +1,2 @@
+"""What graders and students read: feedback without hidden tests, the class report, and the
+students' self-check."""
