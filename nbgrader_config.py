@@ -24,3 +24,8 @@ c.GradersBatch.datasets = ["mnist"]
 # this directory once (mkdir -p /srv/nbgrader/exchange && chmod 1777 /srv/nbgrader/exchange);
 # students' nbgrader needs the same root and course_id (/etc/jupyter/nbgrader_config.py).
 c.Exchange.root = "/srv/nbgrader/exchange"
+
+# Validate (the button and `nbgrader validate`): stderr noise does not fail a test cell, as in
+# grading and `python -m graders selfcheck` (graders/grading/validate.py; the hub's students get the same).
+from graders.grading.validate import configure_validator  # noqa: E402
+configure_validator(c)

@@ -187,3 +187,13 @@ def test_output_quoting_a_hidden_line_is_removed(feedback_class):
     assert HIDDEN_Q3 in printed  # the student's code printed the hidden line
     ours = rendered(directory / "feedback" / MESSAGES / course.ASSIGNMENT / "check_your_learning.html")
     assert HIDDEN_Q3 not in ours and "removed here because it quoted the hidden tests" in ours
+
+
+def test_long_output_lines_wrap_in_the_feedback_page(tmp_path):
+    """A hint is one long line: the page's outputs wrap it (tests/test_hub.py measures it in Chromium)."""
+    from graders.outputs.feedback import WRAP_OUTPUTS, wrap_outputs
+    page = tmp_path / "check_your_learning.html"
+    page.write_text("<html><head><title>f</title></head><body><div class='output_subarea output_text output_error'><pre>hint</pre></div></body></html>")
+    wrap_outputs(page)
+    wrap_outputs(page)  # idempotent: feedback is written again after a regrade
+    assert page.read_text().count(WRAP_OUTPUTS) == 1 and page.read_text().index(WRAP_OUTPUTS) < page.read_text().index("</head>")

@@ -33,6 +33,12 @@ CELL_FRAME = re.compile(r"(?:Cell|Input) In ?\[(\d+)\],? (?:line (\d+)|in <cell 
 RED, RESET = "\x1b[31m", "\x1b[39m"
 WRITTEN, NOT_GRADED, FAILED = "feedback", "no feedback", "FAILED"
 REMOVED = "[graders: an output was removed here because it quoted the hidden tests]\n"
+# nbgrader's feedback page is 900 pixels wide and its outputs are <pre>: a hint on one line needed a
+# horizontal scroll bar. Text outputs wrap instead, between words (Bootstrap breaks them anywhere), and
+# code cells keep their lines.
+# Text outputs only: a rich table (keras' model summary) keeps its own horizontal scroll.
+WRAP_OUTPUTS = ("<style>/* graders.feedback: text outputs wrap */ .output_text pre, .jp-RenderedText pre "
+                "{ white-space: pre-wrap; word-break: normal; overflow-wrap: anywhere; }</style>")
 
 
 def plain(text: str) -> str:
@@ -272,6 +278,8 @@ class Feedback:
         errors = self.generate(student)
         if errors:
             return FAILED, reason(errors)
+        for path in folder.glob("*.html"):
+            wrap_outputs(path)
         leaks = self.leaking(folder)
         for path in leaks:
             path.unlink()
@@ -279,6 +287,13 @@ class Feedback:
             return FAILED, (f"removed {', '.join(path.name for path in leaks)}: a hidden-test line still showed "
                             "(if not in the student's own code, a bug of graders.outputs.feedback)")
         return WRITTEN, folder
+
+
+def wrap_outputs(path: Path) -> None:
+    """Make the outputs of one feedback page wrap long lines (WRAP_OUTPUTS, before </head>)."""
+    text = path.read_text()
+    if WRAP_OUTPUTS not in text and "</head>" in text:
+        path.write_text(text.replace("</head>", WRAP_OUTPUTS + "\n</head>", 1))
 
 
 def run(args) -> int:

@@ -1,0 +1,81 @@
+"""JupyterHub for the course (started by `bash scripts/hub`; docs/hub.md).
+
+Local accounts log in with their system password (PAM). Members of the group onions-students
+get JupyterLab with nbgrader's Assignments tab and Validate, and no Formgrader, Courses or
+Create Assignment; members of onions-instructors get everything, with their course directory
+~/onions. Each role is a Jupyter configuration directory beside this file (students/,
+instructors/), put first on the single-user server's JUPYTER_CONFIG_PATH, so nothing is
+written to /etc/jupyter and the repository holds the whole set-up.
+
+Settings come from the environment, which scripts/hub sets (defaults in brackets):
+ONIONS_HUB_IP [127.0.0.1], ONIONS_HUB_PORT [8000] (the hub's API listens on PORT+1 and the
+proxy's on PORT+2, all on 127.0.0.1), ONIONS_HUB_STATE [.hub] (database, cookie secret, pid
+file), ONIONS_HUB_VENV [.venv] (the Python every account's server runs), ONIONS_EXCHANGE
+[/srv/nbgrader/exchange], ONIONS_DATA_DIR (the offline datasets, when not in ~/.cache/onions).
+"""
+import grp
+import os
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+STUDENTS, INSTRUCTORS = "onions-students", "onions-instructors"
+
+c = get_config()  # noqa: F821 (provided by traitlets)
+ip = os.environ.get("ONIONS_HUB_IP", "127.0.0.1")
+port = int(os.environ.get("ONIONS_HUB_PORT", "8000"))
+state = Path(os.environ.get("ONIONS_HUB_STATE", ROOT / ".hub")).resolve()
+venv = Path(os.environ.get("ONIONS_HUB_VENV", ROOT / ".venv")).absolute()  # not resolved: its bin/python may be a link
+
+c.JupyterHub.bind_url = f"http://{ip}:{port}"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{port + 1}"
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+c.JupyterHub.cleanup_servers = True  # a stopped hub stops the students' servers too
+
+# The proxy: configurable-http-proxy from npm, installed by scripts/hub into the state folder.
+c.ConfigurableHTTPProxy.command = [str(state / "node_modules" / ".bin" / "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{port + 2}"
+c.ConfigurableHTTPProxy.pid_file = str(state / "configurable-http-proxy.pid")
+c.ConfigurableHTTPProxy.should_start = True
+
+# Who may log in: the course's groups, with their system passwords.
+c.JupyterHub.authenticator_class = "pam"
+c.Authenticator.allowed_groups = {STUDENTS, INSTRUCTORS}  # PAMAuthenticator is a LocalAuthenticator
+c.Authenticator.admin_groups = {INSTRUCTORS}
+c.LocalAuthenticator.create_system_users = False  # accounts are made once, by scripts/hub adduser
+
+c.Spawner.cmd = [str(venv / "bin" / "jupyterhub-singleuser")]
+c.Spawner.default_url = "/lab"
+c.Spawner.notebook_dir = "~"
+c.Spawner.http_timeout = 120  # two cores shared: JupyterLab can take a while to answer the first time
+c.Spawner.start_timeout = 120
+
+
+def role(spawner) -> str:
+    """'instructors' or 'students', from the account's groups (an instructor in both is an instructor)."""
+    try:
+        if spawner.user.name in grp.getgrnam(INSTRUCTORS).gr_mem:
+            return "instructors"
+    except KeyError:
+        pass
+    return "students"
+
+
+def environment(name, default=None):
+    value = os.environ.get(name, default)
+    return {name: value} if value else {}
+
+
+def role_environment(spawner):
+    """JUPYTER_CONFIG_PATH first names the role's folder; PATH starts with the course's Python."""
+    return str(HERE / role(spawner))
+
+
+c.Spawner.environment = {
+    "JUPYTER_CONFIG_PATH": role_environment,
+    "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+    **environment("ONIONS_EXCHANGE", "/srv/nbgrader/exchange"),
+    **environment("ONIONS_DATA_DIR"),
+}

@@ -1,0 +1,470 @@
+"""The whole term on the course's JupyterHub, in headless Chromium, as real accounts.
+
+`bash scripts/hub` starts the hub on 127.0.0.1 (a free port, a temporary exchange and state);
+`scripts/hub adduser` makes an instructor and two students with passwords. The instructor
+generates and releases lesson08 in Formgrader; each student logs in, fetches it in the
+Assignments tab, answers check_your_learning in the notebook (Alice right, Bob with the
+lesson's "biases forgotten" misconception), presses Validate and submits; Bob validates the
+untouched notebook first and is told it fails. The instructor collects in Formgrader, grades
+with `python -m graders autograde` and `feedback` as their own account (sandboxed), grades a
+written answer in Formgrader and releases the feedback there; each student fetches it and
+opens their own. mnist_exercise stays unanswered: nothing is trained.
+
+A screenshot of every step goes to a folder printed at the start, removed after a passing run
+unless ONIONS_KEEP_SCREENSHOTS=1.
+Skipped, with the reason, where the machine cannot run it: not root, no Chromium, no Node.js.
+"""
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+from selenium import webdriver
+from selenium.common.exceptions import (ElementClickInterceptedException, ElementNotInteractableException,
+                                        JavascriptException, NoSuchElementException, StaleElementReferenceException)
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+import course
+from graders import data
+from graders.outputs.feedback import rendered
+from test_exchange import interpreter, shared_python
+from test_formgrader import CHROMIUM_FLAGS, free_port, type_and_leave
+
+REPO = Path(__file__).resolve().parent.parent
+PREFIX = f"onh{os.getpid() % 100000}"
+TEACH, ALICE, BOB = (f"{PREFIX}-{role}" for role in ("teach", "alice", "bob"))
+CYL, MNIST = "check_your_learning", "mnist_exercise"
+WRITTEN = "overfitting_written"
+COMMENT = "No answer here: look at val_accuracy next to accuracy, epoch by epoch."
+HINT = "Count the biases too: every unit of a Dense layer has one."
+# what each student types in place of the stubs of check_your_learning, in order
+RIGHT = ["n_parameters = 32 * 32 * 3 * 100 + 100",
+         "n_conv_parameters = 100 * 3 * 3 * 3\nratio = n_parameters / n_conv_parameters",
+         'x = keras.layers.Conv2D(32, (3, 3), activation="relu")(x)',
+         'q3_answer = "fewer"']
+# a click that a re-rendered list, an animation or a slow page made miss: tried again
+LOST_CLICKS = (StaleElementReferenceException, NoSuchElementException, ElementClickInterceptedException,
+               ElementNotInteractableException)
+BIASES_FORGOTTEN = ["n_parameters = 32 * 32 * 3 * 100"] + RIGHT[1:]
+
+
+def cannot_run() -> str:
+    if os.geteuid() != 0:
+        return "needs root to create the accounts and run the hub"
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        return "needs headless Chromium: apt-get install chromium chromium-driver"
+    if not (shutil.which("node") and shutil.which("npm")):
+        return "needs Node.js for the hub's proxy: apt-get install nodejs npm"
+    if interpreter() is None:
+        return f"other accounts cannot run {os.path.realpath(sys.executable)}, nor a system Python of its version"
+    return ""
+
+
+class Hub:
+    def __init__(self, folder: Path, port: int, env: dict, shots: Path):
+        self.folder, self.port, self.env, self.shots = folder, port, env, shots
+        self.url = f"http://127.0.0.1:{port}"
+        self.passwords = {}
+        self.process = None
+        self.step = 0
+
+    def script(self, *args, stdin: str = None, check=True) -> subprocess.CompletedProcess:
+        result = subprocess.run(["bash", str(REPO / "scripts" / "hub"), *args], input=stdin, env=self.env,
+                                capture_output=True, text=True, timeout=600)
+        assert not check or result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    def run_as(self, account: str, *command: str, cwd: Path) -> subprocess.CompletedProcess:
+        home = pwd.getpwnam(account).pw_dir
+        env = ["env", "-i", f"HOME={home}", f"USER={account}", "LANG=C.UTF-8", f"ONIONS_DATA_DIR={self.env['ONIONS_DATA_DIR']}",
+               f"PATH={self.env['ONIONS_HUB_VENV']}/bin:/usr/bin:/bin"]
+        result = subprocess.run(["runuser", "-u", account, "--", *env, *command], cwd=cwd, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        return result
+
+    def home(self, account: str) -> Path:
+        return Path(pwd.getpwnam(account).pw_dir)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="module")
+def hub(request):
+    failed_before = request.session.testsfailed
+    reason = cannot_run()
+    if reason:
+        pytest.skip(f"the hub test {reason}")
+    folder = Path(tempfile.mkdtemp(prefix="onions-hub-", dir="/tmp"))
+    folder.chmod(0o755)
+    shots = Path(tempfile.mkdtemp(prefix="onions-hub-screenshots-", dir="/tmp"))
+    print(f"\nscreenshots: {shots}")
+    shutil.copytree(data.cache_dir(), folder / "data")  # what scripts/hub copies to /srv/onions/data
+    subprocess.run(["chmod", "-R", "a+rX", str(folder / "data")], check=True)
+    port = free_port()
+    while not all(free(p) for p in (port + 1, port + 2)):
+        port = free_port()
+    env = dict(os.environ, ONIONS_HUB_PORT=str(port), ONIONS_HUB_STATE=str(folder / "state"),
+               ONIONS_EXCHANGE=str(folder / "exchange"), ONIONS_DATA_DIR=str(folder / "data"),
+               ONIONS_HUB_VENV=str(shared_python(folder, interpreter())))
+    made = []
+    hub = Hub(folder, port, env, shots)
+    try:
+        for kind, account in (("instructor", TEACH), ("student", ALICE), ("student", BOB)):
+            made.append(account)
+            hub.passwords[account] = secrets.token_hex(8)
+            hub.script("adduser", kind, account, stdin=hub.passwords[account] + "\n")
+        log = open(folder / "hub.log", "w")
+        start = time.monotonic()
+        hub.process = subprocess.Popen(["bash", str(REPO / "scripts" / "hub")], env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        while not answers(f"{hub.url}/hub/login"):
+            assert hub.process.poll() is None, (folder / "hub.log").read_text()[-3000:]
+            assert time.monotonic() - start < 120, "the hub did not answer in 120 s"
+            time.sleep(0.5)
+        hub.started_in = time.monotonic() - start
+        yield hub
+    finally:
+        if hub.process and hub.process.poll() is None:
+            os.killpg(hub.process.pid, signal.SIGTERM)
+            try:
+                hub.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(hub.process.pid, signal.SIGKILL)
+        for account in made:
+            subprocess.run(["pkill", "-u", account], capture_output=True)  # only the test's own accounts
+            subprocess.run(["userdel", "-r", account], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        if request.session.testsfailed == failed_before and not os.environ.get("ONIONS_KEEP_SCREENSHOTS"):
+            shutil.rmtree(shots, ignore_errors=True)  # kept only for a failing run
+        else:
+            print(f"\nscreenshots of each step kept in {shots}")
+
+
+def free(port: int) -> bool:
+    import socket
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def browser(hub):
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver"),
+                                                               log_output=str(hub.shots / "chromedriver.log")))
+    driver.implicitly_wait(20)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shot(hub, driver, name: str):
+    hub.step += 1
+    driver.save_screenshot(str(hub.shots / f"{hub.step:02d}-{name}.png"))
+
+
+def log_in(hub, driver, account: str):
+    driver.get(f"{hub.url}/hub/logout")  # the previous account's (its cookies are not all visible from here)
+    driver.get(f"{hub.url}/hub/login")
+    driver.find_element(By.ID, "username_input").send_keys(account)
+    driver.find_element(By.ID, "password_input").send_keys(hub.passwords[account])
+    driver.find_element(By.ID, "login_submit").click()
+    WebDriverWait(driver, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#jp-main-dock-panel"),
+                                     f"{account}'s JupyterLab did not open")
+    shot(hub, driver, f"{account}-lab")
+
+
+def press(driver, by, selector: str, seconds: float = 120):
+    """Click the element once it is there, again if a list re-rendered it meanwhile (nbgrader's lists reload)."""
+    def clicked(d):
+        try:
+            d.find_element(by, selector).click()
+            return True
+        except LOST_CLICKS:
+            return False
+    driver.implicitly_wait(0)
+    try:
+        WebDriverWait(driver, seconds, poll_frequency=0.5).until(clicked, f"could not click {selector}")
+    finally:
+        driver.implicitly_wait(20)
+
+
+def nbgrader_menu(driver, command: str):
+    """Nbgrader -> the command's item (the menu is opened again if a click closed it)."""
+    item = f'#jp-mainmenu-nbgrader li[data-command="{command}"]'
+
+    def chosen(d):
+        shown = [e for e in d.find_elements(By.CSS_SELECTOR, item) if e.is_displayed()]
+        try:
+            if shown:
+                shown[0].click()
+                return True
+            d.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Nbgrader']").click()
+        except LOST_CLICKS:
+            pass
+        return False
+    driver.implicitly_wait(0)
+    try:
+        WebDriverWait(driver, 60, poll_frequency=1).until(chosen, f"could not choose {command} in the Nbgrader menu")
+    finally:
+        driver.implicitly_wait(20)
+
+
+def formgrader_row_button(driver, column: str):
+    """Click lesson08's button in a column of Formgrader's Manage Assignments; wait for its success dialog."""
+    press(driver, By.XPATH, f"//tr[.//a[text()='{course.ASSIGNMENT}']]/td[contains(concat(' ', @class, ' '), ' {column} ')]//a")
+    WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#success-modal, #error-modal"))
+    assert driver.find_elements(By.CSS_SELECTOR, "#success-modal"), driver.find_element(By.CSS_SELECTOR, "#error-modal").text
+    def closed(d):  # a click during the dialog's fade-in is lost: OK again until it is gone
+        if not d.find_elements(By.CSS_SELECTOR, ".modal-backdrop"):
+            return True
+        try:
+            d.find_element(By.CSS_SELECTOR, "#success-modal .modal-footer button").click()
+        except LOST_CLICKS:
+            pass
+        return False
+    driver.implicitly_wait(0)
+    try:
+        WebDriverWait(driver, 30, poll_frequency=1).until(closed, "the dialog did not close")
+    finally:
+        driver.implicitly_wait(20)
+
+
+def answer_stubs(driver, texts):
+    """Replace each '# YOUR CODE HERE / raise NotImplementedError()' stub, in order, by typing, then save."""
+    for text in texts:
+        line = driver.find_element(By.XPATH, "//div[contains(@class,'cm-line') and normalize-space(.)='# YOUR CODE HERE']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", line)
+        line.click()
+        chain = webdriver.ActionChains(driver)
+        chain.send_keys(Keys.HOME).key_down(Keys.SHIFT).send_keys(Keys.DOWN).send_keys(Keys.END).key_up(Keys.SHIFT)
+        chain.send_keys(text).perform()
+    def saved(d):  # Ctrl+S, again if a busy machine let the first one pass unnoticed
+        if not d.find_elements(By.CSS_SELECTOR, ".jp-mod-dirty"):
+            return True
+        webdriver.ActionChains(d).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL).perform()
+        return False
+    driver.implicitly_wait(0)
+    try:
+        WebDriverWait(driver, 90, poll_frequency=3).until(saved, "the notebook was not saved")
+    finally:
+        driver.implicitly_wait(20)
+
+
+def validate(hub, driver, name: str) -> str:
+    """Press the notebook's Validate button; the dialog's text."""
+    driver.find_element(By.CSS_SELECTOR, "jp-button.validate-button").click()
+    dialog = WebDriverWait(driver, 180).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".nbgrader-SuccessDialog, .nbgrader-ErrorDialog"), "no Validate verdict")[0]
+    text = dialog.text
+    shot(hub, driver, name)
+    dialog.find_element(By.CSS_SELECTOR, "button.jp-Dialog-button").click()
+    return text
+
+
+def open_assignments(driver):
+    nbgrader_menu(driver, "nbgrader:open-assignment-list")
+    press(driver, By.ID, "refresh_assignments_list")
+
+
+class Term:
+    pass
+
+
+@pytest.fixture(scope="module")
+def term(hub, browser):
+    """The whole term; what each step showed, for the tests below."""
+    seen, driver, started = Term(), browser, time.monotonic()
+    try:
+        # the instructor generates and releases lesson08 in Formgrader
+        log_in(hub, driver, TEACH)
+        seen.instructor_menu = menu_commands(hub, driver, TEACH)
+        nbgrader_menu(driver, "nbgrader:open-course-list")  # Courses: the instructor's course, from Formgrader
+        WebDriverWait(driver, 120).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#formgrader_list .list_item"), "no course listed")
+        seen.courses = driver.find_element(By.ID, "formgrader_list").text
+        shot(hub, driver, "courses")
+        driver.get(f"{hub.url}/user/{TEACH}/formgrader/manage_assignments")
+        formgrader_row_button(driver, "assign")
+        formgrader_row_button(driver, "release")
+        shot(hub, driver, "released")
+
+        seen.verdicts = {}
+        for student, typed in ((ALICE, RIGHT), (BOB, BIASES_FORGOTTEN)):
+            log_in(hub, driver, student)
+            seen.__dict__.setdefault("student_menus", {})[student] = menu_commands(hub, driver, student)
+            open_assignments(driver)
+            press(driver, By.CSS_SELECTOR, "#released_assignments_list > .list_item .item_status button")  # Fetch
+            driver.find_element(By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{course.ASSIGNMENT}']")
+            shot(hub, driver, f"{student}-fetched")
+            press(driver, By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{course.ASSIGNMENT}']")
+            press(driver, By.XPATH, f"//div[@id='fetched_assignments_list']//a[text()='{CYL}']")
+            driver.find_element(By.XPATH, "//div[contains(@class,'cm-line') and normalize-space(.)='# YOUR CODE HERE']")
+            if student == BOB:
+                seen.verdicts["untouched"] = validate(hub, driver, f"{student}-validate-untouched")
+            answer_stubs(driver, typed)
+            seen.verdicts[student] = validate(hub, driver, f"{student}-validate")
+            open_assignments(driver)
+            press(driver, By.XPATH, "//div[@id='fetched_assignments_list']//button[text()='Submit']")
+            driver.find_element(By.CSS_SELECTOR, f"#nbgrader-onions-{course.ASSIGNMENT}-submissions > .list_item")
+            shot(hub, driver, f"{student}-submitted")
+
+        # the instructor collects in Formgrader, grades and writes feedback as themselves
+        log_in(hub, driver, TEACH)
+        driver.get(f"{hub.url}/user/{TEACH}/formgrader/manage_assignments")
+        formgrader_row_button(driver, "collect")
+        directory = hub.home(TEACH) / "onions"
+        seen.autograde = hub.run_as(TEACH, "python", "-m", "graders", "autograde", course.ASSIGNMENT, "--workers", "2",
+                                    "--memory", "3G", cwd=directory).stdout
+        # a TA grades a written answer in Formgrader
+        driver.get(f"{hub.url}/user/{TEACH}/formgrader")
+        driver.find_element(By.LINK_TEXT, "Manual Grading").click()
+        driver.find_element(By.LINK_TEXT, course.ASSIGNMENT).click()
+        driver.find_element(By.LINK_TEXT, MNIST).click()
+        def alice_shown(d):  # the button works once the table's script has run: press until her name shows
+            links = [a for a in d.find_elements(By.LINK_TEXT, ALICE) if a.is_displayed()]
+            if not links:
+                d.find_element(By.XPATH, "//button[normalize-space(.)='Show All Names']").click()
+            return links
+        WebDriverWait(driver, 60, poll_frequency=1).until(alice_shown, "Show All Names did not show the names")[0].click()
+        WebDriverWait(driver, 30, ignored_exceptions=[JavascriptException]).until(
+            lambda d: d.execute_script("return formgrader.grades.loaded && formgrader.comments.loaded"))
+        type_and_leave(driver, f"{WRITTEN}-comment", COMMENT)
+        WebDriverWait(driver, 20, poll_frequency=0.5).until(lambda _: gradebook_comment(directory) == COMMENT)
+        shot(hub, driver, "ta-comment")
+        seen.feedback = hub.run_as(TEACH, "python", "-m", "graders", "feedback", course.ASSIGNMENT, cwd=directory).stdout
+        driver.get(f"{hub.url}/user/{TEACH}/formgrader/manage_assignments")
+        formgrader_row_button(driver, "release-feedback")
+        shot(hub, driver, "feedback-released")
+
+        # each student fetches and opens their own feedback
+        seen.feedback_pages = {}
+        for student in (ALICE, BOB):
+            log_in(hub, driver, student)
+            open_assignments(driver)
+            press(driver, By.XPATH, "//div[@id='submitted_assignments_list']//button[text()='Fetch Feedback']")
+            press(driver, By.XPATH, "//a[contains(text(), 'view feedback')]")  # the file browser goes to its folder
+            item = f"//li[contains(@class,'jp-DirListing-item')][.//span[starts-with(text(), '{CYL}')]]"
+            WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.XPATH, item), "no feedback in the file browser")
+            webdriver.ActionChains(driver).double_click(driver.find_element(By.XPATH, item)).perform()
+            driver.find_element(By.CSS_SELECTOR, ".jp-HTMLViewer iframe")  # JupyterLab shows the page
+            time.sleep(2)
+            shot(hub, driver, f"{student}-feedback")
+            # the same page on its own, as the student's browser loads it: what it says, and whether anything scrolls
+            page, = (hub.home(student) / course.ASSIGNMENT / "feedback").glob(f"*/{CYL}.html")
+            driver.set_window_size(700, 1400)  # a narrow window, where a hint on one line would scroll
+            driver.get(f"{hub.url}/user/{student}/files/{urllib.parse.quote(str(page.relative_to(hub.home(student))))}")
+            driver.execute_script("const e = document.querySelector('.output_error'); if (e) e.scrollIntoView({block: 'center'});")
+            shot(hub, driver, f"{student}-feedback-page")
+            seen.feedback_pages[student] = (driver.find_element(By.TAG_NAME, "body").text,
+                                            driver.execute_script(SCROLLING_OUTPUTS),
+                                            driver.execute_script(WITHOUT_WRAPPING + SCROLLING_OUTPUTS))
+            driver.set_window_size(1280, 1600)
+        seen.folders = {student: sorted((hub.home(student) / course.ASSIGNMENT / "feedback").glob("*/*.html"))
+                        for student in (ALICE, BOB)}
+        seen.directory = directory
+    except Exception:
+        shot(hub, driver, "failed")
+        raise
+    seen.seconds = time.monotonic() - started
+    print(f"\nthe hub answered in {hub.started_in:.0f} s; the term took {seen.seconds:.0f} s in the browser")
+    return seen
+
+
+SCROLLING_OUTPUTS = ("return Array.from(document.querySelectorAll('.output_text pre'))"
+                     ".filter(p => p.scrollWidth > p.clientWidth + 1).length")
+WITHOUT_WRAPPING = ("Array.from(document.querySelectorAll('style')).filter(s => s.textContent.includes('graders.feedback'))"
+                    ".forEach(s => s.remove());")
+
+
+def menu_commands(hub, driver, account: str) -> list:
+    """The commands of the Nbgrader menu that the account can use. nbgrader's menu plug-in lists every
+    command, and an item whose plug-in is disabled has no command behind it: no label, nothing to click."""
+    driver.find_element(By.XPATH, "//div[contains(@class,'lm-MenuBar-itemLabel') and text()='Nbgrader']").click()
+    items = driver.find_elements(By.CSS_SELECTOR, "#jp-mainmenu-nbgrader li[data-command]")
+    commands = [item.get_attribute("data-command") for item in items
+                if item.find_element(By.CSS_SELECTOR, ".lm-Menu-itemLabel").text.strip()]
+    shot(hub, driver, f"{account}-menu")
+    webdriver.ActionChains(driver).send_keys(Keys.ESCAPE).perform()
+    return commands
+
+
+def gradebook_comment(directory: Path):
+    with Gradebook(f"sqlite:///{directory / 'gradebook.db'}", course.COURSE_ID) as gradebook:
+        return gradebook.find_comment(WRITTEN, MNIST, course.ASSIGNMENT, ALICE).manual_comment
+
+
+def test_students_get_no_formgrader_and_the_instructor_does(term):
+    for command in ("assignment-list", "course-list", "create-assignment", "formgrader"):
+        assert f"nbgrader:open-{command}" in term.instructor_menu, term.instructor_menu
+    assert "onions" in term.courses, term.courses
+    for student, commands in term.student_menus.items():
+        assert "nbgrader:open-assignment-list" in commands, (student, commands)
+        assert not {"nbgrader:open-formgrader", "nbgrader:open-course-list", "nbgrader:open-create-assignment"} & set(commands), (student, commands)
+
+
+def test_validate_tells_each_student_the_truth(term):
+    assert "failed" in term.verdicts["untouched"].lower(), term.verdicts["untouched"]
+    for student in (ALICE, BOB):  # Bob's mistake is for the hidden tests: the public ones pass
+        assert "Success! Your notebook passes all the tests" in term.verdicts[student], term.verdicts[student]
+
+
+def test_the_batch_grader_grades_what_was_collected(term):
+    lines = {line.split()[0]: line.split() for line in term.autograde.splitlines() if line.startswith(PREFIX)}
+    assert lines[ALICE][1:4] == ["5", "19", "graded"], term.autograde
+    assert lines[BOB][1:4] == ["4", "19", "graded"], term.autograde
+
+
+def test_each_student_reads_their_own_feedback_with_the_hint_and_no_hidden_test(term):
+    alice, bob = term.feedback_pages[ALICE][0], term.feedback_pages[BOB][0]
+    assert "32 * 32 * 3 * 100 + 100" in alice and HINT not in alice
+    assert HINT in bob and "32 * 32 * 3 * 100 + 100" not in bob
+    for text in (alice, bob):
+        assert "HIDDEN TESTS" not in text and "MISCONCEPTIONS" not in text
+    assert all(len(files) == 2 for files in term.folders.values()), term.folders
+    scrolling, scrolling_unwrapped = term.feedback_pages[BOB][1:]
+    assert scrolling == 0 and scrolling_unwrapped > 0, (scrolling, scrolling_unwrapped)  # the hint wraps, thanks to the style
+    mnist = next(path for path in term.folders[ALICE] if path.stem == MNIST)
+    assert COMMENT in rendered(mnist.read_text())
+
+
+def test_a_second_start_finds_the_first_and_a_port_in_use_is_named(hub, term):
+    second = hub.script(check=False)
+    assert second.returncode == 1 and second.stderr.strip().splitlines()[-1].startswith(
+        "scripts/hub: the hub is already running (pid"), second.stderr
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        other = dict(hub.env, ONIONS_HUB_PORT=str(port), ONIONS_HUB_STATE=str(hub.folder / "other"))
+        result = subprocess.run(["bash", str(REPO / "scripts" / "hub")], env=other, capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.strip() == (
+        f"scripts/hub: port {port} on 127.0.0.1 is in use by another program: choose other ports "
+        "with ONIONS_HUB_PORT=N (N, N+1 and N+2 are used)"), result.stderr
