@@ -64,11 +64,18 @@ def test_a_full_disk_stops_in_one_line_and_the_same_command_completes_identicall
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "onions-faults", str(mount)], check=True)
     try:
         directory = faults.copy(pristine, mount / "course")
-        ballast = mount / "ballast"
-        free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
-        ballast.write_bytes(b"\0" * max(0, free - (300 << 10)))  # room for a few students' grading
-        events, log = 0, tmp_path / "grader.log"
-        process = subprocess.run(faults.command(directory), capture_output=True, text=True, timeout=600)
+        ballast, journal, events, log = mount / "ballast", directory / ".graders" / faults.ASSIGNMENT / "state.jsonl", 0, tmp_path / "grader.log"
+        grader = subprocess.Popen(faults.command(directory), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while grader.poll() is None and not (journal.exists() and journal.read_text().count("\n") >= 2):
+            time.sleep(0.05)
+        with open(ballast, "wb", buffering=0) as filler:  # the disk fills while grading
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        stdout, stderr = grader.communicate(timeout=600)
+        process = subprocess.CompletedProcess(grader.args, grader.returncode, stdout, stderr)
         lines = process.stderr.strip().splitlines()
         assert process.returncode == 1 and len(lines) == 1 and "is full" in lines[0] and str(mount) in lines[0], process.stderr
         events += 1
