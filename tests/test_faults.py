@@ -169,3 +169,15 @@ def test_a_ta_grading_in_formgrader_while_the_batch_regrades_loses_nothing(clean
             assert (grade.manual_score, note.manual_comment) == (score, comment), student
             assert grade.auto_score is not None
     print(f"{2 * len(overlapping)} Formgrader writes, {2 * sum(overlapping)} while the batch regraded; none lost")
+
+
+def test_a_line_torn_by_a_kill_costs_only_itself(tmp_path):
+    """Without closing the torn line first, the next student's good line was glued to it and lost."""
+    from graders.course.coursedir import BatchState
+
+    state = BatchState(tmp_path)
+    state.record("a", {"status": "graded"})
+    with open(state.path, "a") as journal:
+        journal.write('["b", {"status": "gra')  # the grader killed mid-write
+    state.record("c", {"status": "graded"})
+    assert set(state.load()) == {"a", "c"}
