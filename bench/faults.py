@@ -24,9 +24,10 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--sleepers", type=int, default=4)
     parser.add_argument("--seed", type=int, default=25)
+    parser.add_argument("--keep", type=Path, help="work in this new directory and keep it (to look at a failure)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
         names = faults.make_class(root / "pristine", args.students, args.sleepers)
         clean = faults.copy(root / "pristine", root / "clean")
         started = time.monotonic()

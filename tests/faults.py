@@ -177,8 +177,9 @@ def leftovers(directory: Path, killed: set) -> list:
 
 
 def feedback(directory: Path) -> None:
-    subprocess.run([sys.executable, "-m", "graders", "feedback", ASSIGNMENT, "--course", str(directory)],
-                   check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "graders", "feedback", ASSIGNMENT, "--course", str(directory)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"graders feedback exited {done.returncode}: {(done.stdout + done.stderr)[-2000:]}"
 
 
 def copy(source: Path, target: Path) -> Path:
