@@ -182,3 +182,37 @@ def test_a_line_torn_by_a_kill_costs_only_itself(tmp_path):
         journal.write('["b", {"status": "gra')  # the grader killed mid-write
     state.record("c", {"status": "graded"})
     assert set(state.load()) == {"a", "c"}
+
+
+def slow_task(token, student, files, notebooks, settings):
+    """run_task's stand-in: a student who takes a moment."""
+    import time as clock
+
+    from graders.course.status import Status
+    from graders.grading.executor import Execution
+
+    clock.sleep(0.05)
+    return Execution(Status.GRADED, student), {}
+
+
+def test_the_dask_window_sends_at_most_its_size_and_yields_everyone_once(tmp_path, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    from graders.grading import cluster
+    from graders.grading.executor import Job
+
+    monkeypatch.setattr(cluster, "run_task", slow_task)
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / "squares.ipynb").write_text("{}")
+    resources = {cluster.MEMORY: 1 << 30, cluster.code_resource(): 2}
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources=resources, dashboard_address=None) as dask, \
+            Client(dask) as client:
+        pool = cluster.DaskPool(client, {}, 1 << 30, log=lambda line: None, window=3)
+        seen, most = [], 0
+        for number in range(12):
+            pool.add(Job(f"s{number:02d}", tmp_path / "prepared", ["squares"]))
+            most = max(most, len(pool.jobs))
+            seen += [job.student for job, _ in pool.finished(wait=False)]
+        pool.close()
+        seen += [job.student for job, execution in pool.finished()]
+        assert most <= 3 and sorted(seen) == [f"s{number:02d}" for number in range(12)]
