@@ -90,24 +90,31 @@ class DiskFull(CourseError):
     """The disk holding the course filled up: the batch stops (no student gets a status from it)."""
 
     MARKERS = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+    LOW = 16 << 20  # below this the disk counts as full: a student who fills the sandbox's own tmpfs does not stop the batch
 
     @classmethod
     def check(cls, texts, path) -> None:
-        """Raise if any of `texts` (an error's messages) says the disk holding `path` is full."""
-        if any(marker in str(text) for text in texts for marker in cls.MARKERS):
+        """Raise if any of `texts` (an error's messages) says a disk is full and the one holding
+        `path` nearly is (the message may be a student's own, from inside the sandbox)."""
+        if any(marker in str(text) for text in texts for marker in cls.MARKERS) and _free(path)[1] < cls.LOW:
             raise cls.at(path)
 
     @classmethod
     def at(cls, path) -> "DiskFull":
-        mount = Path(path).resolve()
-        while not os.path.ismount(mount) and mount != mount.parent:
-            mount = mount.parent
-        try:
-            free = os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
-        except OSError:
-            free = 0
+        mount, free = _free(path)
         return cls(f"the disk holding {path} ({mount}, {free >> 20} MB free) is full: free space there and run the "
                    "same command again; graded students are kept")
+
+
+def _free(path) -> tuple:
+    """(the mount point holding `path`, its bytes free)."""
+    mount = Path(path).resolve()
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        return mount, os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+    except OSError:
+        return mount, 0
 
 
 class Course:
