@@ -134,9 +134,9 @@ def resident_mb() -> float:
 
 def flat(directory: Path, assignment: str, names: list, wrong: set) -> None:
     """The whole batch through the main process: seconds and MB per student, first tenth to last."""
-    marks = []  # (perf_counter, resident MB) as each student is recorded
+    marks = []  # (perf_counter, resident MB, process_time) as each student is recorded
     grader = batch.Batch(directory, assignment, sandbox.Limits(), workers=1, use_sandbox=False,
-                         log=lambda line: marks.append((time.perf_counter(), resident_mb())))
+                         log=lambda line: marks.append((time.perf_counter(), resident_mb(), time.process_time())))
     batch.LocalPool = lambda *args: StandInPool(assignment, wrong)
     started = time.perf_counter()
     results = grader.run()
@@ -144,11 +144,14 @@ def flat(directory: Path, assignment: str, names: list, wrong: set) -> None:
     assert all(r.status == Status.GRADED for r in results)
     marks = marks[1:]  # the first line is the batch's header
     seconds = [later[0] - earlier[0] for earlier, later in zip(marks, marks[1:])]
+    cpu = [later[2] - earlier[2] for earlier, later in zip(marks, marks[1:])]  # less moved by a busy machine
     tenth = len(seconds) // 10
     first, last = statistics.mean(seconds[:tenth]), statistics.mean(seconds[-tenth:])
+    cpu_first, cpu_last = statistics.mean(cpu[:tenth]), statistics.mean(cpu[-tenth:])
     rss_first, rss_last = statistics.mean(m[1] for m in marks[:tenth]), statistics.mean(m[1] for m in marks[-tenth:])
     print(f"{len(names)} students through Batch.run in {wall:.0f} s")
     print(f"seconds per student, first tenth {first:.4f}, last tenth {last:.4f} (ratio {last / first:.2f})")
+    print(f"CPU seconds per student, first tenth {cpu_first:.4f}, last tenth {cpu_last:.4f} (ratio {cpu_last / cpu_first:.2f})")
     print(f"resident MB, first tenth {rss_first:.1f}, last tenth {rss_last:.1f}: "
           f"{(rss_last - rss_first) * 1024 / max(1, len(marks) - tenth):.2f} KB per student in between")
 
