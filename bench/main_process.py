@@ -13,7 +13,11 @@ and each prepared notebook copied to <name>.executed.ipynb in place of the sandb
 wrong student's first test cell given an AssertionError). The real Batch, nbgrader and
 gradebook (SQLite) do the rest: everyone prepared, then everyone graded (a real batch grades
 between preparations as executions come back; the cost per student is the same).
-Usage: .venv/bin/python bench/main_process.py [--students N] [--lesson08] [--profile]
+With --flat, the whole batch instead (Batch.run: journal, fingerprints, prepare, grade,
+record, in the order a real batch keeps), a stand-in pool copying each prepared notebook at
+once: seconds and resident memory per student at the first and the last tenth (a long run must
+stay flat: issue 25).
+Usage: .venv/bin/python bench/main_process.py [--students N] [--lesson08] [--profile] [--flat]
 """
 import argparse
 import cProfile
@@ -103,11 +107,61 @@ def run(directory: Path, assignment: str, names: list, wrong: set) -> tuple:
     return seconds, results
 
 
+class StandInPool:
+    """LocalPool's interface; each job "executed" by `stand_in` as it is added."""
+
+    def __init__(self, assignment: str, wrong: set):
+        self.assignment, self.wrong, self.done = assignment, wrong, []
+
+    def add(self, job) -> None:
+        stand_in(job.folder, job.notebooks, wrong=job.student in self.wrong)
+        self.done.append((job, Execution(Status.GRADED)))
+
+    def finished(self, wait: bool = True):
+        while self.done:
+            yield self.done.pop(0)
+
+    def close(self) -> None:
+        pass
+
+    stop = shutdown = close
+
+
+def resident_mb() -> float:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def flat(directory: Path, assignment: str, names: list, wrong: set) -> None:
+    """The whole batch through the main process: seconds and MB per student, first tenth to last."""
+    marks = []  # (perf_counter, resident MB, process_time) as each student is recorded
+    grader = batch.Batch(directory, assignment, sandbox.Limits(), workers=1, use_sandbox=False,
+                         log=lambda line: marks.append((time.perf_counter(), resident_mb(), time.process_time())))
+    batch.LocalPool = lambda *args: StandInPool(assignment, wrong)
+    started = time.perf_counter()
+    results = grader.run()
+    wall = time.perf_counter() - started
+    assert all(r.status == Status.GRADED for r in results)
+    marks = marks[1:]  # the first line is the batch's header
+    seconds = [later[0] - earlier[0] for earlier, later in zip(marks, marks[1:])]
+    cpu = [later[2] - earlier[2] for earlier, later in zip(marks, marks[1:])]  # less moved by a busy machine
+    tenth = len(seconds) // 10
+    first, last = statistics.mean(seconds[:tenth]), statistics.mean(seconds[-tenth:])
+    cpu_first, cpu_last = statistics.mean(cpu[:tenth]), statistics.mean(cpu[-tenth:])
+    rss_first, rss_last = statistics.mean(m[1] for m in marks[:tenth]), statistics.mean(m[1] for m in marks[-tenth:])
+    print(f"{len(names)} students through Batch.run in {wall:.0f} s")
+    print(f"seconds per student, first tenth {first:.4f}, last tenth {last:.4f} (ratio {last / first:.2f})")
+    print(f"CPU seconds per student, first tenth {cpu_first:.4f}, last tenth {cpu_last:.4f} (ratio {cpu_last / cpu_first:.2f})")
+    print(f"resident MB, first tenth {rss_first:.1f}, last tenth {rss_last:.1f}: "
+          f"{(rss_last - rss_first) * 1024 / max(1, len(marks) - tenth):.2f} KB per student in between")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=1000)
     parser.add_argument("--lesson08", action="store_true", help="this course's lesson08 instead of the tiny lesson09")
     parser.add_argument("--profile", action="store_true", help="also print the top of a cProfile by cumulative time")
+    parser.add_argument("--flat", action="store_true", help="the whole batch: first tenth against last tenth")
     args = parser.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -116,6 +170,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "course"
         assignment, names, wrong = make_class(directory, args.students, args.lesson08)
+        if args.flat:
+            return flat(directory, assignment, names, wrong)
         profile = cProfile.Profile() if args.profile else None
         if profile:
             profile.enable()

@@ -9,6 +9,7 @@ depend on nothing a student hands in (below, "nbgrader without its repeated set-
 """
 import contextlib
 import copy
+import errno
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ WORK = ".graders"  # the batch grader's state, staging and logs, inside the cour
 # the same (the same SQL on the same database, the same validation); only the set-up is kept.
 
 _engines, _engines_lock = {}, threading.Lock()
+BUSY_SECONDS = 120  # how long the grader waits for another writer of the gradebook (Formgrader)
 
 
 def _shared_engine(url, **kwargs):
@@ -45,6 +47,10 @@ def _shared_engine(url, **kwargs):
     so every query was compiled anew (a third of the batch's main process). Gradebook.close still
     closes the connections (engine.dispose), so nothing stays open between opens."""
     key = (str(url), tuple(sorted(kwargs.items())))
+    if str(url).startswith("sqlite") and "connect_args" not in kwargs:
+        # Formgrader may be writing the same gradebook: wait for its lock as long as a loaded
+        # machine may hold it, not SQLite's default 5 s ("database is locked" into a status)
+        kwargs["connect_args"] = {"timeout": BUSY_SECONDS}
     with _engines_lock:
         if key not in _engines:
             _engines[key] = sqlalchemy.create_engine(url, **kwargs)
@@ -78,6 +84,37 @@ nbgrader.nbgraderformat.common.jsonschema = _SchemasCheckedOnce()
 
 class CourseError(RuntimeError):
     """Something is wrong with the course directory: one line naming it and the fix."""
+
+
+class DiskFull(CourseError):
+    """The disk holding the course filled up: the batch stops (no student gets a status from it)."""
+
+    MARKERS = ("No space left on device", "database or disk is full", "Disk quota exceeded")
+    LOW = 16 << 20  # below this the disk counts as full: a student who fills the sandbox's own tmpfs does not stop the batch
+
+    @classmethod
+    def check(cls, texts, path) -> None:
+        """Raise if any of `texts` (an error's messages) says a disk is full and the one holding
+        `path` nearly is (the message may be a student's own, from inside the sandbox)."""
+        if any(marker in str(text) for text in texts for marker in cls.MARKERS) and _free(path)[1] < cls.LOW:
+            raise cls.at(path)
+
+    @classmethod
+    def at(cls, path) -> "DiskFull":
+        mount, free = _free(path)
+        return cls(f"the disk holding {path} ({mount}, {free >> 20} MB free) is full: free space there and run the "
+                   "same command again; graded students are kept")
+
+
+def _free(path) -> tuple:
+    """(the mount point holding `path`, its bytes free)."""
+    mount = Path(path).resolve()
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        return mount, os.statvfs(mount).f_bavail * os.statvfs(mount).f_frsize
+    except OSError:
+        return mount, 0
 
 
 class Course:
@@ -214,11 +251,19 @@ class BatchState:
         return state
 
     def record(self, student: str, entry: dict) -> None:
+        """Append one line and fsync it. A line torn by a kill or a full disk is closed first, so
+        the torn line alone is lost, never the good one written after it."""
         self.work.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as journal:
-            journal.write(json.dumps([student, entry], sort_keys=True) + "\n")
-            journal.flush()
-            os.fsync(journal.fileno())
+        try:
+            with open(self.path, "ab") as journal:
+                torn = journal.tell() > 0 and _last_byte(self.path) != b"\n"
+                journal.write((b"\n" if torn else b"") + json.dumps([student, entry], sort_keys=True).encode() + b"\n")
+                journal.flush()
+                os.fsync(journal.fileno())
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull.at(self.path) from None
+            raise
 
     def rewrite(self, state: dict) -> None:
         """Replace the journal with one line per student of `state`; a crash leaves the old one whole."""
@@ -228,6 +273,12 @@ class BatchState:
             for student, entry in sorted(state.items()):
                 journal.write(json.dumps([student, entry], sort_keys=True) + "\n")
         os.replace(partial, self.path)
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as journal:
+        journal.seek(-1, os.SEEK_END)
+        return journal.read(1)
 
 
 def run_nbgrader(course: Path, *args: str, log: Path = None) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from graders import data
-from graders.course.coursedir import Course, CourseError
+from graders.course.coursedir import Course, CourseError, DiskFull
 from graders.course.status import SCORED, Status
 from graders.grading.executor import Job, LocalPool, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files, thread_env
@@ -209,6 +209,7 @@ class Batch:
 
     def grade(self, student: str, execution, started: float) -> Result:
         """Step 3 (graders.grading.steps), then the gradebook's verdict."""
+        DiskFull.check([execution.detail], self.nbgrader.stage)  # the runner could not write its notebooks back
         problem = None if execution.status == Status.GRADED else (execution.status, execution.detail)
         return self.finish(student, problem or self.nbgrader.grade(student), started, execution)
 

@@ -12,6 +12,7 @@ TLS (`tls://`, with certificates), never plain TCP across machines. A worker off
 resource named after its code and pins (`code_fingerprint`), and every task asks for the
 client's, so a machine with other code never grades anyone.
 """
+import collections
 import functools
 import hashlib
 import importlib.metadata
@@ -125,12 +126,17 @@ def first(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
+WINDOW = 64  # students sent to the scheduler at once: a few per worker thread of a large cluster
+
+
 class DaskPool:
     """`LocalPool`'s interface on a Dask cluster: `add` submits a task per student, `finished`
     yields (job, execution) as tasks end, `stop` cancels them and kills their sandboxes."""
 
-    def __init__(self, client, settings: dict, memory_bytes: int, log=print):
-        self.client, self.settings = client, settings
+    def __init__(self, client, settings: dict, memory_bytes: int, log=print, window: int = WINDOW):
+        """`window`: students on the cluster at once (sent, not yet yielded); more wait here."""
+        self.client, self.settings, self.window = client, settings, window
+        self.waiting = collections.deque()  # prepared, not yet sent
         self.token = uuid.uuid4().hex  # this batch's tasks, for stop_batch on the workers
         self.resources = {MEMORY: memory_bytes, code_resource(): 1}
         self.jobs = {}  # future -> job, until finished() yields it
@@ -162,26 +168,38 @@ class DaskPool:
                 f"{sum(w['nthreads'] for w in workers)} students at once; each sandboxes as its account allows")
 
     def add(self, job: Job) -> None:
+        """Queue a prepared student; it is sent once fewer than `window` are on the cluster."""
+        self.waiting.append(job)
+        self._fill()
+
+    def _fill(self) -> None:
+        """Send waiting students while fewer than `window` are on the cluster: each task carries its
+        prepared notebooks, and the scheduler keeps them until the task ends (0.5 GB at 10,000
+        students sent at once); the rest wait on this machine's disk, in the stage."""
         from distributed import as_completed
 
-        files = {str(p.relative_to(job.folder)): p.read_bytes() for p in sorted(job.folder.rglob("*")) if p.is_file()}
-        future = self.client.submit(run_task, self.token, job.student, files, job.notebooks, self.settings,
-                                    key=f"grade-{job.student}-{uuid.uuid4().hex[:8]}", resources=self.resources, pure=False)
-        self.jobs[future] = job
-        if self.completed is None:
-            self.completed = as_completed(loop=self.client.loop)
-        self.completed.add(future)
+        while self.waiting and len(self.jobs) < self.window:
+            job = self.waiting.popleft()
+            files = {str(p.relative_to(job.folder)): p.read_bytes() for p in sorted(job.folder.rglob("*")) if p.is_file()}
+            future = self.client.submit(run_task, self.token, job.student, files, job.notebooks, self.settings,
+                                        key=f"grade-{job.student}-{uuid.uuid4().hex[:8]}", resources=self.resources, pure=False)
+            self.jobs[future] = job
+            if self.completed is None:
+                self.completed = as_completed(loop=self.client.loop)
+            self.completed.add(future)
 
     def close(self) -> None:
-        """Nothing to do: tasks are submitted as they are added."""
+        """Nothing to do: students are sent as they are added and as the window frees."""
 
     def finished(self, wait: bool = True):
         """(job, execution) as tasks end: all that remain (`wait`), or only those already done."""
+        self._fill()
         while self.jobs and (wait or self.completed.has_ready()):
             for future in self.completed.next_batch(block=True):
                 job = self.jobs.pop(future)
                 execution = self._execution(job, future)
                 future.release()
+                self._fill()
                 yield job, execution
 
     def _execution(self, job: Job, future) -> Execution:

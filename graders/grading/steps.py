@@ -6,7 +6,7 @@ from pathlib import Path
 
 from nbgrader.converters import Autograde
 
-from graders.course.coursedir import WORK, Course, reason, run_converter
+from graders.course.coursedir import WORK, Course, DiskFull, reason, run_converter
 from graders.course.status import Status
 from graders.grading.execute import FOREIGN, StagedExecute, autograde_preprocessors
 
@@ -23,7 +23,9 @@ class NbgraderSteps:
         config.Autograde.autograde_preprocessors = preprocessors
         config.Autograde.force = True
         config.StagedExecute.stage_directory = str(self.stage)
-        return run_converter(Autograde, config)
+        messages = run_converter(Autograde, config)
+        DiskFull.check(messages, self.course.root)  # the batch stops: no student's status says "disk full"
+        return messages
 
     def prepare(self, student: str):
         """Step 1: nbgrader prepares the notebooks in the staging folder. Returns (names, problem,
