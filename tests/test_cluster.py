@@ -21,6 +21,7 @@ import pytest
 import corpus
 import course
 from graders.course.coursedir import BatchState
+from graders.course.status import SCORED
 from graders.grading import batch, cluster
 from graders.isolation import sandbox
 
@@ -230,7 +231,7 @@ def test_ctrl_c_stops_the_workers_sandboxes_and_the_same_command_resumes(dask_cl
     assert not sandbox_leftovers(), sandbox_leftovers()
     before = BatchState(directory / ".graders" / course.ASSIGNMENT).load()
     assert 1 <= len(before) < len(students)
-    skipped = sum(entry["status"] == "graded" for entry in before.values())  # the others are tried again
+    skipped = sum(entry["status"] in SCORED for entry in before.values())  # the others are tried again
     again = dask_cluster.autograde(directory)
     output, _ = again.communicate(timeout=600)
     assert again.returncode == 1, output
@@ -295,6 +296,6 @@ def test_losing_the_scheduler_stops_the_batch_in_a_line_and_keeps_what_is_graded
         output, _ = again.communicate(timeout=600)
     finally:
         second.stop()
-    skipped = sum(entry["status"] == "graded" for entry in kept.values())
+    skipped = sum(entry["status"] in SCORED for entry in kept.values())  # scored and unchanged: skipped
     assert f"{len(students) - skipped} to grade, {skipped} skipped" in output.splitlines()[0], output
     assert sorted(BatchState(directory / ".graders" / course.ASSIGNMENT).load()) == students
