@@ -13,7 +13,10 @@ def test_the_watchdog_kills_a_process_tree_over_its_memory_limit():
     try:
         assert process.wait(timeout=60) == -9
         assert watchdog.oom_killed() and not watchdog.process_limit_hit()
-        assert 256 << 20 < watchdog.peak_memory() < 512 << 20
+        # two processes adding 16 MB at a time grow by up to ~300 MB while the watchdog looks and
+        # measures (peaks of 527-574 MB seen on the 2-core machine, failing a bound of 512 MB at
+        # random): prompt means a fraction of a second of growth, far below a runaway's gigabytes
+        assert 256 << 20 < watchdog.peak_memory() < 1 << 30
         assert watchdog.tree() == []  # the forked child died too
     finally:
         watchdog.kill_all()
