@@ -30,7 +30,7 @@ except OSError as error:
 
 
 WRITTEN = "(The demo student's answer, in their own words.)"
-# the lesson's well-known mistakes (README, "Misconceptions"), as {cell id: answer}
+# the lesson's well-known mistakes (docs/instructors.md, "Misconceptions"), as {cell id: answer}
 COUNTING = {"q1_answer": "n_input_items = width * height * channels\nn_parameters = n_input_items * n_hidden_neurons",
             "q2_answer": "n_conv_parameters = n_kernels * (kernel_height * kernel_width * kernel_channels + 1)\n"
                          "ratio = n_parameters / n_conv_parameters",
@@ -157,7 +157,7 @@ def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
     feedback.Feedback(directory, ASSIGNMENT).run(log=log)
     run_nbgrader(directory, "export", "--to", str(directory / "grades.csv"), log=nbgrader_log)
     log(f"grades exported by nbgrader export: {directory / 'grades.csv'}")
-    log(f"written answers: TAs grade them in formgrader (README, 'Grading the written answers'): "
+    log(f"written answers: TAs grade them in formgrader (docs/tas.md, 'Grade the written answers in formgrader'): "
         f"cd {directory} && jupyter server, then open /formgrader")
     path = report.write_report(directory, ASSIGNMENT, log=log)
     log(f"class report: {path}")

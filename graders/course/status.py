@@ -1,5 +1,5 @@
 """Every status a student can end with, in one place: the batch, the report, the tests and the
-README's table (a test checks it against `table()`) use these and no other words.
+docs/tas.md's table (a test checks it against `table()`) use these and no other words.
 
 A `Status` is a `str`, so it reads and writes as its text in the state file and the CSV.
 """
@@ -50,6 +50,6 @@ SCORED = tuple(status for status in BATCH if status.scored)  # the batch statuse
 
 
 def table() -> str:
-    """The README's table of the batch grader's statuses (markdown)."""
+    """docs/tas.md's table of the batch grader's statuses (markdown)."""
     rows = [f"| {status} | {status.meaning} | {status.exit_status} |" for status in BATCH]
     return "\n".join(["| status | meaning | exit status |", "|---|---|---|", *rows])

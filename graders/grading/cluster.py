@@ -37,7 +37,7 @@ from graders.isolation import sandbox
 MEMORY = "MEMORY"  # a worker's resource: the bytes it gives to sandboxes; a task takes its --memory
 CODE_KEY = "graders-code"  # the scheduler's metadata: the code of the latest batch's client
 KERNEL_THREADS = "GRADERS_KERNEL_THREADS"  # set by `graders worker`: TensorFlow threads per student
-SETUP_HINT = "README, 'More than one machine'"
+SETUP_HINT = "docs/administrators.md, 'More than one machine'"
 
 
 class ClusterError(RuntimeError):

@@ -181,7 +181,7 @@ class Watchdog:
     # the share of the cap that counts as reaching it: the kernel refuses forks at the cap, but a
     # fork bomb of kernels is seen at 395 to 502 of 512 tasks (its children die as fast as they
     # start), where a TensorFlow notebook needs about 25; a run that really holds half the cap
-    # is called "too many processes" here and graded under a cgroup (README)
+    # is called "too many processes" here and graded under a cgroup (docs/security.md)
     NEAR_CAP = 0.5
 
     def __init__(self, memory_bytes: int, processes: int, tmpfs=()):
