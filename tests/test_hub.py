@@ -126,9 +126,7 @@ def hub(request):
     print(f"\nscreenshots: {shots}")
     shutil.copytree(data.cache_dir(), folder / "data")  # what scripts/hub copies to /srv/onions/data
     subprocess.run(["chmod", "-R", "a+rX", str(folder / "data")], check=True)
-    port = free_port()
-    while not all(free(p) for p in (port + 1, port + 2)):
-        port = free_port()
+    port = free_ports()
     env = dict(os.environ, ONIONS_HUB_PORT=str(port), ONIONS_HUB_STATE=str(folder / "state"),
                ONIONS_EXCHANGE=str(folder / "exchange"), ONIONS_DATA_DIR=str(folder / "data"),
                ONIONS_HUB_VENV=str(shared_python(folder, interpreter())), ONIONS_HUB_USER=HUB_ACCOUNT)
@@ -167,6 +165,14 @@ def hub(request):
             shutil.rmtree(shots, ignore_errors=True)  # kept only for a failing run
         else:
             print(f"\nscreenshots of each step kept in {shots}")
+
+
+def free_ports() -> int:
+    """A port N with N+1 and N+2 free too, as scripts/hub needs."""
+    port = free_port()
+    while not all(free(p) for p in (port + 1, port + 2)):
+        port = free_port()
+    return port
 
 
 def free(port: int) -> bool:
@@ -528,3 +534,24 @@ def test_sudo_lets_the_hub_run_the_mediator_as_course_accounts_and_nothing_else(
 
 def test_jupyterlab_never_asks_about_jupyter_news(term, hub):
     assert hub.step > 20 and not hub.news, hub.news
+
+
+def test_root_is_asked_for_and_a_checkout_other_accounts_cannot_read_is_named(hub):
+    copies = {"open": 0o755, "closed": 0o700}  # a checkout under /root is closed like the second
+    for name, mode in copies.items():
+        (hub.folder / name).mkdir(mode=mode)
+        for part in ("scripts", "hub"):
+            shutil.copytree(REPO / part, hub.folder / name / part)
+    script = hub.folder / "open" / "scripts" / "hub"
+    as_nobody = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(script)], env=hub.env,
+                               capture_output=True, text=True, timeout=60)
+    assert as_nobody.returncode == 1 and as_nobody.stderr.strip() == (
+        "scripts/hub: the one-time set-up (the hub's account, sudo, the groups, the exchange) needs root: sudo bash "
+        f"scripts/hub (the hub itself then runs as {HUB_ACCOUNT}; docs/hub.md)"), as_nobody.stderr
+    other = dict(hub.env, ONIONS_HUB_PORT=str(free_ports()), ONIONS_HUB_STATE=str(hub.folder / "closed-state"))
+    closed = subprocess.run(["bash", str(hub.folder / "closed" / "scripts" / "hub")], env=other,
+                            capture_output=True, text=True, timeout=60)
+    assert closed.returncode == 1 and closed.stderr.strip() == (
+        f"scripts/hub: other accounts cannot read {hub.folder / 'closed'}/hub (the hub's configuration, read by "
+        f"{HUB_ACCOUNT} and by every account's server): put the checkout where every account can read it, e.g. "
+        "/opt/onions, not under /root"), closed.stderr
