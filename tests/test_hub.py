@@ -515,6 +515,9 @@ def test_the_hub_runs_as_its_own_account_and_each_server_as_its_owner(hub, term)
     assert all(len(ids) == 1 for ids in term.uids["servers"]), term.uids["servers"]
     owners = sorted(pwd.getpwuid(next(iter(ids))).pw_name for ids in term.uids["servers"])
     assert owners == sorted([TEACH, ALICE, BOB]), owners
+    state = hub.folder / "state"  # the hub's own, where root runs nothing (npm ci of the proxy too is the hub's)
+    made_by = {path.owner() for path in state.rglob("*")} | {state.owner()}
+    assert made_by == {HUB_ACCOUNT}, made_by
 
 
 def test_sudo_lets_the_hub_run_the_mediator_as_course_accounts_and_nothing_else(hub, term):
