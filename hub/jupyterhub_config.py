@@ -6,6 +6,7 @@ Create Assignment; members of onions-instructors get everything, with their cour
 ~/onions. Each role is a Jupyter configuration directory beside this file (students/,
 instructors/), put first on the single-user server's JUPYTER_CONFIG_PATH, so nothing is
 written to /etc/jupyter and the repository holds the whole set-up.
+The hub runs as the unprivileged account scripts/hub makes (onions-hub), not as root.
 
 Settings come from the environment, which scripts/hub sets (defaults in brackets):
 ONIONS_HUB_IP [127.0.0.1], ONIONS_HUB_PORT [8000] (the hub's API listens on PORT+1 and the
@@ -46,7 +47,12 @@ c.Authenticator.allowed_groups = {STUDENTS, INSTRUCTORS}  # PAMAuthenticator is 
 c.Authenticator.admin_groups = {INSTRUCTORS}
 c.LocalAuthenticator.create_system_users = False  # accounts are made once, by scripts/hub adduser
 
-c.Spawner.cmd = [str(venv / "bin" / "jupyterhub-singleuser")]
+# The hub runs as an unprivileged account (scripts/hub makes it, onions-hub): it starts each
+# account's server through sudo and sudospawner's mediator, which runs the jupyterhub-singleuser
+# beside it (the sudoers rule names this venv's mediator; Spawner.cmd is not used).
+c.JupyterHub.spawner_class = "sudo"
+c.SudoSpawner.sudospawner_path = str(venv / "bin" / "sudospawner")
+c.SudoSpawner.mediator_log_level = "INFO"  # its --logging=INFO is part of the sudoers rule
 c.Spawner.default_url = "/lab"
 c.Spawner.notebook_dir = "~"
 c.Spawner.http_timeout = 120  # two cores shared: JupyterLab can take a while to answer the first time

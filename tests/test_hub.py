@@ -1,14 +1,18 @@
 """The whole term on the course's JupyterHub, in headless Chromium, as real accounts.
 
-`bash scripts/hub` starts the hub on 127.0.0.1 (a free port, a temporary exchange and state);
-`scripts/hub adduser` makes an instructor and two students with passwords. The instructor
+`bash scripts/hub` starts the hub on 127.0.0.1 (a free port, a temporary exchange and state),
+run by an unprivileged account of the test's own (what onions-hub is on a server), which starts
+each server through sudo and sudospawner's mediator; `scripts/hub adduser` makes an instructor
+and two students with passwords. The instructor
 generates and releases lesson08 in Formgrader; each student logs in, fetches it in the
 Assignments tab, answers check_your_learning in the notebook (Alice right, Bob with the
 lesson's "biases forgotten" misconception), presses Validate and submits; Bob validates the
 untouched notebook first and is told it fails. The instructor collects in Formgrader, grades
 with `python -m graders autograde` and `feedback` as their own account (sandboxed), grades a
 written answer in Formgrader and releases the feedback there; each student fetches it and
-opens their own. mnist_exercise stays unanswered: nothing is trained.
+opens their own. mnist_exercise stays unanswered: nothing is trained. The hub and its proxy run
+as the hub's account, each server as its own account, sudo lets the hub run the mediator and
+nothing else, and JupyterLab never asks about Jupyter news.
 
 A screenshot of every step goes to a folder printed at the start, removed after a passing run
 unless ONIONS_KEEP_SCREENSHOTS=1.
@@ -46,6 +50,7 @@ from test_formgrader import CHROMIUM_FLAGS, free_port, type_and_leave
 REPO = Path(__file__).resolve().parent.parent
 PREFIX = f"onh{os.getpid() % 100000}"
 TEACH, ALICE, BOB = (f"{PREFIX}-{role}" for role in ("teach", "alice", "bob"))
+HUB_ACCOUNT = f"{PREFIX}-hub"  # runs the hub (ONIONS_HUB_USER), made by scripts/hub, removed after
 CYL, MNIST = "check_your_learning", "mnist_exercise"
 WRITTEN = "overfitting_written"
 COMMENT = "No answer here: look at val_accuracy next to accuracy, epoch by epoch."
@@ -80,6 +85,7 @@ class Hub:
         self.passwords = {}
         self.process = None
         self.step = 0
+        self.news = []  # the steps whose page asked about Jupyter news
 
     def script(self, *args, stdin: str = None, check=True) -> subprocess.CompletedProcess:
         result = subprocess.run(["bash", str(REPO / "scripts" / "hub"), *args], input=stdin, env=self.env,
@@ -120,12 +126,10 @@ def hub(request):
     print(f"\nscreenshots: {shots}")
     shutil.copytree(data.cache_dir(), folder / "data")  # what scripts/hub copies to /srv/onions/data
     subprocess.run(["chmod", "-R", "a+rX", str(folder / "data")], check=True)
-    port = free_port()
-    while not all(free(p) for p in (port + 1, port + 2)):
-        port = free_port()
+    port = free_ports()
     env = dict(os.environ, ONIONS_HUB_PORT=str(port), ONIONS_HUB_STATE=str(folder / "state"),
                ONIONS_EXCHANGE=str(folder / "exchange"), ONIONS_DATA_DIR=str(folder / "data"),
-               ONIONS_HUB_VENV=str(shared_python(folder, interpreter())))
+               ONIONS_HUB_VENV=str(shared_python(folder, interpreter())), ONIONS_HUB_USER=HUB_ACCOUNT)
     made = []
     hub = Hub(folder, port, env, shots)
     try:
@@ -153,11 +157,22 @@ def hub(request):
         for account in made:
             subprocess.run(["pkill", "-u", account], capture_output=True)  # only the test's own accounts
             subprocess.run(["userdel", "-r", account], capture_output=True)
+        subprocess.run(["pkill", "-u", HUB_ACCOUNT], capture_output=True)
+        subprocess.run(["userdel", HUB_ACCOUNT], capture_output=True)  # and its group
+        Path("/etc/sudoers.d", HUB_ACCOUNT).unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
         if request.session.testsfailed == failed_before and not os.environ.get("ONIONS_KEEP_SCREENSHOTS"):
             shutil.rmtree(shots, ignore_errors=True)  # kept only for a failing run
         else:
             print(f"\nscreenshots of each step kept in {shots}")
+
+
+def free_ports() -> int:
+    """A port N with N+1 and N+2 free too, as scripts/hub needs."""
+    port = free_port()
+    while not all(free(p) for p in (port + 1, port + 2)):
+        port = free_port()
+    return port
 
 
 def free(port: int) -> bool:
@@ -188,6 +203,8 @@ def browser(hub):
 def shot(hub, driver, name: str):
     hub.step += 1
     driver.save_screenshot(str(hub.shots / f"{hub.step:02d}-{name}.png"))
+    if driver.execute_script("return document.body.innerText.includes('official Jupyter news')"):
+        hub.news.append(name)  # JupyterLab's pop-up, which the role folders' page_config.json turns off
 
 
 def log_in(hub, driver, account: str):
@@ -389,6 +406,7 @@ def term(hub, browser):
         seen.folders = {student: sorted((hub.home(student) / course.ASSIGNMENT / "feedback").glob("*/*.html"))
                         for student in (ALICE, BOB)}
         seen.directory = directory
+        seen.uids = running_as(hub)
     except Exception:
         shot(hub, driver, "failed")
         raise
@@ -401,6 +419,27 @@ SCROLLING_OUTPUTS = ("return Array.from(document.querySelectorAll('.output_text 
                      ".filter(p => p.scrollWidth > p.clientWidth + 1).length")
 WITHOUT_WRAPPING = ("Array.from(document.querySelectorAll('style')).filter(s => s.textContent.includes('graders.feedback'))"
                     ".forEach(s => s.remove());")
+
+
+def uids(pid) -> set:
+    """The real, effective, saved and file-system user ids of a process (/proc/PID/status)."""
+    line, = (line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+    return set(map(int, line.split()[1:]))
+
+
+def running_as(hub) -> dict:
+    """Who runs the hub, its proxy, and each single-user server of this hub (its venv's jupyterhub-singleuser)."""
+    state = hub.folder / "state"
+    found = {"hub": uids((state / "jupyterhub.pid").read_text().strip()),
+             "proxy": uids((state / "configurable-http-proxy.pid").read_text().strip()), "servers": []}
+    singleuser = f"{hub.env['ONIONS_HUB_VENV']}/bin/jupyterhub-singleuser".encode()
+    for process in Path("/proc").iterdir():
+        try:
+            if process.name.isdigit() and singleuser in (process / "cmdline").read_bytes().split(b"\0"):
+                found["servers"].append(uids(process.name))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # ended meanwhile
+    return found
 
 
 def menu_commands(hub, driver, account: str) -> list:
@@ -468,3 +507,54 @@ def test_a_second_start_finds_the_first_and_a_port_in_use_is_named(hub, term):
     assert result.returncode == 1 and result.stderr.strip() == (
         f"scripts/hub: port {port} on 127.0.0.1 is in use by another program: choose other ports "
         "with ONIONS_HUB_PORT=N (N, N+1 and N+2 are used)"), result.stderr
+
+
+def test_the_hub_runs_as_its_own_account_and_each_server_as_its_owner(hub, term):
+    hub_uid = pwd.getpwnam(HUB_ACCOUNT).pw_uid
+    assert term.uids["hub"] == {hub_uid} and term.uids["proxy"] == {hub_uid}, (hub_uid, term.uids)
+    assert all(len(ids) == 1 for ids in term.uids["servers"]), term.uids["servers"]
+    owners = sorted(pwd.getpwuid(next(iter(ids))).pw_name for ids in term.uids["servers"])
+    assert owners == sorted([TEACH, ALICE, BOB]), owners
+    state = hub.folder / "state"  # the hub's own, where root runs nothing (npm ci of the proxy too is the hub's)
+    made_by = {path.owner() for path in state.rglob("*")} | {state.owner()}
+    assert made_by == {HUB_ACCOUNT}, made_by
+
+
+def test_sudo_lets_the_hub_run_the_mediator_as_course_accounts_and_nothing_else(hub, term):
+    mediator = [f"{hub.env['ONIONS_HUB_VENV']}/bin/sudospawner", "--logging=INFO"]
+    probe = '{"action": "kill", "pid": 1, "signal": 0}'  # as Alice: "is pid 1 alive?", which she may not signal
+
+    def sudo(account, *command):
+        return subprocess.run(["runuser", "-u", HUB_ACCOUNT, "--", "sudo", "-n", "-u", account, *command],
+                              input=probe, capture_output=True, text=True, timeout=60)
+    allowed = sudo(ALICE, *mediator)
+    assert allowed.returncode == 0 and '"ok": true' in allowed.stdout, allowed.stdout + allowed.stderr
+    for account, command in ((ALICE, ["/bin/true"]), ("root", mediator), (ALICE, [mediator[0], "--logging=DEBUG"]),
+                             (ALICE, ["/usr/bin/env", *mediator])):
+        refused = sudo(account, *command)
+        assert refused.returncode == 1 and "password is required" in refused.stderr, (account, command, refused.stderr)
+
+
+def test_jupyterlab_never_asks_about_jupyter_news(term, hub):
+    assert hub.step > 20 and not hub.news, hub.news
+
+
+def test_root_is_asked_for_and_a_checkout_other_accounts_cannot_read_is_named(hub):
+    copies = {"open": 0o755, "closed": 0o700}  # a checkout under /root is closed like the second
+    for name, mode in copies.items():
+        (hub.folder / name).mkdir(mode=mode)
+        for part in ("scripts", "hub"):
+            shutil.copytree(REPO / part, hub.folder / name / part)
+    script = hub.folder / "open" / "scripts" / "hub"
+    as_nobody = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(script)], env=hub.env,
+                               capture_output=True, text=True, timeout=60)
+    assert as_nobody.returncode == 1 and as_nobody.stderr.strip() == (
+        "scripts/hub: the one-time set-up (the hub's account, sudo, the groups, the exchange) needs root: sudo bash "
+        f"scripts/hub (the hub itself then runs as {HUB_ACCOUNT}; docs/hub.md)"), as_nobody.stderr
+    other = dict(hub.env, ONIONS_HUB_PORT=str(free_ports()), ONIONS_HUB_STATE=str(hub.folder / "closed-state"))
+    closed = subprocess.run(["bash", str(hub.folder / "closed" / "scripts" / "hub")], env=other,
+                            capture_output=True, text=True, timeout=60)
+    assert closed.returncode == 1 and closed.stderr.strip() == (
+        f"scripts/hub: other accounts cannot read {hub.folder / 'closed'}/hub (the hub's configuration, read by "
+        f"{HUB_ACCOUNT} and by every account's server): put the checkout where every account can read it, e.g. "
+        "/opt/onions, not under /root"), closed.stderr
