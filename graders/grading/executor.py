@@ -27,6 +27,7 @@ class Job:
     student: str
     folder: Path  # the prepared notebooks; the executed ones are written beside them
     notebooks: list  # names, run in this order
+    recheck: bool = False  # no kernel: the hidden checks again on kept exports (graders.grading.recheck)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Execution:
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the host that ran it, when not this one
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value} (failed hidden checks)
+    packs: dict = field(default_factory=dict)  # notebook -> sha256 of the exports the runner packed (NAME.exports.tar.xz)
 
 
 class Executor:
@@ -63,7 +65,7 @@ class SandboxExecutor(Executor):
         return self.isolation.python_module(
             "graders.inside.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
             "--notebook-timeout", str(self.limits.wall_seconds), "--preload", self.preload,
-            "--hidden-delimiters", *self.delimiters,
+            "--hidden-delimiters", *self.delimiters, *(["--recheck"] if job.recheck else []),
             *(["--sandboxed"] if self.isolation.pid_namespace else []))
 
     def run(self, job: Job) -> Execution:
@@ -81,7 +83,7 @@ class SandboxExecutor(Executor):
             shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)
         return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
-                         measurements(outcome.report), diagnoses=diagnoses(outcome.report))
+                         measurements(outcome.report), diagnoses=diagnoses(outcome.report), packs=packs(outcome.report))
 
 
 def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
@@ -98,6 +100,8 @@ def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
     failure = next((item["text"] for item in outcome.report if item.get("failure")), "")
     if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner
         return Status.SANDBOX_REFUSED, first_line(outcome.output.splitlines()[-3:]) or f"exit status {outcome.returncode}"
+    if outcome.returncode == run_notebook.NOT_RECHECKABLE:
+        return Status.EXECUTION_FAILED, f"not rechecked: {failure[:300]}"
     if outcome.returncode == run_notebook.KERNEL_DIED:
         return Status.KERNEL_CRASHED, failure[:300]
     return Status.EXECUTION_FAILED, (failure or first_line(outcome.output.splitlines()[-3:]))[:300]
@@ -113,6 +117,12 @@ def measurements(report: list) -> dict:
                        if key.endswith("seconds") and isinstance(value, (int, float))}
             measured.setdefault(name, {}).update(numbers)
     return measured
+
+
+def packs(report: list) -> dict:
+    """{notebook: sha256 of its packed exports}, as the runner said before any file could be changed."""
+    return {item["notebook"]: item["pack_sha256"] for item in report
+            if isinstance(item.get("notebook"), str) and isinstance(item.get("pack_sha256"), str)}
 
 
 def diagnoses(report: list) -> dict:
