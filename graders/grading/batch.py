@@ -24,6 +24,7 @@ from pathlib import Path
 from graders import data
 from graders.course.coursedir import Course, CourseError, DiskFull
 from graders.course.status import SCORED, Status
+from graders.grading import recheck
 from graders.grading.executor import Job, LocalPool, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files, thread_env
 from graders.grading.steps import NbgraderSteps
@@ -101,10 +102,15 @@ class CtrlC:
 
 class Batch:
     def __init__(self, course: Path, assignment: str, limits: sandbox.Limits, workers: int,
-                 use_sandbox: bool = True, force: bool = False, log=print, cluster=None):
-        """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.grading.cluster)."""
+                 use_sandbox: bool = True, force: bool = False, log=print, cluster=None, recheck: bool = False):
+        """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.grading.cluster);
+        `recheck`: regrade everyone, running only the hidden checks where the kept exports allow
+        (graders.grading.recheck), else in full."""
+        if recheck and cluster:
+            raise CourseError("--recheck runs on this machine: leave out --scheduler (the checks take seconds)")
         self.course, self.assignment, self.limits = Course(course), assignment, limits
-        self.workers, self.force, self.log, self.cluster = workers, force, log, cluster
+        self.workers, self.force, self.log, self.cluster = workers, force or recheck, log, cluster
+        self.recheck, self.jobs, self.modes, self.produced_by, self.exports, self.kept = recheck, {}, {}, {}, {}, {}
         self.ctrl_c = CtrlC()
         self.foreign = {}  # student -> the foreign cells nbgrader's preparation graded as ordinary ones
         self.isolation = sandbox.choose(use_sandbox)
@@ -121,6 +127,7 @@ class Batch:
             for name in self.settings.datasets:  # the students' view and the grading split's labels
                 data.check_grading_data(name)
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
+        self.kept = {student: entry.get("exports", "") for student, entry in state.items()}  # manifest digests
         if not students:
             raise CourseError(f"no submissions in {self.course.root / self.course.directory.submitted_directory}/*/"
                               f"{self.assignment}: hand-ins go in submitted/<student>/<assignment>/")
@@ -198,7 +205,7 @@ class Batch:
                 results[student] = self.finish(student, problem, started[student])
                 progress(student, 0)
             else:
-                pool.add(Job(student, self.nbgrader.stage / student / self.assignment, notebooks))
+                pool.add(self.job(student, notebooks))
             for job, execution in pool.finished(wait=False):
                 results[job.student] = self.grade(job.student, execution, started[job.student])
                 progress(job.student, execution.wall_seconds)
@@ -207,11 +214,34 @@ class Batch:
             results[job.student] = self.grade(job.student, execution, started[job.student])
             progress(job.student, execution.wall_seconds)
 
+    def job(self, student: str, notebooks: list) -> Job:
+        """A full grading, or with --recheck and kept exports that allow it, the hidden checks only."""
+        prepared, delimiters = self.nbgrader.stage / student / self.assignment, self.course.hidden_delimiters()
+        self.produced_by[student] = recheck.fingerprint(self.course, self.assignment, student, prepared, notebooks,
+                                                        self.limits, delimiters)
+        self.jobs[student] = job = Job(student, prepared, notebooks)
+        if self.recheck:
+            store = recheck.folder(self.course, self.assignment, student)
+            why = recheck.why_not(store, self.kept.get(student, ""), self.produced_by[student], prepared, notebooks, delimiters)
+            self.modes[student] = f"full grading: {why}" if why else "rechecked (hidden checks only)"
+            if not why:
+                recheck.stage(store, prepared, notebooks)
+                job.recheck = True
+        return job
+
     def grade(self, student: str, execution, started: float) -> Result:
-        """Step 3 (graders.grading.steps), then the gradebook's verdict."""
+        """Step 3 (graders.grading.steps), then the gradebook's verdict; a full grading's exports are kept."""
         DiskFull.check([execution.detail], self.nbgrader.stage)  # the runner could not write its notebooks back
         problem = None if execution.status == Status.GRADED else (execution.status, execution.detail)
-        return self.finish(student, problem or self.nbgrader.grade(student), started, execution)
+        problem = problem or self.nbgrader.grade(student)
+        job, store = self.jobs.pop(student), recheck.folder(self.course, self.assignment, student)
+        if job.recheck:  # the kept exports stay as they were
+            self.exports[student] = self.kept.get(student, "")
+        elif problem:
+            shutil.rmtree(store, ignore_errors=True)
+        else:
+            self.exports[student] = recheck.keep(store, job.folder, job.notebooks, execution.packs, self.produced_by[student])
+        return self.finish(student, problem, started, execution)
 
     def finish(self, student, problem, started, execution=None) -> Result:
         result = Result(student, *(problem or (Status.GRADED, "")), seconds=time.monotonic() - started)
@@ -222,10 +252,10 @@ class Batch:
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
         result.foreign_cells = self.foreign.pop(student, [])
-        if result.foreign_cells:
-            result.detail = "; ".join(filter(None, [result.detail, *result.foreign_cells]))
+        result.detail = "; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells]))
         shutil.rmtree(self.nbgrader.stage / student, ignore_errors=True)
-        self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result)})
+        self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result),
+                                    "exports": self.exports.pop(student, "")})
         return result
 
 

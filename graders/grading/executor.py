@@ -40,7 +40,7 @@ class Execution:
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the host that ran it, when not this one
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value} (failed hidden checks)
-    packs: dict = field(default_factory=dict)  # notebook -> sha256 of the exports the runner packed (NAME.exports.tar.xz)
+    packs: dict = field(default_factory=dict)  # notebook -> {sha256, checked} of the exports the runner packed
 
 
 class Executor:
@@ -120,9 +120,10 @@ def measurements(report: list) -> dict:
 
 
 def packs(report: list) -> dict:
-    """{notebook: sha256 of its packed exports}, as the runner said before any file could be changed."""
-    return {item["notebook"]: item["pack_sha256"] for item in report
-            if isinstance(item.get("notebook"), str) and isinstance(item.get("pack_sha256"), str)}
+    """{notebook: {sha256, checked}}: the digest of its packed exports and the test cells (indices)
+    the checker ran, as the runner said before any file could be changed (NAME.exports.tar.xz)."""
+    return {item["notebook"]: {"sha256": item["pack_sha256"], "checked": [int(i) for i in item.get("checked", [])]}
+            for item in report if isinstance(item.get("notebook"), str) and isinstance(item.get("pack_sha256"), str)}
 
 
 def diagnoses(report: list) -> dict:

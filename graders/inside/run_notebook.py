@@ -198,7 +198,8 @@ def keep(path: Path, folder: Path) -> bytes:
     their digest told to the grader, who keeps the pack only if the file says the same."""
     started = time.process_time()
     packed = artifacts.pack(folder)  # no folder (no checks): an empty pack
-    report(f"packed the exports of {path.stem}: {len(packed)} bytes", notebook=path.stem,
+    checked = sorted(int(cell.name) for cell in folder.glob("[0-9][0-9][0-9]")) if folder.is_dir() else []
+    report(f"packed the exports of {path.stem}: {len(packed)} bytes", notebook=path.stem, checked=checked,
            pack_sha256=hashlib.sha256(packed).hexdigest(), pack_seconds=round(time.process_time() - started, 3))
     return packed
 
@@ -216,7 +217,10 @@ def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, deli
         try:
             previous = nbformat.read(str(path.with_suffix(PREVIOUS)), as_version=4)
             artifacts.unpack(path.with_suffix(PACK).read_bytes(), exports / path.stem)
-            checks = merge(notebook, previous, exports / path.stem, delimiters)
+            folder = exports / path.stem
+            checked = {index for index in range(len(notebook.cells)) if (folder / f"{index:03d}" / artifacts.MANIFEST).is_file()}
+            checks = [(cell, hidden.Check(cell.get("id") or f"cell{index}", code, str(folder / f"{index:03d}"), names))
+                      for index, cell, code, names in merge(notebook, previous, checked, delimiters)]
         except Exception as error:
             report(f"cannot recheck {path.stem}: {type(error).__name__}: {error}", failure=True)
             return NOT_RECHECKABLE
@@ -226,9 +230,11 @@ def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, deli
     return 0
 
 
-def merge(notebook, previous, exports: Path, delimiters) -> list:
+def merge(notebook, previous, checked: set, delimiters) -> list:
     """Give `notebook` the outputs of `previous` (the same notebook as executed before, with the old
-    hidden parts), without the old checks' outputs; returns [(cell, Check)] to run again. Refuses
+    hidden parts), without the outputs of the old checks (of the cells `checked`, by index); returns
+    [(index, cell, hidden part, names it reads)] to check again. The grader runs it first, on
+    copies, to choose between a recheck and a full grading. Refuses
     (RecheckError) what a recheck cannot reproduce: another cell, another public part, a hidden
     part that reads a name the kernel never exported, a cell checked now but not then."""
     if len(notebook.cells) != len(previous.cells):
@@ -243,8 +249,7 @@ def merge(notebook, previous, exports: Path, delimiters) -> list:
         if cell.cell_type != "code":
             continue
         cell.outputs, cell.execution_count = old.get("outputs", []), old.get("execution_count")
-        folder = exports / f"{index:03d}"
-        if not test or not (folder / artifacts.MANIFEST).is_file():
+        if not test or index not in checked:
             if test and code is not None and old_code is None and not _failed(cell):
                 raise RecheckError(f"cell {cell.get('id')} has a hidden part now, and none when it was graded")
             continue
@@ -255,7 +260,7 @@ def merge(notebook, previous, exports: Path, delimiters) -> list:
         unknown = [name for name in names if name not in hidden.free_names(old_code or "")]
         if unknown:
             raise RecheckError(f"the hidden part of {cell.get('id')} reads {unknown[0]}, which was not exported")
-        checks.append((cell, hidden.Check(cell.get("id") or f"cell{index}", code, str(folder), names)))
+        checks.append((index, cell, code, names))
     return checks
 
 

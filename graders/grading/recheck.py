@@ -1,0 +1,124 @@
+"""Regrade after the hidden tests change, without running student code again (`autograde --recheck`).
+
+Every grading keeps, per student, under .graders/<assignment>/exports/<student>/: each notebook's
+exports packed by the runner (NAME.exports.tar.xz: what the hidden parts read, data only), the
+notebook as executed (NAME.previous.ipynb), and a manifest: the fingerprint of what produced them
+(the submission, the prepared notebooks with their test cells' hidden parts cut off, the
+configuration, the limits, the code), the test cells the checker ran, and each file's digest. The
+manifest's own digest goes into the batch state, so a pack or manifest changed since is seen.
+
+A recheck job gives the sandbox the prepared notebooks (the new hidden parts, from the gradebook)
+and these files; the runner starts no kernel, runs the new hidden parts on the exports and puts
+their results in place of the old checks' outputs (graders.inside.run_notebook.recheck); nbgrader's
+grade pass then records it as any grading. Whatever a recheck cannot reproduce exactly (no kept
+exports, an altered file, another submission or public part, a hidden part that reads a name the
+kernel never exported) is a full grading, with the reason in the summary.
+"""
+import functools
+import hashlib
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import nbformat
+
+from graders.course.coursedir import Course
+from graders.inside import hidden, run_notebook
+from graders.isolation import sandbox
+
+MANIFEST = "manifest.json"
+
+
+def folder(course: Course, assignment: str, student: str) -> Path:
+    return course.work(assignment) / "exports" / student
+
+
+@functools.cache
+def _code() -> str:
+    from graders.grading.cluster import code_fingerprint  # the same code and packages grade alike
+    return code_fingerprint()
+
+
+def fingerprint(course: Course, assignment: str, student: str, prepared: Path, notebooks: list,
+                limits: sandbox.Limits, delimiters) -> str:
+    """What the exports depend on: the submitted files, the prepared notebooks with each test
+    cell's hidden part cut off (the kernel never ran it), nbgrader_config.py, the limits, the code.
+    The hidden parts are not in it: changing them is what a recheck is for."""
+    digest = hashlib.sha256()
+    for path in sorted(course.folder("submitted", assignment, student).rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in notebooks:
+        cells = []
+        for cell in nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4).cells:
+            source = hidden.split(cell.source, *delimiters)[0] if hidden.is_test_cell(cell) else cell.source
+            cells.append([cell.get("id"), cell.cell_type, source, cell.get("metadata", {}).get("nbgrader")])
+        digest.update(json.dumps([name, cells], sort_keys=True).encode())
+    digest.update((course.root / "nbgrader_config.py").read_bytes())
+    digest.update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
+    digest.update(_code().encode())
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: str) -> str:
+    """After a full grading: move the runner's packs and copy the executed notebooks from the
+    stage into `store`, with the manifest; returns the manifest's digest (for the state), or ""
+    when a pack is missing or not what the runner packed (nothing is kept then: no recheck)."""
+    shutil.rmtree(store, ignore_errors=True)
+    files, checked = {}, {}
+    for name in notebooks:
+        pack, executed = stage / f"{name}{run_notebook.PACK}", stage / f"{name}.executed.ipynb"
+        if name not in packs or not pack.is_file() or not executed.is_file() or _sha256(pack) != packs[name]["sha256"]:
+            shutil.rmtree(store, ignore_errors=True)
+            return ""
+        store.mkdir(parents=True, exist_ok=True)
+        shutil.move(pack, store / pack.name)
+        shutil.copyfile(executed, store / f"{name}{run_notebook.PREVIOUS}")
+        files.update({pack.name: packs[name]["sha256"], f"{name}{run_notebook.PREVIOUS}": _sha256(store / f"{name}{run_notebook.PREVIOUS}")})
+        checked[name] = packs[name]["checked"]
+    manifest = json.dumps({"fingerprint": produced_by, "files": files, "checked": checked}, sort_keys=True).encode()
+    (store / MANIFEST).write_bytes(manifest)
+    return hashlib.sha256(manifest).hexdigest()
+
+
+def why_not(store: Path, recorded: str, produced_by: str, prepared: Path, notebooks: list, delimiters) -> str:
+    """"" when the student can be rechecked, else why a full grading is needed (one line)."""
+    try:
+        raw = (store / MANIFEST).read_bytes()
+    except OSError:
+        return "no exports kept from the last grading"
+    if not recorded or hashlib.sha256(raw).hexdigest() != recorded:
+        return "the kept exports' manifest is not the one recorded at grading"
+    manifest = json.loads(raw)
+    if manifest.get("fingerprint") != produced_by:
+        return "the submission, a public part of a test or the configuration changed since it was graded"
+    expected = {f"{name}{suffix}" for name in notebooks for suffix in (run_notebook.PACK, run_notebook.PREVIOUS)}
+    if set(manifest.get("files", {})) != expected:
+        return "the kept exports are not those of these notebooks"
+    for name, digest in sorted(manifest["files"].items()):
+        if not (store / name).is_file() or _sha256(store / name) != digest:
+            return f"the kept {name} is missing or altered"
+    for name in notebooks:
+        try:
+            previous = nbformat.read(str(store / f"{name}{run_notebook.PREVIOUS}"), as_version=4)
+            notebook = nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4)
+            run_notebook.merge(notebook, previous, set(manifest["checked"][name]), delimiters)
+        except run_notebook.RecheckError as error:
+            return f"{name}: {error}"
+    return ""
+
+
+def stage(store: Path, prepared: Path, notebooks: list) -> None:
+    """The kept files beside the prepared notebooks, for the sandbox (verified just before: why_not)."""
+    for name in notebooks:
+        for suffix in (run_notebook.PACK, run_notebook.PREVIOUS):
+            shutil.copyfile(store / f"{name}{suffix}", prepared / f"{name}{suffix}")
+
+
+def disk_bytes(store: Path) -> int:
+    return sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
