@@ -41,11 +41,13 @@ def _code() -> str:
 
 
 def fingerprint(course: Course, assignment: str, student: str, prepared: Path, notebooks: list,
-                limits: sandbox.Limits, delimiters) -> str:
+                limits: sandbox.Limits, delimiters) -> dict:
     """What the exports depend on: the submitted files, the prepared notebooks with each test
     cell's hidden part cut off (the kernel never ran it), nbgrader_config.py, the limits, the code.
-    The hidden parts are not in it: changing them is what a recheck is for."""
-    digest = hashlib.sha256()
+    The hidden parts are not in it: changing them is what a recheck is for. {part: digest}, so a
+    full grading can say which part changed."""
+    parts = {part: hashlib.sha256() for part in ("submission", "notebooks' public parts", "nbgrader_config.py", "limits", "code")}
+    digest = parts["submission"]
     for path in sorted(course.folder("submitted", assignment, student).rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -54,18 +56,18 @@ def fingerprint(course: Course, assignment: str, student: str, prepared: Path, n
         for cell in nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4).cells:
             source = hidden.split(cell.source, *delimiters)[0] if hidden.is_test_cell(cell) else cell.source
             cells.append([cell.get("id"), cell.cell_type, source, cell.get("metadata", {}).get("nbgrader")])
-        digest.update(json.dumps([name, cells], sort_keys=True).encode())
-    digest.update((course.root / "nbgrader_config.py").read_bytes())
-    digest.update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
-    digest.update(_code().encode())
-    return digest.hexdigest()
+        parts["notebooks' public parts"].update(json.dumps([name, cells], sort_keys=True).encode())
+    parts["nbgrader_config.py"].update((course.root / "nbgrader_config.py").read_bytes())
+    parts["limits"].update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
+    parts["code"].update(_code().encode())
+    return {part: digest.hexdigest() for part, digest in parts.items()}
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: str) -> str:
+def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: dict) -> str:
     """After a full grading: move the runner's packs and copy the executed notebooks from the
     stage into `store`, with the manifest; returns the manifest's digest (for the state), or ""
     when a pack is missing or not what the runner packed (nothing is kept then: no recheck)."""
@@ -86,7 +88,7 @@ def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: st
     return hashlib.sha256(manifest).hexdigest()
 
 
-def why_not(store: Path, recorded: str, produced_by: str, prepared: Path, notebooks: list, delimiters) -> str:
+def why_not(store: Path, recorded: str, produced_by: dict, prepared: Path, notebooks: list, delimiters) -> str:
     """"" when the student can be rechecked, else why a full grading is needed (one line)."""
     try:
         raw = (store / MANIFEST).read_bytes()
@@ -95,8 +97,10 @@ def why_not(store: Path, recorded: str, produced_by: str, prepared: Path, notebo
     if not recorded or hashlib.sha256(raw).hexdigest() != recorded:
         return "the kept exports' manifest is not the one recorded at grading"
     manifest = json.loads(raw)
-    if manifest.get("fingerprint") != produced_by:
-        return "the submission, a public part of a test or the configuration changed since it was graded"
+    kept = manifest.get("fingerprint") if isinstance(manifest.get("fingerprint"), dict) else {}
+    changed = [part for part in produced_by if kept.get(part) != produced_by[part]]
+    if changed:
+        return f"changed since it was graded: {', '.join(changed)}"
     expected = {f"{name}{suffix}" for name in notebooks for suffix in (run_notebook.PACK, run_notebook.PREVIOUS)}
     if set(manifest.get("files", {})) != expected:
         return "the kept exports are not those of these notebooks"
