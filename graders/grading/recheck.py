@@ -55,7 +55,9 @@ def fingerprint(course: Course, assignment: str, student: str, prepared: Path, n
         cells = []
         for cell in nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4).cells:
             source = hidden.split(cell.source, *delimiters)[0] if hidden.is_test_cell(cell) else cell.source
-            cells.append([cell.get("id"), cell.cell_type, source, cell.get("metadata", {}).get("nbgrader")])
+            meta = {key: value for key, value in (cell.get("metadata", {}).get("nbgrader") or {}).items()
+                    if key != "checksum"}  # nbgrader's checksum covers the hidden part too
+            cells.append([cell.get("id"), cell.cell_type, source, meta])
         parts["notebooks' public parts"].update(json.dumps([name, cells], sort_keys=True).encode())
     parts["nbgrader_config.py"].update((course.root / "nbgrader_config.py").read_bytes())
     parts["limits"].update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
