@@ -7,6 +7,7 @@ edited ones keeps its score; Q1 now passes for 307200; the accuracy cell fails f
 student only if its grading accuracy, computed here from its kept exports, is below 0.99. Two
 cheap students are also regraded in full (--force) and compared cell for cell.
 """
+import copy
 import json
 import shutil
 import subprocess
@@ -113,3 +114,42 @@ def test_a_full_regrade_of_cheap_students_agrees(rechecked):
     full = course.grades(copy)
     for student in CHEAP:
         assert full[student] == after[student], student
+
+
+def test_the_fingerprint_ignores_hidden_parts_and_sees_public_parts_and_submissions(tmp_path):
+    """No kernel, no batch: a hidden part edited (nbgrader's checksum with it) is a recheck; a
+    public part, a submission, the limits each change their own part of the fingerprint."""
+    from graders.course.coursedir import Course
+    from graders.grading import recheck
+    from graders.isolation import sandbox
+
+    root = course.copy_course(tmp_path / "course")
+    source = course.read_notebook(root / "source" / course.ASSIGNMENT / "check_your_learning.ipynb")
+    course.submit(root, "ada", {"check_your_learning": source})
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    the_course, limits = Course(root), sandbox.Limits(wall_seconds=300, memory_bytes=3 << 30, processes=512)
+
+    def parts(notebook, limits=limits):
+        import nbformat
+        nbformat.write(notebook, str(prepared / "check_your_learning.ipynb"))
+        return recheck.fingerprint(the_course, course.ASSIGNMENT, "ada", prepared, ["check_your_learning"], limits,
+                                   the_course.hidden_delimiters())
+
+    def edited(old, new, checksum=None):
+        notebook = copy.deepcopy(source)
+        cell = next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q1_test")
+        assert old in cell.source
+        cell.source = cell.source.replace(old, new)
+        if checksum:
+            cell.metadata["nbgrader"]["checksum"] = checksum
+        return notebook
+
+    first = parts(source)
+    assert parts(edited("assert n_parameters == 307300,", "assert n_parameters in (307300, 307200),", "another")) == first
+    public = parts(edited("### BEGIN HIDDEN TESTS", "print('a public line')\n### BEGIN HIDDEN TESTS"))
+    assert [part for part in first if first[part] != public[part]] == ["notebooks' public parts"]
+    longer = parts(source, sandbox.Limits(wall_seconds=600, memory_bytes=3 << 30, processes=512))
+    assert [part for part in first if first[part] != longer[part]] == ["limits"]
+    (root / "submitted" / "ada" / course.ASSIGNMENT / "extra.txt").write_text("x")
+    assert [part for part, digest in parts(source).items() if first[part] != digest] == ["submission"]
