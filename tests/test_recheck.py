@@ -45,12 +45,10 @@ def course_limits():
             "--processes", str(limits["processes"])]
 
 
-def grading_accuracy(store):
+def grading_accuracy(store, folder):
     """The reference's accuracy on the grading images, from its kept exports, as the check computes it."""
-
     from graders import data
     from graders.inside import artifacts
-    folder = store.parent / "unpacked"
     artifacts.unpack((store / "mnist_exercise.exports.tar.xz").read_bytes(), folder)
     cell = next(path for path in folder.iterdir() if (path / "_grading_inputs.npy").exists())
     values, _ = artifacts.load(str(cell))
@@ -70,7 +68,7 @@ def rechecked(batch_class, tmp_path_factory):
     works = root / ".graders" / course.ASSIGNMENT / "exports"
     (works / "q3-more" / "check_your_learning.exports.tar.xz").write_bytes(b"tampered")
     (works / "q1-inputs-only" / "check_your_learning.previous.ipynb").unlink()
-    accuracy = grading_accuracy(works / "reference")
+    accuracy = grading_accuracy(works / "reference", tmp_path_factory.mktemp("unpacked"))
     edit(root, "mnist_exercise", "accuracy_test", '{"mnist": 0.97,', '{"mnist": 0.99,')
     edit(root, "check_your_learning", "q1_test", "assert n_parameters == 307300,", "assert n_parameters in (307300, 307200),")
     course.nbgrader(root, "generate_assignment", course.ASSIGNMENT, "--force")

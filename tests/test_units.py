@@ -401,11 +401,14 @@ def test_a_pack_round_trips_keeps_identical_arrays_once_and_unpacks_data_only(tm
     import tarfile
     for cell in ("003", "007"):
         artifacts.export({"x": np.zeros((200, 28, 28), "float32"), "n": 3}, ["x", "n"], str(tmp_path / "src" / cell))
-    packed = artifacts.pack(tmp_path / "src")
+    artifacts.export({"forged": 1}, ["forged"], str(tmp_path / "src" / "005"))  # not a check the runner ran
+    packed = artifacts.pack(tmp_path / "src", [3, 7])
     with tarfile.open(fileobj=io.BytesIO(packed), mode="r:xz") as archive:
         assert sum(member.islnk() for member in archive.getmembers()) >= 1  # the second array is a link
     artifacts.unpack(packed, tmp_path / "out")
     values, _ = artifacts.load(str(tmp_path / "out" / "007"))
+    assert json.loads((tmp_path / "out" / artifacts.CHECKED).read_text()) == [3, 7]
+    assert not (tmp_path / "out" / "005").exists()
     assert values["n"] == 3 and np.array_equal(values["x"], np.zeros((200, 28, 28), "float32"))
     evil = io.BytesIO()
     with tarfile.open(fileobj=evil, mode="w:xz") as archive:

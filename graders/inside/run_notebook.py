@@ -193,12 +193,14 @@ def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float)
            export_seconds=round(client.export_seconds, 3))
 
 
-def keep(path: Path, folder: Path) -> bytes:
+def keep(path: Path, folder: Path, checks: list) -> bytes:
     """A notebook's exports packed (graders.inside.artifacts.pack) for a later recheck, and
-    their digest told to the grader, who keeps the pack only if the file says the same."""
+    their digest told to the grader, who keeps the pack only if the file says the same. The
+    checked cells are the checks the runner queued (`client.checks`), never the folders found:
+    the kernel could write those."""
     started = time.process_time()
-    packed = artifacts.pack(folder)  # no folder (no checks): an empty pack
-    checked = sorted(int(cell.name) for cell in folder.glob("[0-9][0-9][0-9]")) if folder.is_dir() else []
+    checked = sorted(int(Path(item.folder).name) for _, item in checks)
+    packed = artifacts.pack(folder, checked)  # no checks: a pack of the empty list
     report(f"packed the exports of {path.stem}: {len(packed)} bytes", notebook=path.stem, checked=checked,
            pack_sha256=hashlib.sha256(packed).hexdigest(), pack_seconds=round(time.process_time() - started, 3))
     return packed
@@ -218,7 +220,7 @@ def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, deli
             previous = nbformat.read(str(path.with_suffix(PREVIOUS)), as_version=4)
             artifacts.unpack(path.with_suffix(PACK).read_bytes(), exports / path.stem)
             folder = exports / path.stem
-            checked = {index for index in range(len(notebook.cells)) if (folder / f"{index:03d}" / artifacts.MANIFEST).is_file()}
+            checked = set(json.loads((folder / artifacts.CHECKED).read_text()))  # the runner's, at grading
             checks = [(cell, hidden.Check(cell.get("id") or f"cell{index}", code, str(folder / f"{index:03d}"), names))
                       for index, cell, code, names in merge(notebook, previous, checked, delimiters)]
         except Exception as error:
@@ -363,7 +365,7 @@ def main(argv=None) -> int:
                 return status
             check(path, client, zygote, args.notebook_timeout)
             # packed now, before the next notebook's kernel could change them; written at the end
-            packs[path] = keep(path, exports / path.stem)
+            packs[path] = keep(path, exports / path.stem, client.checks)
             shutil.rmtree(exports / path.stem, ignore_errors=True)
     finally:
         zygote.close()
