@@ -61,7 +61,8 @@ def test_no_notebook_is_on_disk_while_student_code_runs(tmp_path):
     result = run(tmp_path, "one.ipynb", "two.ipynb")
     assert result.returncode == 0, result.stdout + result.stderr
     assert outputs(tmp_path, "one")[0][0]["text"] == outputs(tmp_path, "two")[0][0]["text"] == "[]\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.executed.ipynb", "two.executed.ipynb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.executed.ipynb", "one.exports.tar.xz",  # packs: for --recheck
+                                                          "two.executed.ipynb", "two.exports.tar.xz"]
 
 
 def test_a_cell_past_its_timeout_is_interrupted_and_the_rest_runs(tmp_path):
