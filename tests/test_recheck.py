@@ -89,7 +89,7 @@ def test_recheck_scores_equal_a_full_regrade(rechecked):
     if accuracy < 0.99:
         expected[("mnist_exercise", "accuracy_test")] = (0.0, 3.0, False)
     assert after["reference"] == expected
-    expected = dict(before["q1-no-bias"], **{("check_your_learning", "q1_test"): (1.0, 1.0, False)})
+    expected = {**before["q1-no-bias"], ("check_your_learning", "q1_test"): (1.0, 1.0, False)}
     assert after["q1-no-bias"] == expected
     assert after["blank"] == before["blank"]
 
