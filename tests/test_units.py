@@ -440,6 +440,9 @@ def test_merge_takes_the_old_outputs_drops_the_old_checks_error_and_refuses_what
                              (_graded("assert x", "assert y == 2"), "reads y, which was not exported")]:
         with pytest.raises(run_notebook.RecheckError, match=message):
             run_notebook.merge(changed, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END))
+    same, carried = _graded("assert x", "assert x == 2", error=False), []  # an unchanged check keeps its old output
+    assert run_notebook.merge(same, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END), carried) == []
+    assert carried == [1] and same.cells[1].outputs == previous.cells[1].outputs
     unchecked = _graded("assert x", "assert x == 2", error=False)
     unchecked.cells[1].source = "assert x\n"  # graded without a hidden part: no exports
     with pytest.raises(run_notebook.RecheckError, match="has a hidden part now"):

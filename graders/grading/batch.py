@@ -25,7 +25,7 @@ from graders import data
 from graders.course.coursedir import Course, CourseError, DiskFull
 from graders.course.status import SCORED, Status
 from graders.grading import recheck
-from graders.grading.executor import Job, LocalPool, SandboxExecutor
+from graders.grading.executor import Execution, Job, LocalPool, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files, thread_env
 from graders.grading.steps import NbgraderSteps
 from graders.isolation import sandbox
@@ -111,6 +111,7 @@ class Batch:
         self.course, self.assignment, self.limits = Course(course), assignment, limits
         self.workers, self.force, self.log, self.cluster = workers, force or recheck, log, cluster
         self.recheck, self.jobs, self.modes, self.produced_by, self.exports, self.kept = recheck, {}, {}, {}, {}, {}
+        self.carried = {}  # student -> the diagnoses of the checks a recheck does not run again
         self.ctrl_c = CtrlC()
         self.foreign = {}  # student -> the foreign cells nbgrader's preparation graded as ordinary ones
         self.isolation = sandbox.choose(use_sandbox)
@@ -204,8 +205,11 @@ class Batch:
             if problem:
                 results[student] = self.finish(student, problem, started[student])
                 progress(student, 0)
+            elif (job := self.job(student, notebooks)).execution:  # a recheck with no changed check: no sandbox
+                results[student] = self.grade(student, job.execution, started[student])
+                progress(student, 0)
             else:
-                pool.add(self.job(student, notebooks))
+                pool.add(job)
             for job, execution in pool.finished(wait=False):
                 results[job.student] = self.grade(job.student, execution, started[job.student])
                 progress(job.student, execution.wall_seconds)
@@ -222,11 +226,18 @@ class Batch:
         self.jobs[student] = job = Job(student, prepared, notebooks)
         if self.recheck:
             store = recheck.folder(self.course, self.assignment, student)
-            why = recheck.why_not(store, self.kept.get(student, ""), self.produced_by[student], prepared, notebooks, delimiters)
-            self.modes[student] = f"full grading: {why}" if why else "rechecked (hidden checks only)"
-            if not why:
+            why, plan = recheck.plan(store, self.kept.get(student, ""), self.produced_by[student], prepared, notebooks,
+                                     delimiters)
+            if why:
+                self.modes[student] = f"full grading: {why}"
+                return job
+            job.recheck, self.carried[student] = True, plan.carried
+            self.modes[student] = f"rechecked ({plan.checks} hidden check{'' if plan.checks == 1 else 's'} run again)"
+            if plan.checks:
                 recheck.stage(store, prepared, notebooks)
-                job.recheck = True
+            else:
+                recheck.write_executed(plan.merged, prepared)
+                job.execution = Execution(Status.GRADED)
         return job
 
     def grade(self, student: str, execution, started: float) -> Result:
@@ -237,10 +248,12 @@ class Batch:
         job, store = self.jobs.pop(student), recheck.folder(self.course, self.assignment, student)
         if job.recheck:  # the kept exports stay as they were
             self.exports[student] = self.kept.get(student, "")
+            execution.diagnoses = {**self.carried.pop(student, {}), **execution.diagnoses}
         elif problem:
             shutil.rmtree(store, ignore_errors=True)
         else:
-            self.exports[student] = recheck.keep(store, job.folder, job.notebooks, execution.packs, self.produced_by[student])
+            self.exports[student] = recheck.keep(store, job.folder, job.notebooks, execution.packs, self.produced_by[student],
+                                                 execution.diagnoses)
         return self.finish(student, problem, started, execution)
 
     def finish(self, student, problem, started, execution=None) -> Result:

@@ -28,6 +28,7 @@ class Job:
     folder: Path  # the prepared notebooks; the executed ones are written beside them
     notebooks: list  # names, run in this order
     recheck: bool = False  # no kernel: the hidden checks again on kept exports (graders.grading.recheck)
+    execution: "Execution" = None  # already done without a sandbox (a recheck with no changed check)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class SandboxExecutor(Executor):
         """The runner's command line for `job`, as the sandbox runs it."""
         return self.isolation.python_module(
             "graders.inside.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
-            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", self.preload,
+            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", "" if job.recheck else self.preload,
             "--hidden-delimiters", *self.delimiters, *(["--recheck"] if job.recheck else []),
             *(["--sandboxed"] if self.isolation.pid_namespace else []))
 

@@ -69,9 +69,10 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: dict) -> str:
+def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: dict, diagnoses: dict) -> str:
     """After a full grading: move the runner's packs and copy the executed notebooks from the
-    stage into `store`, with the manifest; returns the manifest's digest (for the state), or ""
+    stage into `store`, with the manifest (which also holds the checks' diagnoses, for the checks a
+    recheck does not run again); returns the manifest's digest (for the state), or ""
     when a pack is missing or not what the runner packed (nothing is kept then: no recheck)."""
     shutil.rmtree(store, ignore_errors=True)
     files, checked = {}, {}
@@ -85,42 +86,66 @@ def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: di
         shutil.copyfile(executed, store / f"{name}{run_notebook.PREVIOUS}")
         files.update({pack.name: packs[name]["sha256"], f"{name}{run_notebook.PREVIOUS}": _sha256(store / f"{name}{run_notebook.PREVIOUS}")})
         checked[name] = packs[name]["checked"]
-    manifest = json.dumps({"fingerprint": produced_by, "files": files, "checked": checked}, sort_keys=True).encode()
+    manifest = json.dumps({"fingerprint": produced_by, "files": files, "checked": checked, "diagnoses": diagnoses},
+                          sort_keys=True).encode()
     (store / MANIFEST).write_bytes(manifest)
     return hashlib.sha256(manifest).hexdigest()
 
 
-def why_not(store: Path, recorded: str, produced_by: dict, prepared: Path, notebooks: list, delimiters) -> str:
-    """"" when the student can be rechecked, else why a full grading is needed (one line)."""
+class Plan:
+    """What a recheck of one student does: `checks` (how many hidden parts changed, to run again in
+    the sandbox), `merged` (each notebook with the old outputs, the changed checks' taken out),
+    `carried` (the diagnoses of the checks that are not run again)."""
+
+    def __init__(self):
+        self.checks, self.merged, self.carried = 0, {}, {}
+
+
+def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebooks: list, delimiters):
+    """(why, Plan): why is "" when the student can be rechecked, else why a full grading is needed
+    (one line)."""
     try:
         raw = (store / MANIFEST).read_bytes()
     except OSError:
-        return "no exports kept from the last grading"
+        return "no exports kept from the last grading", None
     if not recorded or hashlib.sha256(raw).hexdigest() != recorded:
-        return "the kept exports' manifest is not the one recorded at grading"
+        return "the kept exports' manifest is not the one recorded at grading", None
     manifest = json.loads(raw)
     kept = manifest.get("fingerprint") if isinstance(manifest.get("fingerprint"), dict) else {}
     changed = [part for part in produced_by if kept.get(part) != produced_by[part]]
     if changed:
-        return f"changed since it was graded: {', '.join(changed)}"
+        return f"changed since it was graded: {', '.join(changed)}", None
     expected = {f"{name}{suffix}" for name in notebooks for suffix in (run_notebook.PACK, run_notebook.PREVIOUS)}
     if set(manifest.get("files", {})) != expected:
-        return "the kept exports are not those of these notebooks"
+        return "the kept exports are not those of these notebooks", None
     for name, digest in sorted(manifest["files"].items()):
         if not (store / name).is_file() or _sha256(store / name) != digest:
-            return f"the kept {name} is missing or altered"
+            return f"the kept {name} is missing or altered", None
+    result = Plan()
     for name in notebooks:
+        carried = []
         try:
             previous = nbformat.read(str(store / f"{name}{run_notebook.PREVIOUS}"), as_version=4)
             notebook = nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4)
-            run_notebook.merge(notebook, previous, set(manifest["checked"][name]), delimiters)
+            result.checks += len(run_notebook.merge(notebook, previous, set(manifest["checked"][name]), delimiters, carried))
         except run_notebook.RecheckError as error:
-            return f"{name}: {error}"
-    return ""
+            return f"{name}: {error}", None
+        result.merged[name] = notebook
+        for index in carried:
+            key = f"{name}:{notebook.cells[index].get('metadata', {}).get('nbgrader', {}).get('grade_id')}"
+            if key in manifest.get("diagnoses", {}):
+                result.carried[key] = manifest["diagnoses"][key]
+    return "", result
+
+
+def write_executed(merged: dict, prepared: Path) -> None:
+    """No check changed: the merged notebooks are the executed ones, no sandbox needed."""
+    for name, notebook in merged.items():
+        nbformat.write(notebook, str(prepared / f"{name}.executed.ipynb"))
 
 
 def stage(store: Path, prepared: Path, notebooks: list) -> None:
-    """The kept files beside the prepared notebooks, for the sandbox (verified just before: why_not)."""
+    """The kept files beside the prepared notebooks, for the sandbox (verified just before: plan)."""
     for name in notebooks:
         for suffix in (run_notebook.PACK, run_notebook.PREVIOUS):
             shutil.copyfile(store / f"{name}{suffix}", prepared / f"{name}{suffix}")

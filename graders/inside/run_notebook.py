@@ -232,16 +232,18 @@ def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, deli
     return 0
 
 
-def merge(notebook, previous, checked: set, delimiters) -> list:
+def merge(notebook, previous, checked: set, delimiters, carried: list = None) -> list:
     """Give `notebook` the outputs of `previous` (the same notebook as executed before, with the old
-    hidden parts), without the outputs of the old checks (of the cells `checked`, by index); returns
-    [(index, cell, hidden part, names it reads)] to check again. The grader runs it first, on
+    hidden parts), without the outputs of the old checks whose hidden part changed (of the cells
+    `checked`, by index); returns [(index, cell, hidden part, names it reads)] to check again: a
+    check whose hidden part is unchanged keeps its old output, since it would give it again (its
+    index is appended to `carried`, when given). The grader runs it first, on
     copies, to choose between a recheck and a full grading. Refuses
     (RecheckError) what a recheck cannot reproduce: another cell, another public part, a hidden
     part that reads a name the kernel never exported, a cell checked now but not then."""
     if len(notebook.cells) != len(previous.cells):
         raise RecheckError("the notebook has another number of cells than when it was graded")
-    checks = []
+    checks, carried = [], [] if carried is None else carried
     for index, (cell, old) in enumerate(zip(notebook.cells, previous.cells)):
         test = hidden.is_test_cell(cell)
         public, code = hidden.split(cell.source, *delimiters) if test else (cell.source, None)
@@ -255,6 +257,9 @@ def merge(notebook, previous, checked: set, delimiters) -> list:
             if test and code is not None and old_code is None and not _failed(cell):
                 raise RecheckError(f"cell {cell.get('id')} has a hidden part now, and none when it was graded")
             continue
+        if code is not None and code == old_code:
+            carried.append(index)
+            continue  # the same check on the same exports (and code, in the fingerprint): the same result
         cell.outputs = [output for output in cell.outputs if output.get("output_type") != "error"]  # the old check's
         if code is None:
             continue
