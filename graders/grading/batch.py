@@ -198,6 +198,7 @@ class Batch:
             machine = f" on {results[student].machine}" if results[student].machine else ""
             self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s){machine}")
 
+        waiting, size = [], recheck.group_size(len(todo), self.workers)  # rechecks, grouped: graders.grading.recheck
         for student in todo:
             self.ctrl_c.check()
             started[student] = time.monotonic()
@@ -208,15 +209,22 @@ class Batch:
             elif (job := self.job(student, notebooks)).execution:  # a recheck with no changed check: no sandbox
                 results[student] = self.grade(student, job.execution, started[student])
                 progress(student, 0)
+            elif job.recheck:
+                waiting.append(job)
             else:
                 pool.add(job)
-            for job, execution in pool.finished(wait=False):
+            if len(waiting) == size or (waiting and student == todo[-1]):
+                pool.add(recheck.group(waiting, self.nbgrader.stage, len(started)) if len(waiting) > 1 else waiting[0])
+                waiting = []
+            for returned, execution in pool.finished(wait=False):
+                for job, execution in recheck.each(returned, execution):
+                    results[job.student] = self.grade(job.student, execution, started[job.student])
+                    progress(job.student, execution.wall_seconds)
+        pool.close()
+        for returned, execution in pool.finished():
+            for job, execution in recheck.each(returned, execution):
                 results[job.student] = self.grade(job.student, execution, started[job.student])
                 progress(job.student, execution.wall_seconds)
-        pool.close()
-        for job, execution in pool.finished():
-            results[job.student] = self.grade(job.student, execution, started[job.student])
-            progress(job.student, execution.wall_seconds)
 
     def job(self, student: str, notebooks: list) -> Job:
         """A full grading, or with --recheck and kept exports that allow it, the hidden checks only."""

@@ -9,6 +9,7 @@ threads, longest expected first; graders.grading.cluster.DaskPool takes the same
 import concurrent.futures
 import dataclasses
 import math
+import os
 import queue
 import shutil
 import threading
@@ -29,6 +30,7 @@ class Job:
     notebooks: list  # names, run in this order
     recheck: bool = False  # no kernel: the hidden checks again on kept exports (graders.grading.recheck)
     execution: "Execution" = None  # already done without a sandbox (a recheck with no changed check)
+    members: list = field(default_factory=list)  # a recheck group: these students' rechecks in one sandbox
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Execution:
     machine: str = ""  # the host that ran it, when not this one
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value} (failed hidden checks)
     packs: dict = field(default_factory=dict)  # notebook -> {sha256, checked} of the exports the runner packed
+    members: dict = field(default_factory=dict)  # a recheck group's: student -> their Execution
+    not_rechecked: list = field(default_factory=list)  # notebooks (STUDENT/NAME in a group) the runner could not recheck
 
 
 class Executor:
@@ -70,6 +74,8 @@ class SandboxExecutor(Executor):
             *(["--sandboxed"] if self.isolation.pid_namespace else []))
 
     def run(self, job: Job) -> Execution:
+        if job.members:
+            return self.run_group(job)
         argv = self.argv(job)
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(job.notebooks) + 60)
         try:
@@ -84,7 +90,42 @@ class SandboxExecutor(Executor):
             shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)
         return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
-                         measurements(outcome.report), diagnoses=diagnoses(outcome.report), packs=packs(outcome.report))
+                         measurements(outcome.report), diagnoses=diagnoses(outcome.report), packs=packs(outcome.report),
+                         not_rechecked=[str(item["not_rechecked"]) for item in outcome.report if "not_rechecked" in item])
+
+    def run_group(self, group: Job) -> Execution:
+        """Several students' rechecks in one sandbox: one runner, one checker, their imports paid once
+        (graders.grading.recheck.group). Each student's files are linked into the group's folder as
+        STUDENT/NAME; a student the group could not recheck (its runner said so, or the sandbox
+        ended early) is run again alone, so one bad export costs its own student only."""
+        shutil.rmtree(group.folder, ignore_errors=True)
+        try:
+            for member in group.members:
+                (group.folder / member.student).mkdir(parents=True)
+                for name in member.notebooks:
+                    for suffix in (".ipynb", run_notebook.PACK, run_notebook.PREVIOUS):
+                        os.link(member.folder / f"{name}{suffix}", group.folder / member.student / f"{name}{suffix}")
+        except OSError:  # no links here (another file system): each alone, as without groups
+            shutil.rmtree(group.folder, ignore_errors=True)
+            return Execution(Status.GRADED, members={member.student: self.run(member) for member in group.members})
+        together = self.run(dataclasses.replace(group, members=[]))
+        refused = set(together.not_rechecked)
+        share = 1 / len(group.members)  # the sandbox's CPU and memory, shared alike
+        executions = {}
+        for member in group.members:
+            keys = {f"{member.student}/{name}": name for name in member.notebooks}
+            if any(key in refused or not (group.folder / f"{key}.executed.ipynb").is_file() for key in keys):
+                executions[member.student] = self.run(member)
+                continue
+            for key, name in keys.items():
+                os.replace(group.folder / f"{key}.executed.ipynb", member.folder / f"{name}.executed.ipynb")
+            executions[member.student] = Execution(
+                Status.GRADED, "", together.wall_seconds, together.cpu_seconds * share, together.peak_memory_bytes,
+                {keys[k]: v for k, v in together.notebooks.items() if k in keys},
+                diagnoses={f"{keys[k.rpartition(':')[0]]}:{k.rpartition(':')[2]}": v for k, v in together.diagnoses.items()
+                           if k.rpartition(":")[0] in keys})
+        shutil.rmtree(group.folder, ignore_errors=True)
+        return dataclasses.replace(together, members=executions)
 
 
 def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:

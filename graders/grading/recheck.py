@@ -24,10 +24,12 @@ from pathlib import Path
 import nbformat
 
 from graders.course.coursedir import Course
+from graders.grading.executor import Job
 from graders.inside import hidden, run_notebook
 from graders.isolation import sandbox
 
 MANIFEST = "manifest.json"
+GROUP = 25  # at most this many students' rechecks share a sandbox
 
 
 def folder(course: Course, assignment: str, student: str) -> Path:
@@ -153,3 +155,20 @@ def stage(store: Path, prepared: Path, notebooks: list) -> None:
 
 def disk_bytes(store: Path) -> int:
     return sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
+
+
+def group_size(students: int, workers: int) -> int:
+    """Students per recheck sandbox: enough to pay the sandbox's start and the checker's imports
+    (TensorFlow, for a check that reads a model) once for many, few enough to keep every worker busy."""
+    return max(1, min(GROUP, -(-students // (2 * workers))))
+
+
+def group(jobs: list, stage: Path, number: int) -> Job:
+    """One sandbox for these students' rechecks (graders.grading.executor.SandboxExecutor.run_group)."""
+    return Job("", stage / f".recheck-group-{number}", [f"{job.student}/{name}" for job in jobs for name in job.notebooks],
+               recheck=True, members=list(jobs))
+
+
+def each(job: Job, execution) -> list:
+    """[(job, execution)] of a returned job: a recheck group's students one by one, or the job itself."""
+    return [(member, execution.members[member.student]) for member in job.members] if job.members else [(job, execution)]

@@ -168,7 +168,7 @@ def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote
         deadline.cancel()
     cpu = zygote.cpu_seconds.get(zygote.last_pid, 0.0)
     wall = time.monotonic() - started
-    report(f"ran {path.stem} in {wall:.2f} s, kernel CPU {cpu:.2f} s", notebook=path.stem,
+    report(f"ran {path.stem} in {wall:.2f} s, kernel CPU {cpu:.2f} s", notebook=key(path),
            wall_seconds=round(wall, 3), cpu_seconds=round(cpu, 3))
     return 0, notebook, client
 
@@ -185,11 +185,11 @@ def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float)
             cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result[:2])))
         if result and len(result) > 2 and isinstance(result[2], dict):
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", item.cell_id)
-            report(f"diagnosed {path.stem}:{grade_id}: {result[2].get('misconception')}", notebook=path.stem,
+            report(f"diagnosed {key(path)}:{grade_id}: {result[2].get('misconception')}", notebook=key(path),
                    cell=grade_id, diagnosis=result[2])
     wall = time.monotonic() - started
-    report(f"checked {path.stem} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s",
-           notebook=path.stem, check_wall_seconds=round(wall, 3), check_cpu_seconds=round(cpu, 3),
+    report(f"checked {key(path)} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s",
+           notebook=key(path), check_wall_seconds=round(wall, 3), check_cpu_seconds=round(cpu, 3),
            export_seconds=round(client.export_seconds, 3))
 
 
@@ -201,7 +201,7 @@ def keep(path: Path, folder: Path, checks: list) -> bytes:
     started = time.process_time()
     checked = sorted(int(Path(item.folder).name) for _, item in checks)
     packed = artifacts.pack(folder, checked)  # no checks: a pack of the empty list
-    report(f"packed the exports of {path.stem}: {len(packed)} bytes", notebook=path.stem, checked=checked,
+    report(f"packed the exports of {path.stem}: {len(packed)} bytes", notebook=key(path), checked=checked,
            pack_sha256=hashlib.sha256(packed).hexdigest(), pack_seconds=round(time.process_time() - started, 3))
     return packed
 
@@ -212,24 +212,38 @@ class RecheckError(Exception):
 
 def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, delimiters, executed: dict) -> int:
     """--recheck: no kernel, no student code. Each prepared notebook (the new hidden tests) takes
-    the outputs of the copy executed when it was graded (NAME.previous.ipynb); every test cell
+    the outputs of the copy executed when it was graded (NAME.previous.ipynb); every changed check
     the checker ran then is checked again, on the kept exports (NAME.exports.tar.xz, data only),
-    and its checker output replaced. Fills `executed`; returns an exit status."""
-    for path, notebook in notebooks.items():
+    and its checker output replaced. The notebooks may be several students' (STUDENT/NAME.ipynb,
+    graders.grading.recheck's groups): one that cannot be rechecked is reported and left out, the
+    others go on. Fills `executed`; returns an exit status."""
+    status = 0
+    for number, (path, notebook) in enumerate(notebooks.items()):
+        folder = exports / str(number)
         try:
             previous = nbformat.read(str(path.with_suffix(PREVIOUS)), as_version=4)
-            artifacts.unpack(path.with_suffix(PACK).read_bytes(), exports / path.stem)
-            folder = exports / path.stem
+            artifacts.unpack(path.with_suffix(PACK).read_bytes(), folder)
             checked = set(json.loads((folder / artifacts.CHECKED).read_text()))  # the runner's, at grading
             checks = [(cell, hidden.Check(cell.get("id") or f"cell{index}", code, str(folder / f"{index:03d}"), names))
                       for index, cell, code, names in merge(notebook, previous, checked, delimiters)]
         except Exception as error:
-            report(f"cannot recheck {path.stem}: {type(error).__name__}: {error}", failure=True)
-            return NOT_RECHECKABLE
+            report(f"cannot recheck {key(path)}: {type(error).__name__}: {error}", failure=True, not_rechecked=key(path))
+            shutil.rmtree(folder, ignore_errors=True)
+            status = NOT_RECHECKABLE
+            continue
         check(path, types.SimpleNamespace(checks=checks, export_seconds=0.0), zygote, seconds)
-        shutil.rmtree(exports / path.stem, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        if zygote.checker_died:  # this notebook's checks and every later one's did not run
+            for later in list(notebooks)[number:]:
+                report(f"cannot recheck {key(later)}: the checker has died", failure=True, not_rechecked=key(later))
+            return NOT_RECHECKABLE
         executed[path] = notebook
-    return 0
+    return status
+
+
+def key(path: Path) -> str:
+    """How the report names a notebook: NAME, or STUDENT/NAME in a recheck group."""
+    return path.with_suffix("").as_posix()
 
 
 def merge(notebook, previous, checked: set, delimiters, carried: list = None) -> list:
@@ -351,16 +365,14 @@ def main(argv=None) -> int:
     # no student process may inspect or alter the runner (same uid: it could ptrace it or open
     # /proc/PID/mem): it holds the hidden tests
     set_dumpable(False)
-    executed, packs = {}, {}
+    executed, packs, rechecked = {}, {}, 0
     exports = Path(tempfile.mkdtemp(prefix="graders-checks-"))
     try:
         notebooks, status = take(args.notebooks)
         if status:
             return status
-        if args.recheck:
-            status = recheck(notebooks, zygote, exports, args.notebook_timeout, args.hidden_delimiters, executed)
-            if status:
-                return status
+        if args.recheck:  # the notebooks it could recheck are written, whatever the others
+            rechecked = recheck(notebooks, zygote, exports, args.notebook_timeout, args.hidden_delimiters, executed)
         for path, notebook in (notebooks.items() if not args.recheck else []):
             status, executed[path], client = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote,
                                                  exports / path.stem, args.hidden_delimiters)
@@ -386,7 +398,7 @@ def main(argv=None) -> int:
         except Exception as error:
             report(f"cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", failure=True)
             return UNREADABLE
-    return 0
+    return rechecked
 
 
 if __name__ == "__main__":
