@@ -62,6 +62,7 @@ def rechecked(batch_class, tmp_path_factory):
     root = tmp_path_factory.mktemp("recheck") / "course"
     shutil.copytree(batch_class.directory, root, symlinks=True)
     before = course.grades(root)
+    diagnosed = diagnoses(root)
     # a changed submission (an answer cell: the test cells' public parts come from the gradebook)
     submitted = root / "submitted" / "q2-with-bias" / course.ASSIGNMENT / "check_your_learning.ipynb"
     submitted.write_text(submitted.read_text().replace("n_kernels * (kernel_height", "n_kernels * ( kernel_height"))
@@ -72,9 +73,18 @@ def rechecked(batch_class, tmp_path_factory):
     edit(root, "mnist_exercise", "accuracy_test", '{"mnist": 0.97,', '{"mnist": 0.99,')
     edit(root, "check_your_learning", "q1_test", "assert n_parameters == 307300,", "assert n_parameters in (307300, 307200),")
     course.nbgrader(root, "generate_assignment", course.ASSIGNMENT, "--force")
-    students = ["reference", "blank", "q1-no-bias", "q1-inputs-only", "q2-with-bias", "q3-more"]
+    students = ["reference", "blank", "q1-no-bias", "q1-inputs-only", "q2-with-bias", "q3-more", "q3-no-extra-layer"]
     run = autograde(root, "--recheck", *[f"--student={s}" for s in students])
-    return root, before, course.grades(root), run.stdout + run.stderr, accuracy
+    return root, before, course.grades(root), run.stdout + run.stderr, accuracy, diagnosed
+
+
+def diagnoses(root):
+    """{student: the diagnoses of their hidden checks} from the batch state, as feedback reads them."""
+    found = {}
+    for line in (root / ".graders" / course.ASSIGNMENT / "state.jsonl").read_text().splitlines():
+        student, entry = json.loads(line)
+        found[student] = entry["result"].get("diagnoses", {})
+    return found
 
 
 def line(output, student):
@@ -82,8 +92,8 @@ def line(output, student):
 
 
 def test_recheck_scores_equal_a_full_regrade(rechecked):
-    root, before, after, output, accuracy = rechecked
-    assert "rechecked (1 hidden check run again)" in line(output, "reference"), output
+    root, before, after, output, accuracy, _ = rechecked
+    assert "rechecked (2 hidden checks run again)" in line(output, "reference"), output
     assert "rechecked (1 hidden check run again)" in line(output, "q1-no-bias"), output
     assert "rechecked (0 hidden checks run again)" in line(output, "blank"), output  # no sandbox: nothing changed for it
     expected = dict(before["reference"])
@@ -95,8 +105,23 @@ def test_recheck_scores_equal_a_full_regrade(rechecked):
     assert after["blank"] == before["blank"]
 
 
+def test_a_check_not_run_again_keeps_its_score_and_diagnosis_and_a_changed_one_gets_new_ones(rechecked):
+    """q3-no-extra-layer (Q3's model check failed with a misconception; only Q1 was edited): its Q3
+    result and hint stay (that check is not run again); q1-no-bias's Q1
+    diagnosis ("biases forgotten") is gone now that its answer passes."""
+    root, before, after, output, _, diagnosed = rechecked
+    assert "rechecked (1 hidden check run again)" in line(output, "q3-no-extra-layer"), output
+    assert after["q3-no-extra-layer"] == before["q3-no-extra-layer"]
+    now = diagnoses(root)
+    key = "check_your_learning:q3_model_test"
+    assert diagnosed["q3-no-extra-layer"][key]["misconception"] == "extra layer left out"
+    assert now["q3-no-extra-layer"] == diagnosed["q3-no-extra-layer"]
+    assert "check_your_learning:q1_test" in diagnosed["q1-no-bias"]
+    assert "check_your_learning:q1_test" not in now["q1-no-bias"]
+
+
 def test_fallbacks_fail_closed(rechecked):
-    root, before, after, output, _ = rechecked
+    root, before, after, output, _, _ = rechecked
     assert "full grading: changed since it was graded: submission" in line(output, "q2-with-bias"), output
     assert "full grading: the kept check_your_learning.exports.tar.xz is missing or altered" in line(output, "q3-more"), output
     assert "full grading: the kept check_your_learning.previous.ipynb is missing or altered" in line(output, "q1-inputs-only")
@@ -105,7 +130,7 @@ def test_fallbacks_fail_closed(rechecked):
 
 
 def test_a_full_regrade_of_cheap_students_agrees(rechecked):
-    root, _, after, _, _ = rechecked
+    root, _, after, _, _, _ = rechecked
     copy = root.parent / "full"
     shutil.copytree(root, copy, symlinks=True)
     run = autograde(copy, "--force", *[f"--student={s}" for s in CHEAP])
