@@ -30,6 +30,7 @@ from graders.isolation import sandbox
 
 MANIFEST = "manifest.json"
 GROUP = 25  # at most this many students' rechecks share a sandbox
+KEPT_NOTEBOOK_BYTES = 16 << 20  # an executed notebook larger than this (pages of output) is not kept: no recheck
 
 
 def folder(course: Course, assignment: str, student: str) -> Path:
@@ -83,6 +84,14 @@ def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: di
         if name not in packs or not pack.is_file() or not executed.is_file() or _sha256(pack) != packs[name]["sha256"]:
             shutil.rmtree(store, ignore_errors=True)
             return ""
+        if executed.stat().st_size > KEPT_NOTEBOOK_BYTES:  # said on a recheck, which grades this student in full
+            shutil.rmtree(store, ignore_errors=True)
+            store.mkdir(parents=True)
+            reason = (f"nothing kept: the executed {name} was {executed.stat().st_size >> 20} MB, "
+                      f"over the {KEPT_NOTEBOOK_BYTES >> 20} MB kept for a recheck")
+            manifest = json.dumps({"fingerprint": produced_by, "not kept": reason}, sort_keys=True).encode()
+            (store / MANIFEST).write_bytes(manifest)
+            return hashlib.sha256(manifest).hexdigest()
         store.mkdir(parents=True, exist_ok=True)
         shutil.move(pack, store / pack.name)
         shutil.copyfile(executed, store / f"{name}{run_notebook.PREVIOUS}")
@@ -113,6 +122,8 @@ def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebook
     if not recorded or hashlib.sha256(raw).hexdigest() != recorded:
         return "the kept exports' manifest is not the one recorded at grading", None
     manifest = json.loads(raw)
+    if manifest.get("not kept"):
+        return str(manifest["not kept"]), None
     kept = manifest.get("fingerprint") if isinstance(manifest.get("fingerprint"), dict) else {}
     changed = [part for part in produced_by if kept.get(part) != produced_by[part]]
     if changed:
