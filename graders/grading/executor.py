@@ -125,7 +125,7 @@ class SandboxExecutor(Executor):
                 diagnoses={f"{keys[k.rpartition(':')[0]]}:{k.rpartition(':')[2]}": v for k, v in together.diagnoses.items()
                            if k.rpartition(":")[0] in keys})
         shutil.rmtree(group.folder, ignore_errors=True)
-        return dataclasses.replace(together, members=executions)
+        return dataclasses.replace(together, members=executions, notebooks={})  # the members hold their own
 
 
 def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
