@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
     grade.add_argument("--recheck", action="store_true",
                        help="after editing hidden tests (and nbgrader generate_assignment): regrade everyone, running only "
-                            "the hidden checks on the data kept at grading where possible, else in full (the summary says why)")
+                            "the hidden checks that changed, on the data kept at grading, where possible, else in full (the summary says why)")
     grade.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
     where = grade.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="execute on a Dask cluster (tls://HOST:PORT, or tcp://127.0.0.1:PORT "
