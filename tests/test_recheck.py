@@ -120,6 +120,21 @@ def test_a_check_not_run_again_keeps_its_score_and_diagnosis_and_a_changed_one_g
     assert "check_your_learning:q1_test" not in now["q1-no-bias"]
 
 
+def test_feedback_follows_the_recheck(rechecked):
+    """`graders feedback` after a recheck: the hints of the checks kept and none of the one that
+    passes now, and not a line of the new hidden parts."""
+    root = rechecked[0]
+    run = subprocess.run([sys.executable, "-m", "graders", "feedback", course.ASSIGNMENT, "--student", "q3-no-extra-layer",
+                          "--student", "q1-no-bias"], cwd=root, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    page = {student: (root / "feedback" / student / course.ASSIGNMENT / "check_your_learning.html").read_text()
+            for student in ("q3-no-extra-layer", "q1-no-bias")}
+    assert "add the extra Conv2D layer" in page["q3-no-extra-layer"]
+    assert "Count the biases too" not in page["q1-no-bias"]
+    for text in page.values():
+        assert "(307300, 307200)" not in text and "BEGIN HIDDEN" not in text
+
+
 def test_fallbacks_fail_closed(rechecked):
     root, before, after, output, _, _ = rechecked
     assert "full grading: changed since it was graded: submission" in line(output, "q2-with-bias"), output
