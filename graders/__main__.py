@@ -106,6 +106,9 @@ def main(argv=None) -> int:
     grade.add_argument("--processes", type=positive(int), default=512, help="process and thread limit per student's sandbox (default 512)")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    grade.add_argument("--recheck", action="store_true",
+                       help="after editing hidden tests (and nbgrader generate_assignment): regrade everyone, running only "
+                            "the hidden checks that changed, on the data kept at grading, where possible, else in full (the summary says why)")
     grade.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
     where = grade.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="execute on a Dask cluster (tls://HOST:PORT, or tcp://127.0.0.1:PORT "
@@ -162,7 +165,7 @@ def autograde(args) -> int:
         address = cluster.scheduler_address(args.scheduler, args.scheduler_file)
         where = (address, cluster.tls_files(address, args.tls_ca_file, args.tls_cert, args.tls_key))
     grader = batch.Batch(args.course, args.assignment, limits, workers, use_sandbox=not args.no_sandbox, force=args.force,
-                         cluster=where)
+                         cluster=where, recheck=args.recheck)
     try:
         results = grader.run(args.student)
     except KeyboardInterrupt:

@@ -1,4 +1,5 @@
 """The batch grader, `python -m graders autograde`, on a real class and a corpus of bad submissions."""
+import json
 import sqlite3
 import subprocess
 import sys
@@ -55,6 +56,9 @@ def test_locked_cells_are_restored_and_huge_output_is_trimmed(batch_class):
     assert header.startswith("# Lesson 08") and "My own title" not in header
     huge = batch_class.directory / "autograded" / "huge-output" / course.ASSIGNMENT / "check_your_learning.ipynb"
     assert huge.stat().st_size < 5 << 20
+    kept = batch_class.directory / ".graders" / course.ASSIGNMENT / "exports" / "huge-output"  # for --recheck: only why not
+    assert sum(path.stat().st_size for path in kept.iterdir()) < 1 << 20
+    assert "MB kept for a recheck" in json.loads((kept / "manifest.json").read_text())["not kept"]
 
 
 def test_submitted_is_never_modified(batch_class):

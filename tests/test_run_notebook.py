@@ -1,5 +1,6 @@
 """The sandbox's runner: notebooks in kernels forked from one zygote behave as freshly launched ones."""
 import json
+import shutil
 import subprocess
 import sys
 
@@ -28,9 +29,9 @@ def notebook(*sources):
     return nb
 
 
-def run(folder, *names, timeout=60, notebook_timeout=120):
+def run(folder, *names, timeout=60, notebook_timeout=120, extra=()):
     command = [sys.executable, "-m", "graders.inside.run_notebook", *names, "--cell-timeout", str(timeout),
-               "--notebook-timeout", str(notebook_timeout), "--preload", "numpy"]
+               "--notebook-timeout", str(notebook_timeout), "--preload", "numpy", *extra]
     return subprocess.run(command, cwd=folder, capture_output=True, text=True, env={"MARKER": "set", "PATH": "/usr/bin:/bin"})
 
 
@@ -61,7 +62,8 @@ def test_no_notebook_is_on_disk_while_student_code_runs(tmp_path):
     result = run(tmp_path, "one.ipynb", "two.ipynb")
     assert result.returncode == 0, result.stdout + result.stderr
     assert outputs(tmp_path, "one")[0][0]["text"] == outputs(tmp_path, "two")[0][0]["text"] == "[]\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.executed.ipynb", "two.executed.ipynb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.executed.ipynb", "one.exports.tar.xz",  # packs: for --recheck
+                                                          "two.executed.ipynb", "two.exports.tar.xz"]
 
 
 def test_a_cell_past_its_timeout_is_interrupted_and_the_rest_runs(tmp_path):
@@ -132,3 +134,32 @@ def test_the_runner_executes_with_the_settings_of_nbgraders_own_execute_step():
     from nbgrader.preprocessors import Execute
     execute = Execute()
     assert {name: getattr(execute, name) for name in run_notebook.EXECUTE_SETTINGS} == run_notebook.EXECUTE_SETTINGS
+
+
+def test_a_recheck_group_rechecks_each_student_and_leaves_out_the_one_it_cannot(tmp_path):
+    """--recheck on several students' notebooks (STUDENT/NAME: graders.grading.recheck's groups):
+    the new hidden part runs on each student's kept exports; a student whose pack is unreadable is
+    reported by name and gets no executed notebook (the batch then rechecks it alone), the others do."""
+    def graded(hidden_part):
+        nb = notebook("x = 1\nprint(x)", f"assert x\n### BEGIN HIDDEN TESTS\nassert {hidden_part}\n### END HIDDEN TESTS")
+        nb.cells[0].id, nb.cells[1].id = "answer", "test"
+        nb.cells[1].metadata = {"nbgrader": {"grade": True, "solution": False, "locked": True, "grade_id": "t", "points": 1}}
+        return nb
+
+    nbformat.write(graded("x == 2"), str(tmp_path / "one.ipynb"))
+    assert run(tmp_path, "one.ipynb").returncode == 0
+    assert [o["ename"] for o in outputs(tmp_path, "one")[1] if o["output_type"] == "error"] == ["AssertionError"]
+    group = tmp_path / "group"
+    for student in ("alice", "bob", "carol"):
+        (group / student).mkdir(parents=True)
+        nbformat.write(graded("x in (1, 2)"), str(group / student / "one.ipynb"))
+        shutil.copy(tmp_path / "one.executed.ipynb", group / student / f"one{run_notebook.PREVIOUS}")
+        shutil.copy(tmp_path / "one.exports.tar.xz", group / student / "one.exports.tar.xz")
+    (group / "bob" / "one.exports.tar.xz").write_bytes(b"not a pack")
+    result = run(group, "alice/one.ipynb", "bob/one.ipynb", "carol/one.ipynb", extra=["--recheck"])
+    assert result.returncode == run_notebook.NOT_RECHECKABLE, result.stdout + result.stderr
+    assert "cannot recheck bob/one" in result.stdout
+    for student in ("alice", "carol"):
+        assert outputs(group / student, "one")[1] == [], student  # the old check's error is gone: it passes now
+        assert outputs(group / student, "one")[0] == outputs(tmp_path, "one")[0]  # the answer's output, as graded
+    assert not (group / "bob" / "one.executed.ipynb").exists()

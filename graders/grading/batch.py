@@ -24,7 +24,8 @@ from pathlib import Path
 from graders import data
 from graders.course.coursedir import Course, CourseError, DiskFull
 from graders.course.status import SCORED, Status
-from graders.grading.executor import Job, LocalPool, SandboxExecutor
+from graders.grading import recheck
+from graders.grading.executor import Execution, Job, LocalPool, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files, thread_env
 from graders.grading.steps import NbgraderSteps
 from graders.isolation import sandbox
@@ -101,10 +102,16 @@ class CtrlC:
 
 class Batch:
     def __init__(self, course: Path, assignment: str, limits: sandbox.Limits, workers: int,
-                 use_sandbox: bool = True, force: bool = False, log=print, cluster=None):
-        """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.grading.cluster)."""
+                 use_sandbox: bool = True, force: bool = False, log=print, cluster=None, recheck: bool = False):
+        """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.grading.cluster);
+        `recheck`: regrade everyone, running only the hidden checks where the kept exports allow
+        (graders.grading.recheck), else in full."""
+        if recheck and cluster:
+            raise CourseError("--recheck runs on this machine: leave out --scheduler (the checks take seconds)")
         self.course, self.assignment, self.limits = Course(course), assignment, limits
-        self.workers, self.force, self.log, self.cluster = workers, force, log, cluster
+        self.workers, self.force, self.log, self.cluster = workers, force or recheck, log, cluster
+        self.recheck, self.jobs, self.modes, self.produced_by, self.exports, self.kept = recheck, {}, {}, {}, {}, {}
+        self.carried = {}  # student -> the diagnoses of the checks a recheck does not run again
         self.ctrl_c = CtrlC()
         self.foreign = {}  # student -> the foreign cells nbgrader's preparation graded as ordinary ones
         self.isolation = sandbox.choose(use_sandbox)
@@ -121,6 +128,7 @@ class Batch:
             for name in self.settings.datasets:  # the students' view and the grading split's labels
                 data.check_grading_data(name)
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
+        self.kept = {student: entry.get("exports", "") for student, entry in state.items()}  # manifest digests
         if not students:
             raise CourseError(f"no submissions in {self.course.root / self.course.directory.submitted_directory}/*/"
                               f"{self.assignment}: hand-ins go in submitted/<student>/<assignment>/")
@@ -190,6 +198,7 @@ class Batch:
             machine = f" on {results[student].machine}" if results[student].machine else ""
             self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s){machine}")
 
+        waiting, size = [], recheck.group_size(len(todo), self.workers)  # rechecks, grouped: graders.grading.recheck
         for student in todo:
             self.ctrl_c.check()
             started[student] = time.monotonic()
@@ -197,21 +206,63 @@ class Batch:
             if problem:
                 results[student] = self.finish(student, problem, started[student])
                 progress(student, 0)
+            elif (job := self.job(student, notebooks)).execution:  # a recheck with no changed check: no sandbox
+                results[student] = self.grade(student, job.execution, started[student])
+                progress(student, 0)
+            elif job.recheck:
+                waiting.append(job)
             else:
-                pool.add(Job(student, self.nbgrader.stage / student / self.assignment, notebooks))
-            for job, execution in pool.finished(wait=False):
+                pool.add(job)
+            if len(waiting) == size or (waiting and student == todo[-1]):
+                pool.add(recheck.group(waiting, self.nbgrader.stage, len(started)) if len(waiting) > 1 else waiting[0])
+                waiting = []
+            for returned, execution in pool.finished(wait=False):
+                for job, execution in recheck.each(returned, execution):
+                    results[job.student] = self.grade(job.student, execution, started[job.student])
+                    progress(job.student, execution.wall_seconds)
+        pool.close()
+        for returned, execution in pool.finished():
+            for job, execution in recheck.each(returned, execution):
                 results[job.student] = self.grade(job.student, execution, started[job.student])
                 progress(job.student, execution.wall_seconds)
-        pool.close()
-        for job, execution in pool.finished():
-            results[job.student] = self.grade(job.student, execution, started[job.student])
-            progress(job.student, execution.wall_seconds)
+
+    def job(self, student: str, notebooks: list) -> Job:
+        """A full grading, or with --recheck and kept exports that allow it, the hidden checks only."""
+        prepared, delimiters = self.nbgrader.stage / student / self.assignment, self.course.hidden_delimiters()
+        self.produced_by[student] = recheck.fingerprint(self.course, self.assignment, student, prepared, notebooks,
+                                                        self.limits, delimiters)
+        self.jobs[student] = job = Job(student, prepared, notebooks)
+        if self.recheck:
+            store = recheck.folder(self.course, self.assignment, student)
+            why, plan = recheck.plan(store, self.kept.get(student, ""), self.produced_by[student], prepared, notebooks,
+                                     delimiters)
+            if why:
+                self.modes[student] = f"full grading: {why}"
+                return job
+            job.recheck, self.carried[student] = True, plan.carried
+            self.modes[student] = f"rechecked ({plan.checks} hidden check{'' if plan.checks == 1 else 's'} run again)"
+            if plan.checks:
+                recheck.stage(store, prepared, notebooks)
+            else:
+                recheck.write_executed(plan.merged, prepared)
+                job.execution = Execution(Status.GRADED)
+        return job
 
     def grade(self, student: str, execution, started: float) -> Result:
-        """Step 3 (graders.grading.steps), then the gradebook's verdict."""
+        """Step 3 (graders.grading.steps), then the gradebook's verdict; a full grading's exports are kept."""
         DiskFull.check([execution.detail], self.nbgrader.stage)  # the runner could not write its notebooks back
         problem = None if execution.status == Status.GRADED else (execution.status, execution.detail)
-        return self.finish(student, problem or self.nbgrader.grade(student), started, execution)
+        problem = problem or self.nbgrader.grade(student)
+        job, store = self.jobs.pop(student), recheck.folder(self.course, self.assignment, student)
+        if job.recheck:  # the kept exports stay as they were
+            self.exports[student] = self.kept.get(student, "")
+            execution.diagnoses = {**self.carried.pop(student, {}), **execution.diagnoses}
+        elif problem:
+            shutil.rmtree(store, ignore_errors=True)
+        else:
+            self.exports[student] = recheck.keep(store, job.folder, job.notebooks, execution.packs, self.produced_by[student],
+                                                 execution.diagnoses)
+        return self.finish(student, problem, started, execution)
 
     def finish(self, student, problem, started, execution=None) -> Result:
         result = Result(student, *(problem or (Status.GRADED, "")), seconds=time.monotonic() - started)
@@ -222,10 +273,10 @@ class Batch:
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
         result.foreign_cells = self.foreign.pop(student, [])
-        if result.foreign_cells:
-            result.detail = "; ".join(filter(None, [result.detail, *result.foreign_cells]))
+        result.detail = "; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells]))
         shutil.rmtree(self.nbgrader.stage / student, ignore_errors=True)
-        self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result)})
+        self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result),
+                                    "exports": self.exports.pop(student, "")})
         return result
 
 

@@ -9,6 +9,7 @@ threads, longest expected first; graders.grading.cluster.DaskPool takes the same
 import concurrent.futures
 import dataclasses
 import math
+import os
 import queue
 import shutil
 import threading
@@ -27,6 +28,9 @@ class Job:
     student: str
     folder: Path  # the prepared notebooks; the executed ones are written beside them
     notebooks: list  # names, run in this order
+    recheck: bool = False  # no kernel: the hidden checks again on kept exports (graders.grading.recheck)
+    execution: "Execution" = None  # already done without a sandbox (a recheck with no changed check)
+    members: list = field(default_factory=list)  # a recheck group: these students' rechecks in one sandbox
 
 
 @dataclass
@@ -39,6 +43,9 @@ class Execution:
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the host that ran it, when not this one
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value} (failed hidden checks)
+    packs: dict = field(default_factory=dict)  # notebook -> {sha256, checked} of the exports the runner packed
+    members: dict = field(default_factory=dict)  # a recheck group's: student -> their Execution
+    not_rechecked: list = field(default_factory=list)  # notebooks (STUDENT/NAME in a group) the runner could not recheck
 
 
 class Executor:
@@ -62,11 +69,13 @@ class SandboxExecutor(Executor):
         """The runner's command line for `job`, as the sandbox runs it."""
         return self.isolation.python_module(
             "graders.inside.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
-            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", self.preload,
-            "--hidden-delimiters", *self.delimiters,
+            "--notebook-timeout", str(self.limits.wall_seconds), "--preload", "" if job.recheck else self.preload,
+            "--hidden-delimiters", *self.delimiters, *(["--recheck"] if job.recheck else []),
             *(["--sandboxed"] if self.isolation.pid_namespace else []))
 
     def run(self, job: Job) -> Execution:
+        if job.members:
+            return self.run_group(job)
         argv = self.argv(job)
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(job.notebooks) + 60)
         try:
@@ -81,7 +90,42 @@ class SandboxExecutor(Executor):
             shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)
         return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
-                         measurements(outcome.report), diagnoses=diagnoses(outcome.report))
+                         measurements(outcome.report), diagnoses=diagnoses(outcome.report), packs=packs(outcome.report),
+                         not_rechecked=[str(item["not_rechecked"]) for item in outcome.report if "not_rechecked" in item])
+
+    def run_group(self, group: Job) -> Execution:
+        """Several students' rechecks in one sandbox: one runner, one checker, their imports paid once
+        (graders.grading.recheck.group). Each student's files are linked into the group's folder as
+        STUDENT/NAME; a student the group could not recheck (its runner said so, or the sandbox
+        ended early) is run again alone, so one bad export costs its own student only."""
+        shutil.rmtree(group.folder, ignore_errors=True)
+        try:
+            for member in group.members:
+                (group.folder / member.student).mkdir(parents=True)
+                for name in member.notebooks:
+                    for suffix in (".ipynb", run_notebook.PACK, run_notebook.PREVIOUS):
+                        os.link(member.folder / f"{name}{suffix}", group.folder / member.student / f"{name}{suffix}")
+        except OSError:  # no links here (another file system): each alone, as without groups
+            shutil.rmtree(group.folder, ignore_errors=True)
+            return Execution(Status.GRADED, members={member.student: self.run(member) for member in group.members})
+        together = self.run(dataclasses.replace(group, members=[]))
+        refused = set(together.not_rechecked)
+        share = 1 / len(group.members)  # the sandbox's CPU and memory, shared alike
+        executions = {}
+        for member in group.members:
+            keys = {f"{member.student}/{name}": name for name in member.notebooks}
+            if any(key in refused or not (group.folder / f"{key}.executed.ipynb").is_file() for key in keys):
+                executions[member.student] = self.run(member)
+                continue
+            for key, name in keys.items():
+                os.replace(group.folder / f"{key}.executed.ipynb", member.folder / f"{name}.executed.ipynb")
+            executions[member.student] = Execution(
+                Status.GRADED, "", together.wall_seconds, together.cpu_seconds * share, together.peak_memory_bytes,
+                {keys[k]: v for k, v in together.notebooks.items() if k in keys},
+                diagnoses={f"{keys[k.rpartition(':')[0]]}:{k.rpartition(':')[2]}": v for k, v in together.diagnoses.items()
+                           if k.rpartition(":")[0] in keys})
+        shutil.rmtree(group.folder, ignore_errors=True)
+        return dataclasses.replace(together, members=executions, notebooks={})  # the members hold their own
 
 
 def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
@@ -98,6 +142,8 @@ def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
     failure = next((item["text"] for item in outcome.report if item.get("failure")), "")
     if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner
         return Status.SANDBOX_REFUSED, first_line(outcome.output.splitlines()[-3:]) or f"exit status {outcome.returncode}"
+    if outcome.returncode == run_notebook.NOT_RECHECKABLE:
+        return Status.EXECUTION_FAILED, f"not rechecked: {failure[:300]}"
     if outcome.returncode == run_notebook.KERNEL_DIED:
         return Status.KERNEL_CRASHED, failure[:300]
     return Status.EXECUTION_FAILED, (failure or first_line(outcome.output.splitlines()[-3:]))[:300]
@@ -113,6 +159,13 @@ def measurements(report: list) -> dict:
                        if key.endswith("seconds") and isinstance(value, (int, float))}
             measured.setdefault(name, {}).update(numbers)
     return measured
+
+
+def packs(report: list) -> dict:
+    """{notebook: {sha256, checked}}: the digest of its packed exports and the test cells (indices)
+    the checker ran, as the runner said before any file could be changed (NAME.exports.tar.xz)."""
+    return {item["notebook"]: {"sha256": item["pack_sha256"], "checked": [int(i) for i in item.get("checked", [])]}
+            for item in report if isinstance(item.get("notebook"), str) and isinstance(item.get("pack_sha256"), str)}
 
 
 def diagnoses(report: list) -> dict:

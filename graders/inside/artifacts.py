@@ -151,3 +151,62 @@ def _inside(folder: Path, name: str) -> Path:
     if path.parent != folder or path.is_symlink():
         raise Refused(f"{name} is not a file of the export")
     return path
+
+
+# -- kept for a recheck (graders.grading.recheck) -------------------------------------------
+
+CHECKED = "checked.json"  # in a pack: the test cells (indices) the checker ran, as the runner knew them
+
+
+def pack(folder, checked: list) -> bytes:
+    """One notebook's exports as a .tar.xz in memory, so that a regrade after the hidden tests
+    change can run the checks again without the student's code: the folders of the test cells
+    `checked` (indices: those whose public part passed, as the runner queued them) and CHECKED,
+    their list. Nothing else the kernel may have written there is kept: a folder the student made
+    for a cell whose public part failed must not turn into a check. Identical files (the same
+    preprocessed images read by two checks) are kept once, as hard links. xz at preset 0: MNIST's
+    preprocessed images are mostly zeros, and it packs 47 MB of them into 4.4 MB in 0.7 CPU-seconds."""
+    import hashlib
+    import io
+    import json
+    import tarfile
+    folder, seen, checked = Path(folder), {}, sorted({int(index) for index in checked})
+    cells = {f"{index:03d}" for index in checked}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:xz", preset=0) as archive:
+        listing = json.dumps(checked).encode()
+        info = tarfile.TarInfo(CHECKED)
+        info.mtime, info.mode, info.size = 0, 0o600, len(listing)
+        archive.addfile(info, io.BytesIO(listing))
+        for path in sorted(folder.rglob("*") if folder.is_dir() else []):
+            if path.relative_to(folder).parts[0] not in cells:
+                continue
+            if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                continue  # the exports are plain files and folders; anything else is not data
+            name = str(path.relative_to(folder))
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = 0, 0o700 if path.is_dir() else 0o600
+            if path.is_dir():
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+                continue
+            content = path.read_bytes()
+            digest = hashlib.sha256(content).hexdigest()
+            if digest in seen:
+                info.type, info.linkname = tarfile.LNKTYPE, seen[digest]
+                archive.addfile(info)
+            else:
+                seen[digest], info.size = name, len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def unpack(packed: bytes, folder) -> None:
+    """The inverse of `pack`, as data only (tarfile's "data" filter: no links out, no devices, no
+    absolute paths); what is inside is then only ever `load`ed."""
+    import io
+    import tarfile
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:xz") as archive:
+        archive.extractall(folder, filter="data")
+

@@ -56,6 +56,7 @@ class Zygote:
         self.checks = checks_ours.makefile("rw", encoding="utf-8")
         self.checks_socket = checks_ours
         self._checker_pid = None
+        self.checker_died = False  # a check found it gone: nothing more is checked in this run
         self.cpu_seconds = {}  # kernel pid -> CPU seconds it used, once reaped
         self.last_pid = None  # the kernel forked last
 
@@ -93,6 +94,7 @@ class Zygote:
         line = _exchange(self.checks, {"checks": [vars(check) for check in checks], "seconds": seconds})
         if not line:
             from graders.inside.hidden import FAILED_TO_RUN
+            self.checker_died = True
             return {check.cell_id: [FAILED_TO_RUN, "the hidden checks could not run: the checker has died"]
                     for check in checks}, 0.0
         reply = json.loads(line)

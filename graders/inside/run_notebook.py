@@ -21,6 +21,7 @@ CPU-seconds (all of nbgrader, its server extensions and SQLAlchemy), 4% of a cla
 time on 2 cores. nbgrader's own Autograde grades the result.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 
 # jsonschema imports rfc3987_syntax, which builds a grammar at import (0.75 CPU-seconds), for
@@ -41,11 +43,12 @@ from nbclient.util import ensure_async  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
 from graders.data import LABELS_FOLDER  # noqa: E402
-from graders.inside import hidden  # noqa: E402
+from graders.inside import artifacts, hidden  # noqa: E402
 from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
 from graders.isolation.watchdog import kill_until_gone  # noqa: E402
 
-KERNEL_DIED, UNREADABLE, TIMED_OUT = 3, 4, 5
+KERNEL_DIED, UNREADABLE, TIMED_OUT, NOT_RECHECKABLE = 3, 4, 5, 6
+PACK, PREVIOUS = ".exports.tar.xz", ".previous.ipynb"  # NAME + these: a notebook's kept exports, its last executed copy
 _report_line = None  # the grader's private line ($GRADERS_REPORT_FD), if it gave one
 
 
@@ -165,7 +168,7 @@ def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote
         deadline.cancel()
     cpu = zygote.cpu_seconds.get(zygote.last_pid, 0.0)
     wall = time.monotonic() - started
-    report(f"ran {path.stem} in {wall:.2f} s, kernel CPU {cpu:.2f} s", notebook=path.stem,
+    report(f"ran {path.stem} in {wall:.2f} s, kernel CPU {cpu:.2f} s", notebook=key(path),
            wall_seconds=round(wall, 3), cpu_seconds=round(cpu, 3))
     return 0, notebook, client
 
@@ -182,12 +185,116 @@ def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float)
             cell.outputs.append(nbformat.from_dict(hidden.failure_output(*result[:2])))
         if result and len(result) > 2 and isinstance(result[2], dict):
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", item.cell_id)
-            report(f"diagnosed {path.stem}:{grade_id}: {result[2].get('misconception')}", notebook=path.stem,
+            report(f"diagnosed {key(path)}:{grade_id}: {result[2].get('misconception')}", notebook=key(path),
                    cell=grade_id, diagnosis=result[2])
     wall = time.monotonic() - started
-    report(f"checked {path.stem} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s",
-           notebook=path.stem, check_wall_seconds=round(wall, 3), check_cpu_seconds=round(cpu, 3),
+    report(f"checked {key(path)} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s",
+           notebook=key(path), check_wall_seconds=round(wall, 3), check_cpu_seconds=round(cpu, 3),
            export_seconds=round(client.export_seconds, 3))
+
+
+def keep(path: Path, folder: Path, checks: list) -> bytes:
+    """A notebook's exports packed (graders.inside.artifacts.pack) for a later recheck, and
+    their digest told to the grader, who keeps the pack only if the file says the same. The
+    checked cells are the checks the runner queued (`client.checks`), never the folders found:
+    the kernel could write those."""
+    started = time.process_time()
+    checked = sorted(int(Path(item.folder).name) for _, item in checks)
+    packed = artifacts.pack(folder, checked)  # no checks: a pack of the empty list
+    report(f"packed the exports of {path.stem}: {len(packed)} bytes", notebook=key(path), checked=checked,
+           pack_sha256=hashlib.sha256(packed).hexdigest(), pack_seconds=round(time.process_time() - started, 3))
+    return packed
+
+
+class RecheckError(Exception):
+    """A notebook that cannot be rechecked: the batch grades its student in full."""
+
+
+def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, delimiters, executed: dict) -> int:
+    """--recheck: no kernel, no student code. Each prepared notebook (the new hidden tests) takes
+    the outputs of the copy executed when it was graded (NAME.previous.ipynb); every changed check
+    the checker ran then is checked again, on the kept exports (NAME.exports.tar.xz, data only),
+    and its checker output replaced. The notebooks may be several students' (STUDENT/NAME.ipynb,
+    graders.grading.recheck's groups): one that cannot be rechecked is reported and left out, the
+    others go on. Fills `executed`; returns an exit status."""
+    status = 0
+    for number, (path, notebook) in enumerate(notebooks.items()):
+        folder = exports / str(number)
+        try:
+            previous = nbformat.read(str(path.with_suffix(PREVIOUS)), as_version=4)
+            artifacts.unpack(path.with_suffix(PACK).read_bytes(), folder)
+            checked = set(json.loads((folder / artifacts.CHECKED).read_text()))  # the runner's, at grading
+            checks = [(cell, hidden.Check(cell.get("id") or f"cell{index}", code, str(folder / f"{index:03d}"), names))
+                      for index, cell, code, names in merge(notebook, previous, checked, delimiters)]
+        except Exception as error:
+            report(f"cannot recheck {key(path)}: {type(error).__name__}: {error}", failure=True, not_rechecked=key(path))
+            shutil.rmtree(folder, ignore_errors=True)
+            status = NOT_RECHECKABLE
+            continue
+        check(path, types.SimpleNamespace(checks=checks, export_seconds=0.0), zygote, seconds)
+        shutil.rmtree(folder, ignore_errors=True)
+        if zygote.checker_died:  # this notebook's checks and every later one's did not run
+            for later in list(notebooks)[number:]:
+                report(f"cannot recheck {key(later)}: the checker has died", failure=True, not_rechecked=key(later))
+            return NOT_RECHECKABLE
+        executed[path] = notebook
+    return status
+
+
+def key(path: Path) -> str:
+    """How the report names a notebook: NAME, or STUDENT/NAME in a recheck group."""
+    return path.with_suffix("").as_posix()
+
+
+def merge(notebook, previous, checked: set, delimiters, carried: list = None) -> list:
+    """Give `notebook` the outputs of `previous` (the same notebook as executed before, with the old
+    hidden parts), without the outputs of the old checks whose hidden part changed (of the cells
+    `checked`, by index); returns [(index, cell, hidden part, names it reads)] to check again: a
+    check whose hidden part is unchanged keeps its old output, since it would give it again (its
+    index is appended to `carried`, when given). The grader runs it first, on
+    copies, to choose between a recheck and a full grading. Refuses
+    (RecheckError) what a recheck cannot reproduce: another cell, another public part, a hidden
+    part that reads a name the kernel never exported, a cell checked now but not then."""
+    if len(notebook.cells) != len(previous.cells):
+        raise RecheckError("the notebook has another number of cells than when it was graded")
+    checks, carried = [], [] if carried is None else carried
+    for index, (cell, old) in enumerate(zip(notebook.cells, previous.cells)):
+        test = hidden.is_test_cell(cell)
+        public, code = hidden.split(cell.source, *delimiters) if test else (cell.source, None)
+        old_public, old_code = hidden.split(old.source, *delimiters) if test else (old.source, None)
+        if (cell.get("id"), cell.cell_type, public) != (old.get("id"), old.cell_type, old_public):
+            raise RecheckError(f"cell {cell.get('id')} is not the one graded")
+        if cell.cell_type != "code":
+            continue
+        cell.outputs, cell.execution_count = old.get("outputs", []), old.get("execution_count")
+        if not test or index not in checked:
+            if test and code is not None and old_code is None and not _failed(cell):
+                raise RecheckError(f"cell {cell.get('id')} has a hidden part now, and none when it was graded")
+            continue
+        if code is not None and code == old_code:
+            carried.append(index)
+            continue  # the same check on the same exports (and code, in the fingerprint): the same result
+        cell.outputs = [output for output in cell.outputs if output.get("output_type") != "error"]  # the old check's
+        if code is None:
+            continue
+        names = hidden.free_names(code)
+        unknown = [name for name in names if name not in hidden.free_names(old_code or "")]
+        if unknown:
+            raise RecheckError(f"the hidden part of {cell.get('id')} reads {unknown[0]}, which was not exported")
+        checks.append((index, cell, code, names))
+    return checks
+
+
+def _failed(cell) -> bool:
+    return any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+
+
+def replace(content: bytes, path: Path) -> None:
+    """Replace `path` (whatever a student left there) with `content`."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".pack-")
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(content)
+    os.replace(partial, path)
 
 
 def _kill_kernel(zygote: Zygote, timed_out: threading.Event) -> None:
@@ -241,6 +348,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preload", default="", help="modules the kernels share, comma-separated")
     parser.add_argument("--hidden-delimiters", nargs=2, default=[hidden.BEGIN, hidden.END], metavar=("BEGIN", "END"),
                         help="the course's hidden-test delimiters (nbgrader's ClearHiddenTests)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="start no kernel: run the hidden parts on each NAME.exports.tar.xz, outputs from NAME.previous.ipynb")
     parser.add_argument("--sandboxed", action="store_true",
                         help="kill every other process of this uid between notebooks (only in bubblewrap's pid namespace)")
     args = parser.parse_args(argv)
@@ -256,13 +365,15 @@ def main(argv=None) -> int:
     # no student process may inspect or alter the runner (same uid: it could ptrace it or open
     # /proc/PID/mem): it holds the hidden tests
     set_dumpable(False)
-    executed = {}
+    executed, packs, rechecked = {}, {}, 0
     exports = Path(tempfile.mkdtemp(prefix="graders-checks-"))
     try:
         notebooks, status = take(args.notebooks)
         if status:
             return status
-        for path, notebook in notebooks.items():
+        if args.recheck:  # the notebooks it could recheck are written, whatever the others
+            rechecked = recheck(notebooks, zygote, exports, args.notebook_timeout, args.hidden_delimiters, executed)
+        for path, notebook in (notebooks.items() if not args.recheck else []):
             status, executed[path], client = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote,
                                                  exports / path.stem, args.hidden_delimiters)
             if args.sandboxed:
@@ -270,6 +381,8 @@ def main(argv=None) -> int:
             if status:
                 return status
             check(path, client, zygote, args.notebook_timeout)
+            # packed now, before the next notebook's kernel could change them; written at the end
+            packs[path] = keep(path, exports / path.stem, client.checks)
             shutil.rmtree(exports / path.stem, ignore_errors=True)
     finally:
         zygote.close()
@@ -280,10 +393,12 @@ def main(argv=None) -> int:
     for path, notebook in executed.items():
         try:
             write(notebook, path.with_suffix(".executed.ipynb"))
+            if path in packs:
+                replace(packs[path], path.with_suffix(PACK))
         except Exception as error:
             report(f"cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", failure=True)
             return UNREADABLE
-    return 0
+    return rechecked
 
 
 if __name__ == "__main__":
