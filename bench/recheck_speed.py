@@ -5,18 +5,20 @@ only check_your_learning with one wrong answer, no training) is graded once by t
 which keeps each student's exports. Then, in two copies of the graded course, the accuracy bar is
 raised (mnist 0.97 -> 0.99) and Q1's hidden check widened (307200 accepted), `nbgrader
 generate_assignment --force` takes the edit, and the class is regraded: once with --recheck (only
-the hidden checks, on the kept exports), once in full (--force). Printed: wall and CPU of each
+the hidden checks, on the kept exports), once in full (--force; with --copies above 1, one of each
+kind and every trained copy, not the whole class). Printed: wall and CPU of each
 (CPU: the grader's own process plus every sandbox's), recheck seconds per student, the disk kept
 per student, and whether the two gradebooks agree cell for cell.
 
-Measured (2 cores shared with other jobs, load average about 10; 6 students: reference, blank,
+Measured: docs/measurements.md, "Recheck against a full regrade". Earlier (before checks that did
+not change were kept and students grouped per sandbox; 2 cores shared, load about 10; 6 students: reference, blank,
 four questions-only): first grading 180 s wall; recheck 54.4 s wall, 23.6 s CPU; full regrade
 193.3 s wall, 59.7 s CPU; all 6 rechecked, gradebooks equal cell for cell (reference 11/19 at
 the 0.99 bar, q1-no-bias 5). A recheck's sandbox: 3.2-3.4 CPU-s per questions-only student, of
 which the checks 0.13-0.15 (the rest: the zygote importing TensorFlow, the runner), 5.5 for
 the reference, of which the checks 1.96. Kept on disk: reference 4.67 MB, blank 66 kB,
 questions-only 166 kB.
-Usage: .venv/bin/python bench/recheck_speed.py [--copies N] [--workers 2] [--directory DIR]
+Usage: .venv/bin/python bench/recheck_speed.py [--copies N] [--trained N] [--workers 2] [--directory DIR]
 """
 import argparse
 import json
