@@ -148,8 +148,19 @@ def journal(directory: Path) -> dict:
     lines = [json.loads(line)[0] for line in state.path.read_text().splitlines() if line.strip()]
     twice = sorted({student for student in lines if lines.count(student) > 1})
     assert not twice, f"graded more than once in the journal: {twice}"
-    return {student: {**entry, "result": {k: v for k, v in entry["result"].items() if k not in VOLATILE}}
+    return {student: {**entry, "result": {k: v for k, v in entry["result"].items() if k not in VOLATILE},
+                      "exports": _kept(directory, student, entry.get("exports", ""))}
             for student, entry in state.load().items()}
+
+
+def _kept(directory: Path, student: str, digest: str) -> str:
+    """The journal's digest of a student's kept exports (graders.grading.recheck) as "kept" when it is
+    the manifest's on disk, so a recheck after the kill would find them: the digest itself differs
+    from run to run (the kept notebook holds its cells' execution timestamps)."""
+    if not digest:
+        return ""
+    manifest = Course(directory).work(ASSIGNMENT) / "exports" / student / "manifest.json"
+    return "kept" if manifest.is_file() and hashlib.sha256(manifest.read_bytes()).hexdigest() == digest else "not the manifest"
 
 
 def tree(folder: Path) -> dict:
