@@ -447,3 +447,18 @@ def test_merge_takes_the_old_outputs_drops_the_old_checks_error_and_refuses_what
     unchecked.cells[1].source = "assert x\n"  # graded without a hidden part: no exports
     with pytest.raises(run_notebook.RecheckError, match="has a hidden part now"):
         run_notebook.merge(_graded("assert x", "assert x == 2"), unchecked, set(), (hidden.BEGIN, hidden.END))
+
+
+def test_the_checker_imports_keras_once_only_for_exports_that_need_it(tmp_path):
+    """A recheck preloads nothing: the checker imports keras itself when a check loads a model, a
+    history or the module, so each request's child inherits it instead of importing it again."""
+    for name, manifest, expected in [("model", {"model": {"kind": "model", "file": "model.keras"}}, True),
+                                     ("history", {"h": {"kind": "history", "history": {}}}, True),
+                                     ("module", {"keras": {"kind": "module", "name": "keras.layers"}}, True),
+                                     ("numbers", {"n": {"kind": "value", "value": 3}, "np": {"kind": "module", "name": "numpy"}}, False),
+                                     ("not json", None, False)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / artifacts.MANIFEST).write_text(json.dumps(manifest) if manifest else "{not json")
+        assert artifacts.needs_keras(str(folder)) is expected, name
+    assert artifacts.needs_keras(str(tmp_path / "missing")) is False
