@@ -118,7 +118,7 @@ class Batch:
         self.isolation = sandbox.choose(use_sandbox)
         self.settings = GradersBatch(config=self.course.config)
         self.state = self.course.state(assignment)
-        self.nbgrader = NbgraderSteps(self.course, assignment)
+        self.nbgrader = NbgraderSteps(self.course, assignment, self.settings.max_notebook_bytes, self.settings.max_cells)
         # one cell timeout: nbgrader's Execute.timeout, within the notebook's
         self.cell_timeout = min(int(self.course.config.Execute.get("timeout", 30) or 30), int(limits.wall_seconds))
 
@@ -276,9 +276,12 @@ class Batch:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
         # student text (grade ids, messages about the notebook) made plain before the journal and the terminal
         result.foreign_cells = [plain(cell) for cell in self.foreign.pop(student, [])]
-        result.detail = plain("; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells])), 1000)
+        renumbered = self.nbgrader.notes.get(student, [])  # cell ids fixed before nbgrader read them
+        result.detail = plain("; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells,
+                                                      *renumbered])), 1000)
         result.diagnoses, result.machine = plain_data(result.diagnoses, 1000), plain(result.machine)
         shutil.rmtree(self.nbgrader.stage / student, ignore_errors=True)
+        self.nbgrader.forget(student)
         self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result),
                                     "exports": self.exports.pop(student, "")})
         return result
