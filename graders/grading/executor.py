@@ -141,6 +141,8 @@ def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
         return Status.KILLED_FOR_MEMORY, f"over the {limits.memory_bytes >> 20} MB limit"
     if outcome.timed_out or outcome.returncode == run_notebook.TIMED_OUT:
         return Status.TIMED_OUT, f"still running after {limits.wall_seconds:g} s"
+    if outcome.returncode == 0 and outcome.refused:  # outputs handed back over the quota, or not outputs
+        return Status.EXECUTION_FAILED, plain(outcome.refused[0])
     if outcome.returncode == 0:
         return Status.GRADED, ""
     failure = plain(next((item["text"] for item in outcome.report if item.get("failure")), ""))

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graders.isolation import watchdog
+from graders.isolation import handover, watchdog
 from graders.isolation.watchdog import kill_until_gone
 
 SANDBOX_USER = "onions-sandbox"
@@ -46,10 +46,11 @@ class Limits:
     memory_bytes: int = 4 << 30
     processes: int = 512
     file_bytes: int = 256 << 20
+    disk_bytes: int = 512 << 20  # all a sandbox's /submission holds (graders.isolation.handover)
 
     def describe(self) -> str:
         return (f"memory {self.memory_bytes / (1 << 30):g} GiB, {self.processes} processes and threads, "
-                f"files {self.file_bytes >> 20} MB, {self.wall_seconds:g} s per notebook")
+                f"files {self.file_bytes >> 20} MB, disk {self.disk_bytes >> 20} MB, {self.wall_seconds:g} s per notebook")
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Outcome:
     peak_memory_bytes: int
     output: str  # the command's stdout and stderr, last 20,000 characters
     report: list = field(default_factory=list)  # JSON objects the command wrote to $GRADERS_REPORT_FD
+    refused: list = field(default_factory=list)  # what of the outputs handed back was not written (graders.isolation.handover)
 
 
 def parse_size(text: str) -> int:
@@ -284,11 +286,13 @@ def font_list(folder: Path):
 
 
 TMPFS = ("/tmp", "/dev/shm")  # the sandbox's writable memory-backed folders
+SUBMISSION = "/submission"  # the working copy: a tmpfs of the disk quota, the student's folder unpacked into it
 
 
 def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: dict = None,
-                  user_namespace: bool = None, tmpfs_bytes: int = 4 << 30) -> list:
-    """The bubblewrap command line that runs `argv` in `workdir` (seen as /submission).
+                  user_namespace: bool = None, tmpfs_bytes: int = 4 << 30, disk_bytes: int = 512 << 20) -> list:
+    """The bubblewrap command line that runs `argv` in /submission, a tmpfs of `disk_bytes` into
+    which graders.inside.handin unpacks `workdir`'s files (none of the grader's disk is writable).
 
     `files` ({path inside: host path}) are shown read-only, in directories anyone may write.
     The root, /dev and everything else outside /submission and the tmpfs folders is read-only.
@@ -318,7 +322,8 @@ def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: d
                 made.add(str(parent))
                 command += ["--perms", "0755", "--dir", str(parent)]
         command += ["--ro-bind", str(PACKAGE) if path == PACKAGE_INSIDE else path, path]
-    command += ["--ro-bind", str(data_dir), "/data", "--bind", str(workdir), "/submission", "--chdir", "/submission",
+    command += ["--ro-bind", str(data_dir), "/data", "--perms", "1777", "--size", str(disk_bytes), "--tmpfs", SUBMISSION,
+                "--chdir", SUBMISSION,
                 "--remount-ro", "/dev", "--remount-ro", "/"]
     for key, value in {**env, "HOME": "/tmp", "ONIONS_DATA_DIR": "/data", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}.items():
         command += ["--setenv", key, value]
@@ -354,8 +359,13 @@ class Isolation:
     pid_namespace = True  # student code runs in a pid namespace of its own, where all its uid's processes are its
     package_folder = str(Path(PACKAGE_INSIDE).parent)  # where the student's side finds this package
 
+    copies = True  # the workdir goes in and the outputs come back as tar streams (graders.isolation.handover)
+
     def python_module(self, module: str, *args) -> list:
-        """The command line that runs `module` of this package on the student's side."""
+        """The command line that runs `module` of this package on the student's side (in a sandbox,
+        after graders.inside.handin has unpacked the working copy)."""
+        if self.copies:
+            return python_module("graders.inside.handin", module, *args, folder=self.package_folder)
         return python_module(module, *args, folder=self.package_folder)
 
     def describe(self, limits: Limits) -> str:
@@ -384,27 +394,39 @@ class Isolation:
         """Run `argv` with cwd `workdir` within `limits`; file size and wall time are capped in every way.
 
         The command gets a private line back, the descriptor $GRADERS_REPORT_FD, for JSON objects
-        (one per line): unlike its stdout, it must not pass it on to the code it runs."""
+        (one per line): unlike its stdout, it must not pass it on to the code it runs. In a sandbox
+        (`copies`), the workdir's files go in on stdin and the outputs come back on $GRADERS_OUTPUT_FD."""
         workdir = Path(workdir)
         limiter = self.limiter(limits)
         report_read, report_write = os.pipe()
-        env = {**env, REPORT_FD: str(report_write)}
+        output_read, output_write = os.pipe() if self.copies else (None, None)
+        env = {**env, REPORT_FD: str(report_write), **({handover.OUTPUT_FD: str(output_write)} if self.copies else {})}
         command, child_env = self.command(argv, workdir, limits, data_dir, env, files or {})
         shell = limiter.prefix() + f"exec prlimit --fsize={limits.file_bytes} --core=0 -- \"$@\""
         started = time.monotonic()
         try:
             process = subprocess.Popen(["sh", "-c", shell, "sh", *command], cwd=workdir, env=child_env,
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       start_new_session=True, pass_fds=(report_write,))
+                                       stdin=subprocess.PIPE if self.copies else subprocess.DEVNULL,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                       pass_fds=(report_write,) + ((output_write,) if self.copies else ()))
         except BaseException:
-            os.close(report_read)
+            for descriptor in (report_read, output_read):
+                if descriptor is not None:
+                    os.close(descriptor)
             limiter.remove()
             raise
         finally:
-            os.close(report_write)
-        reports = []
-        reader = threading.Thread(target=_read_report, args=(report_read, reports), daemon=True)
-        reader.start()
+            for descriptor in (report_write, output_write):
+                if descriptor is not None:
+                    os.close(descriptor)
+        reports, refused = [], []
+        readers = [threading.Thread(target=handover.read_report, args=(report_read, reports), daemon=True)]
+        if self.copies:
+            readers += [threading.Thread(target=handover.send, args=(workdir, process.stdin), daemon=True),
+                        threading.Thread(target=handover.receive, daemon=True,
+                                         args=(output_read, workdir, limits.disk_bytes, limits.file_bytes, refused))]
+        for reader in readers:
+            reader.start()
         _running[process.pid] = (process, limiter, threading.get_ident())
         try:
             limiter.watch(process)
@@ -420,8 +442,9 @@ class Isolation:
             process_limit_hit=limiter.process_limit_hit(), wall_seconds=time.monotonic() - started,
             cpu_seconds=limiter.cpu_seconds(rusage), peak_memory_bytes=limiter.peak_memory(),
             output=output.decode("utf-8", "replace")[-20000:])
-        reader.join(timeout=5)
-        outcome.report = list(reports)
+        for reader in readers:
+            reader.join(timeout=5)
+        outcome.report, outcome.refused = list(reports), list(refused)
         limiter.remove()
         return outcome
 
@@ -443,15 +466,14 @@ class RootSandbox(Isolation):
         try:
             return Cgroup(limits.memory_bytes, limits.processes)
         except SandboxUnavailable:  # root in a container without cgroups of its own
-            return Watchdog(limits.memory_bytes, limits.processes, tmpfs=TMPFS)
+            return Watchdog(limits.memory_bytes, limits.processes, tmpfs=(*TMPFS, SUBMISSION))
 
     def command(self, argv, workdir, limits, data_dir, env, files):
         user = pwd.getpwnam(SANDBOX_USER)
-        for path in [workdir, *workdir.rglob("*")]:  # the sandbox user may write its working copy, nothing else
-            os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
         argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *argv]
-        command = bwrap_command(argv, workdir, data_dir, env, files, user_namespace=False, tmpfs_bytes=limits.memory_bytes)
+        command = bwrap_command(argv, workdir, data_dir, env, files, user_namespace=False, tmpfs_bytes=limits.memory_bytes,
+                                 disk_bytes=limits.disk_bytes)
         return command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
@@ -469,7 +491,7 @@ class UserNamespaceSandbox(Isolation):
             raise SandboxUnavailable(f"bubblewrap cannot make a user namespace here ({said[0]}): {USERNS_HINT}")
 
     def limiter(self, limits: Limits):
-        return Watchdog(limits.memory_bytes, limits.processes, tmpfs=TMPFS)
+        return Watchdog(limits.memory_bytes, limits.processes, tmpfs=(*TMPFS, SUBMISSION))
 
     def limiter_kind(self) -> str:
         return (f"RLIMIT_NPROC in the namespace (processes and threads, kernel-enforced), "
@@ -478,13 +500,15 @@ class UserNamespaceSandbox(Isolation):
     def command(self, argv, workdir, limits, data_dir, env, files):
         # set inside the namespace, where the kernel counts only the sandbox's processes
         argv = ["prlimit", f"--nproc={limits.processes}", "--", *argv]
-        command = bwrap_command(argv, workdir, data_dir, env, files, user_namespace=True, tmpfs_bytes=limits.memory_bytes)
+        command = bwrap_command(argv, workdir, data_dir, env, files, user_namespace=True, tmpfs_bytes=limits.memory_bytes,
+                                 disk_bytes=limits.disk_bytes)
         return command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
 
 class NoSandbox(Isolation):
     name = "NOT sandboxed (--no-sandbox): student code as you, with your files and the network"
     pid_namespace = False
+    copies = False  # the runner works in the grader's folder itself
     package_folder = str(PACKAGE.parent)
 
     def limiter(self, limits: Limits):
@@ -525,22 +549,6 @@ def _wait(process: subprocess.Popen, limiter, deadline: float):
     reader.join()
     process.stdout.close()
     return process.returncode, rusage, timed_out, b"".join(chunks)
-
-
-def _read_report(descriptor: int, reports: list) -> None:
-    """Collect the JSON objects of the private report line (at most 1 MB, the rest is dropped)."""
-    size = 0
-    with os.fdopen(descriptor, "rb") as stream:
-        for line in stream:
-            size += len(line)
-            if size > 1 << 20:
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(item, dict):
-                reports.append(item)
 
 
 _running = {}  # pid -> (process, limiter, thread) of every run in progress, for kill_running
