@@ -16,18 +16,23 @@ _SPACES = set("\t\n\r\v\f\x85\u2028\u2029")
 _SHOWN_ESCAPED = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
-def plain(text, limit: int = 300) -> str:
+def plain(text, limit: int = 300, lines: bool = False) -> str:
     """`text` (anything: it is made a str) as one line of printable characters, at most `limit`
     long (0: no limit): line breaks and tabs made spaces, every other control, format or
-    unassigned character written as its escape."""
+    unassigned character written as its escape. With `lines` (a page: HTML), newlines and tabs
+    stay, and nothing is cut or stripped."""
     shown = []
     for char in str(text):
-        if char in _SPACES:
+        if lines and char in "\n\t":
+            shown.append(char)
+        elif char in _SPACES:
             shown.append(" ")
         elif unicodedata.category(char) in _SHOWN_ESCAPED:
             shown.append(char.encode("unicode_escape").decode("ascii"))
         else:
             shown.append(char)
+    if lines:
+        return "".join(shown)
     line = "".join(shown).strip()
     return line[:limit] if limit else line
 

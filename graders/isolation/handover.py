@@ -19,11 +19,12 @@ KEPT = (".executed.ipynb", ".exports.tar.xz")  # what the runner hands back
 
 
 def send(folder: Path, stream) -> None:
-    """Write `folder`'s files (not the folder itself) to `stream` as a tar, then close it."""
+    """Write `folder`'s files and folders (not the folder itself; no links, devices ...) to `stream`
+    as a tar, then close it."""
     try:
         with tarfile.open(fileobj=stream, mode="w|") as tar:
             for path in sorted(Path(folder).iterdir()):
-                tar.add(path, arcname=path.name)
+                tar.add(path, arcname=path.name, filter=lambda member: member if member.isfile() or member.isdir() else None)
     except (OSError, tarfile.TarError):  # the sandbox ended early: it says why
         pass
     finally:
