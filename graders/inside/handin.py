@@ -5,6 +5,7 @@ graders.isolation.handover.send). /submission is a tmpfs of the disk quota; a fo
 not fit ends the run with a failure the grader reports. The runner then replaces this process
 (exec): it starts with none of these bytes in its memory, and with stdin at /dev/null.
 """
+import errno
 import json
 import os
 import sys
@@ -22,13 +23,13 @@ def main(argv=None) -> int:
         with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
             tar.extractall(".", filter="data")
     except (OSError, tarfile.TarError) as error:
-        quota = "does not fit the sandbox's disk quota (--disk)" if getattr(error, "errno", 0) == 28 else (
+        why = "do not fit the sandbox's disk quota (--disk)" if getattr(error, "errno", 0) == errno.ENOSPC else (
             f"could not be unpacked ({type(error).__name__})")
         descriptor = os.environ.get(REPORT_FD, "")
         if descriptor.isdigit():
             with os.fdopen(int(descriptor), "w") as line:
                 line.write(json.dumps({"started": True}) + "\n")
-                line.write(json.dumps({"failure": True, "text": f"the submission's files {quota}"}) + "\n")
+                line.write(json.dumps({"failure": True, "text": f"the submission's files {why}"}) + "\n")
         return UNREADABLE
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
