@@ -103,6 +103,9 @@ def main(argv=None) -> int:
                             "times the notebooks plus 60 s; each cell gets nbgrader's Execute.timeout "
                             "(nbgrader_config.py), at most this")
     grade.add_argument("--memory", type=size, default="4G", help="memory limit per student's sandbox (default 4G)")
+    grade.add_argument("--disk", type=size, default="512M",
+                       help="what a student's sandbox may hold in its working copy, handed-in files included (default "
+                            "512M): a tmpfs, counted in --memory too, never the grader's disk")
     grade.add_argument("--processes", type=positive(int), default=512, help="process and thread limit per student's sandbox (default 512)")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
@@ -155,7 +158,7 @@ def build_data(args) -> int:
 
 def autograde(args) -> int:
     limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
-                            processes=args.processes)
+                            processes=args.processes, disk_bytes=args.disk)
     workers = args.workers or settings.default_workers(limits.memory_bytes)
     where = None
     if args.scheduler or args.scheduler_file:

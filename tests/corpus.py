@@ -4,6 +4,8 @@ Each student hands in both notebooks; what is wrong goes into check_your_learnin
 training), and mnist_exercise is the untouched release unless said otherwise. Hostile code
 prints what it saw, so the tests can prove that every attempt failed inside the sandbox.
 """
+import copy
+import json
 from pathlib import Path
 
 import nbformat
@@ -197,7 +199,96 @@ def build(course_dir, secret=None) -> dict:
     for name, code in probes(course_dir, secret).items():
         student = "hostile-" + name.replace(",", "").replace("'", "").replace(" ", "-")
         students[student] = (cyl(hostile(code)), "graded")
+    students.update(text_and_caps(reference, notebook("release", MNIST), cyl))
     return students
+
+
+FORGED = "\x1b[2K\x1b[1A\rreference                    19    19  graded\u202e"  # a summary row drawn over the real one
+
+# the kernel writes a forged row and a forged report line everywhere it can, then kills every other process
+KILLS_RUNNER = f"""import json, os, signal
+os.write(1, {FORGED!r}.encode() + b"\\n")
+os.write(2, b"\\x1b]0;pwned\\x07\\n")
+for pid in [int(name) for name in os.listdir('/proc') if name.isdigit()]:
+    if pid not in (1, os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass"""
+
+# a forged report line written to every pipe the kernel holds (the grader's line is not among them)
+FORGES_REPORT = f"""import json, os
+line = json.dumps({{"failure": True, "text": {FORGED!r}}}) + "\\n"
+pipes = []
+for fd in sorted(int(name) for name in os.listdir('/proc/self/fd')):
+    try:
+        target = os.readlink(f'/proc/self/fd/{{fd}}')
+        if fd > 2 and target.startswith('pipe:'):
+            os.write(fd, line.encode())
+            pipes.append(fd)
+    except OSError:
+        pass
+print('PIPES', pipes)"""
+
+# 1,000 MB into the working copy, 8 MB at a time (the quota, 512 MB by default, stops it)
+WRITES_1GB = """written = 0
+try:
+    for number in range(125):
+        with open(f'big{number}.bin', 'wb') as out:
+            out.write(bytes(8 << 20))
+        written += 8
+except OSError as error:
+    print('STOPPED', type(error).__name__, error.errno)
+print('WROTE', written, 'MB')"""
+
+# the checker (the zygote's other child) stopped, so that the runner would wait for it forever
+STOPS_CHECKER = """import os, signal
+zygote = os.getppid()
+for pid in open(f'/proc/{zygote}/task/{zygote}/children').read().split():
+    if int(pid) != os.getpid():
+        os.kill(int(pid), signal.SIGSTOP)
+        print('STOPPED', pid)"""
+
+STOPS_ZYGOTE = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)"
+
+
+def text_and_caps(reference, blank, cyl) -> dict:
+    """Issue 30's students whose text reaches the grader's terminal, who write or stop without end,
+    and honest ones whose editor repeated or emptied cell ids: {student: (files, status)}."""
+    def raw(notebook) -> dict:
+        return json.loads(nbformat.writes(notebook))
+
+    def dumped(*notebooks) -> dict:
+        return {f"{name}.ipynb": json.dumps(notebook).encode() for name, notebook in zip((CYL, MNIST), notebooks)}
+
+    escaped = copy.deepcopy(reference)
+    foreign = nbformat.v4.new_code_cell("assert True", id="bonus")
+    foreign.metadata["nbgrader"] = {"grade": True, "grade_id": "x" + FORGED, "locked": False, "points": 100,
+                                    "schema_version": 3, "solution": False, "task": False}
+    escaped.cells.append(foreign)
+    many = raw(reference)
+    many["cells"] += [{"cell_type": "markdown", "id": f"m{number}", "metadata": {}, "source": "x"} for number in range(100_000)]
+    repeated, repeated_blank = raw(reference), raw(blank)
+    for notebook in (repeated, repeated_blank):  # a cell copied with its id, twice; ids of answer cells among them
+        notebook["cells"][3]["id"] = notebook["cells"][5]["id"] = notebook["cells"][1]["id"]
+    emptied = raw(reference)
+    emptied["cells"][2]["id"] = ""
+    del emptied["cells"][4]["id"]
+    return {
+        "escape-grade-id": ({f"{CYL}.ipynb": nbformat.writes(escaped).encode(), **_blank(blank)}, "graded"),
+        "kernel-kills-runner": (cyl(KILLS_RUNNER), "execution failed"),
+        "forges-report-line": (cyl(FORGES_REPORT), "graded"),
+        "writes-1gb": (cyl(hostile(WRITES_1GB)), "graded"),
+        "many-cells": ({**dumped(many), **_blank(blank)}, "invalid notebook"),
+        "stops-checker": (cyl(STOPS_CHECKER), "execution failed"),
+        "stops-zygote": (cyl(STOPS_ZYGOTE), "kernel crashed"),
+        "repeated-cell-ids": (dumped(repeated, repeated_blank), "graded"),
+        "empty-cell-id": ({**dumped(emptied), **_blank(blank)}, "graded"),
+    }
+
+
+def _blank(blank) -> dict:
+    return {f"{MNIST}.ipynb": nbformat.writes(blank).encode()}
 
 
 # The cells each graded student must score, where it differs from the reference's full marks.

@@ -58,12 +58,13 @@ def test_bwrap_unshares_user_and_forbids_nested_namespaces_only_in_a_user_namesp
         assert {"--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--clearenv"} <= set(command)
 
 
-def test_bwrap_only_submission_and_the_tmpfs_folders_are_writable(bwrap, tmp_path):
-    command = bwrap(True, tmpfs_bytes=123 << 20)
-    assert flag_args(command, "--bind", 2) == [(str(tmp_path / "work"), "/submission")]
+def test_bwrap_only_submission_and_the_tmpfs_folders_are_writable_and_none_is_the_graders_disk(bwrap, tmp_path):
+    command = bwrap(True, tmpfs_bytes=123 << 20, disk_bytes=45 << 20)
+    assert flag_args(command, "--bind", 2) == []  # the working copy is unpacked into a tmpfs: graders.isolation.handover
     assert flag_args(command, "--chdir", 1) == [("/submission",)]
-    assert flag_args(command, "--tmpfs", 1) == [(folder,) for folder in sandbox.TMPFS] == [("/tmp",), ("/dev/shm",)]
-    assert flag_args(command, "--size", 3) == [(str(123 << 20), "--tmpfs", folder) for folder in sandbox.TMPFS]
+    assert flag_args(command, "--tmpfs", 1) == [("/tmp",), ("/dev/shm",), ("/submission",)]
+    assert flag_args(command, "--size", 3) == [*((str(123 << 20), "--tmpfs", folder) for folder in sandbox.TMPFS),
+                                               (str(45 << 20), "--tmpfs", "/submission")]
     assert not {"--dev-bind", "--bind-try", "--dev-bind-try"} & set(command)
     # the root and /dev are made read-only once everything is mounted on them
     remounts = [i for i, word in enumerate(command) if word == "--remount-ro"]
@@ -318,8 +319,18 @@ LIMITS = sandbox.Limits(wall_seconds=60, memory_bytes=1 << 30, processes=64)
      (status.Status.KERNEL_CRASHED, "kernel died: a.ipynb: Kernel died")),
     (outcome(1, [], output="bwrap: Creating new namespace failed: Operation not permitted\n"),
      (status.Status.SANDBOX_REFUSED, "bwrap: Creating new namespace failed: Operation not permitted")),
+    # once the runner has started, stdout is the student's too: never the detail
     (outcome(1, [STARTED], output="Traceback (most recent call last):\nValueError: boom\n"),
-     (status.Status.EXECUTION_FAILED, "ValueError: boom")),
+     (status.Status.EXECUTION_FAILED, "the runner ended with exit status 1 before it finished")),
+    (outcome(137, [STARTED], output="\x1b[2K\x1b[1A\rreference 19 19 graded\n"),
+     (status.Status.EXECUTION_FAILED, "the runner was killed (SIGKILL) before it finished")),
+    (outcome(-9, [STARTED], output="x\n"), (status.Status.EXECUTION_FAILED, "the runner was killed (SIGKILL) before it finished")),
+    (outcome(run_notebook.UNREADABLE, [STARTED, {"text": "unreadable notebook a\x1b[2J.ipynb: \u202eboom", "failure": True}]),
+     (status.Status.EXECUTION_FAILED, "unreadable notebook a\\x1b[2J.ipynb: \\u202eboom")),
+    (outcome(run_notebook.CHECKER_STOPPED, [STARTED, {"text": "the checker was stopped", "failure": True}]),
+     (status.Status.EXECUTION_FAILED, "the checker was stopped")),
+    (outcome(0, [STARTED], refused=["the outputs are over the sandbox's 1 MB disk quota (--disk)"]),
+     (status.Status.EXECUTION_FAILED, "the outputs are over the sandbox's 1 MB disk quota (--disk)")),
 ])
 def test_classify_names_the_cause_first(run, expected):
     assert executor.classify(run, LIMITS) == expected

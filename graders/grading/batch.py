@@ -23,6 +23,7 @@ from pathlib import Path
 
 from graders import data
 from graders.course.coursedir import Course, CourseError, DiskFull
+from graders.course.plain import plain, plain_data
 from graders.course.status import SCORED, Status
 from graders.grading import recheck
 from graders.grading.executor import Execution, Job, LocalPool, SandboxExecutor
@@ -117,7 +118,7 @@ class Batch:
         self.isolation = sandbox.choose(use_sandbox)
         self.settings = GradersBatch(config=self.course.config)
         self.state = self.course.state(assignment)
-        self.nbgrader = NbgraderSteps(self.course, assignment)
+        self.nbgrader = NbgraderSteps(self.course, assignment, self.settings.max_notebook_bytes, self.settings.max_cells)
         # one cell timeout: nbgrader's Execute.timeout, within the notebook's
         self.cell_timeout = min(int(self.course.config.Execute.get("timeout", 30) or 30), int(limits.wall_seconds))
 
@@ -195,8 +196,9 @@ class Batch:
             nonlocal done
             self.ctrl_c.check()
             done += 1
-            machine = f" on {results[student].machine}" if results[student].machine else ""
-            self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s){machine}")
+            machine = f" on {plain(results[student].machine)}" if results[student].machine else ""
+            self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {plain(student, 0)}: {results[student].status} "
+                     f"({seconds:.0f} s){machine}")
 
         waiting, size = [], recheck.group_size(len(todo), self.workers)  # rechecks, grouped: graders.grading.recheck
         for student in todo:
@@ -272,9 +274,14 @@ class Batch:
             result.diagnoses = dict(getattr(execution, "diagnoses", {}) or {})
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
-        result.foreign_cells = self.foreign.pop(student, [])
-        result.detail = "; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells]))
+        # student text (grade ids, messages about the notebook) made plain before the journal and the terminal
+        result.foreign_cells = [plain(cell) for cell in self.foreign.pop(student, [])]
+        renumbered = self.nbgrader.notes.get(student, [])  # cell ids fixed before nbgrader read them
+        result.detail = plain("; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells,
+                                                      *renumbered])), 1000)
+        result.diagnoses, result.machine = plain_data(result.diagnoses, 1000), plain(result.machine)
         shutil.rmtree(self.nbgrader.stage / student, ignore_errors=True)
+        self.nbgrader.forget(student)
         self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result),
                                     "exports": self.exports.pop(student, "")})
         return result
@@ -290,8 +297,8 @@ def summary(results: list) -> str:
     lines = [f"{'student':<24} {'score':>6} {'max':>5}  {'status':<18} " + ("machine".ljust(16) + " " if machines else "") + "detail"]
     for r in results:
         score = f"{r.score:g}" if r.status in SCORED or r.score else "-"
-        machine = f"{(r.machine or '-'):<16} " if machines else ""
-        lines.append(f"{r.student:<24} {score:>6} {r.max_score:>5g}  {r.status:<18} {machine}{r.detail}")
+        machine = f"{(plain(r.machine) or '-'):<16} " if machines else ""
+        lines.append(f"{plain(r.student, 0):<24} {score:>6} {r.max_score:>5g}  {plain(r.status):<18} {machine}{plain(r.detail, 0)}")
     counts = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

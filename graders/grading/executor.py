@@ -12,12 +12,14 @@ import math
 import os
 import queue
 import shutil
+import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graders import data
 from graders.course.coursedir import first_line
+from graders.course.plain import plain, plain_data
 from graders.course.status import Status
 from graders.inside import hidden, run_notebook
 from graders.isolation import sandbox
@@ -130,23 +132,42 @@ class SandboxExecutor(Executor):
 
 def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
     """(status, detail) of a sandboxed run, from its limits and the runner's private report;
-    the cause first: a fork bomb may then time out, crash its kernel or even finish."""
+    the cause first: a fork bomb may then time out, crash its kernel or even finish. Once the
+    runner has started, the words are the runner's (its private line) or the grader's, never the
+    sandbox's stdout, which student code can write."""
     if outcome.process_limit_hit:
         return Status.TOO_MANY_PROCESSES, f"reached the limit of {limits.processes} processes and threads"
     if outcome.oom_killed:
         return Status.KILLED_FOR_MEMORY, f"over the {limits.memory_bytes >> 20} MB limit"
     if outcome.timed_out or outcome.returncode == run_notebook.TIMED_OUT:
         return Status.TIMED_OUT, f"still running after {limits.wall_seconds:g} s"
+    if outcome.returncode == 0 and outcome.refused:  # outputs handed back over the quota, or not outputs
+        return Status.EXECUTION_FAILED, plain(outcome.refused[0])
     if outcome.returncode == 0:
         return Status.GRADED, ""
-    failure = next((item["text"] for item in outcome.report if item.get("failure")), "")
-    if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner
-        return Status.SANDBOX_REFUSED, first_line(outcome.output.splitlines()[-3:]) or f"exit status {outcome.returncode}"
+    failure = plain(next((item["text"] for item in outcome.report if item.get("failure")), ""))
+    if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner: bwrap's words
+        return Status.SANDBOX_REFUSED, plain(first_line(outcome.output.splitlines()[-3:])) or f"exit status {outcome.returncode}"
     if outcome.returncode == run_notebook.NOT_RECHECKABLE:
-        return Status.EXECUTION_FAILED, f"not rechecked: {failure[:300]}"
+        return Status.EXECUTION_FAILED, f"not rechecked: {failure}"
     if outcome.returncode == run_notebook.KERNEL_DIED:
-        return Status.KERNEL_CRASHED, failure[:300]
-    return Status.EXECUTION_FAILED, (failure or first_line(outcome.output.splitlines()[-3:]))[:300]
+        return Status.KERNEL_CRASHED, failure
+    if failure and outcome.returncode in (run_notebook.UNREADABLE, run_notebook.CHECKER_STOPPED):
+        return Status.EXECUTION_FAILED, failure
+    return Status.EXECUTION_FAILED, ended(outcome.returncode)
+
+
+def ended(returncode: int) -> str:
+    """How the runner ended, in the grader's words: it died before it could say why (killed by
+    student code, say)."""
+    number = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 192 else 0  # bwrap: 128 + signal
+    if number:
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"the runner was killed ({name}) before it finished"
+    return f"the runner ended with exit status {returncode} before it finished"
 
 
 def measurements(report: list) -> dict:
@@ -176,9 +197,9 @@ def diagnoses(report: list) -> dict:
     for item in report:
         diagnosis, notebook, cell = item.get("diagnosis"), item.get("notebook"), item.get("cell")
         if isinstance(diagnosis, dict) and isinstance(notebook, str) and isinstance(cell, str):
-            found[f"{notebook}:{cell}"] = {"misconception": str(diagnosis.get("misconception", "")),
-                                           "hint": str(diagnosis.get("hint", "")), "value": diagnosis.get("value"),
-                                           **({"passed": True} if diagnosis.get("passed") is True else {})}
+            found[plain(f"{notebook}:{cell}")] = plain_data(
+                {"misconception": str(diagnosis.get("misconception", "")), "hint": str(diagnosis.get("hint", "")),
+                 "value": diagnosis.get("value"), **({"passed": True} if diagnosis.get("passed") is True else {})}, 1000)
     return found
 
 

@@ -8,12 +8,13 @@ hidden test: it runs each test cell's public part and exports what the hidden pa
 --sandboxed (in bubblewrap) whatever the notebook left running is then killed, and the checker
 (graders.inside.hidden) runs the hidden parts. The NAME.executed.ipynb files, with the cells' sources
 as they came, are written beside them at the end, when nothing of the student's runs any more.
-Reports (on the grader's private line, $GRADERS_REPORT_FD, and as RUNNER lines on stdout) when
+Reports (on the grader's private line, graders.inside.report, and as RUNNER lines on stdout) when
 it starts, "ran NAME in W s, kernel CPU C s" and "checked NAME in W s, checker CPU C s, exports E
 s" per notebook, and what went wrong. Stops at the
 first notebook that fails, with exit status 3 when its kernel died, 4 when it could not be read
-or written, 5 when it ran past its wall time; 0 when all ran to the end (cells may have failed:
-that is for the grade to say).
+or written, 5 when it ran past its wall time, 7 when the checker was stopped; 0 when all ran to the
+end (cells may have failed: that is for the grade to say). In a sandbox the executed notebooks and
+packs go back on the grader's output line instead (graders.isolation.handover).
 
 This is nbclient with the settings of nbgrader's Execute preprocessor (`EXECUTE_SETTINGS`,
 `record_unreported_error`), not nbgrader itself: importing nbgrader costs about 1.5
@@ -45,28 +46,12 @@ from nbformat.notebooknode import NotebookNode  # noqa: E402
 from graders.data import LABELS_FOLDER  # noqa: E402
 from graders.inside import artifacts, hidden  # noqa: E402
 from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
+from graders.inside.report import hand_back, hands_back, report  # noqa: E402
+from graders.inside.report import take as take_lines  # noqa: E402
 from graders.isolation.watchdog import kill_until_gone  # noqa: E402
 
-KERNEL_DIED, UNREADABLE, TIMED_OUT, NOT_RECHECKABLE = 3, 4, 5, 6
+KERNEL_DIED, UNREADABLE, TIMED_OUT, NOT_RECHECKABLE, CHECKER_STOPPED = 3, 4, 5, 6, 7
 PACK, PREVIOUS = ".exports.tar.xz", ".previous.ipynb"  # NAME + these: a notebook's kept exports, its last executed copy
-_report_line = None  # the grader's private line ($GRADERS_REPORT_FD), if it gave one
-
-
-def report(text: str, **item) -> None:
-    """Tell the grader (as JSON on its private line) and whoever reads the log (as a RUNNER line)."""
-    print(f"RUNNER: {text}", flush=True)
-    if _report_line:
-        _report_line.write(json.dumps({**item, "text": text}) + "\n")
-        _report_line.flush()
-
-
-def open_report_line() -> None:
-    """Take the grader's private line: student processes never inherit it (graders.inside.kernel_fork
-    closes it in the zygote) and cannot borrow it (this process is not dumpable)."""
-    global _report_line
-    descriptor = os.environ.pop("GRADERS_REPORT_FD", "")
-    if descriptor.isdigit():
-        _report_line = os.fdopen(int(descriptor), "w", encoding="utf-8")
 
 # nbgrader 0.9's Execute (nbgrader/preprocessors/execute.py): keep going after errors, and a
 # cell that times out gets an error output, so its test fails rather than hangs.
@@ -355,7 +340,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.sandboxed and _read("/proc/1/comm").strip() != "bwrap":
         parser.error("--sandboxed outside a bubblewrap sandbox: refusing to kill this user's processes")
-    open_report_line()
+    take_lines()
     report("started", started=True)
     # the zygote (and so every kernel) is forked before any notebook is read: none ever held one
     zygote = Zygote([name for name in args.preload.split(",") if name])
@@ -381,6 +366,9 @@ def main(argv=None) -> int:
             if status:
                 return status
             check(path, client, zygote, args.notebook_timeout)
+            if zygote.checker_stopped:  # by student code: fail closed, at once
+                report(f"the checker was stopped (a signal from student code) while checking {path.name}", failure=True)
+                return CHECKER_STOPPED
             # packed now, before the next notebook's kernel could change them; written at the end
             packs[path] = keep(path, exports / path.stem, client.checks)
             shutil.rmtree(exports / path.stem, ignore_errors=True)
@@ -390,14 +378,19 @@ def main(argv=None) -> int:
     # written only now, when no student process is left to change them
     if args.sandboxed:
         kill_leftovers({1, os.getpid()})
-    for path, notebook in executed.items():
-        try:
+    back = hands_back()
+    try:
+        if back:
+            hand_back({name: content for path, notebook in executed.items() for name, content in
+                       [(path.with_suffix(".executed.ipynb").as_posix(), nbformat.writes(notebook).encode("utf-8")),
+                        *([(path.with_suffix(PACK).as_posix(), packs[path])] if path in packs else [])]})
+        for path, notebook in (executed.items() if not back else []):
             write(notebook, path.with_suffix(".executed.ipynb"))
             if path in packs:
                 replace(packs[path], path.with_suffix(PACK))
-        except Exception as error:
-            report(f"cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", failure=True)
-            return UNREADABLE
+    except Exception as error:
+        report(f"cannot write the executed notebooks: {type(error).__name__}: {error}", failure=True)
+        return UNREADABLE
     return rechecked
 
 

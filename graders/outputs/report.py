@@ -21,6 +21,7 @@ import nbformat
 from nbgrader.api import MissingEntry
 
 from graders.course.coursedir import Course
+from graders.course.plain import plain
 from graders.course.status import Status
 from graders.inside import hidden
 
@@ -280,7 +281,7 @@ def write_csv(path: Path, questions, students) -> None:
 
 def _table(table_id: str, header, rows) -> str:
     def cells(tag, values):
-        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+        return "".join(f"<{tag}>{html.escape(plain(v, 0))}</{tag}>" for v in values)
     body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
     return f'<table id="{table_id}">\n<tr>{cells("th", header)}</tr>\n{body}\n</table>'
 
