@@ -24,7 +24,7 @@ import pytest
 import course
 import submissions
 from graders import data
-from graders.edges import kit, kit_guard
+from graders.edges import kit_guard
 
 KIT_FILES = {"README.md", "check_your_learning.ipynb", "mnist_exercise.ipynb", "constraints.txt", "requirements.txt",
              "onions_student-0.1.0-py3-none-any.whl"}
