@@ -82,10 +82,11 @@ def kind(path: str, size: int, pattern, labels: list) -> str:
     return ""
 
 
-def secret_files(skip: list, since: float = 0) -> dict:
+def secret_files(skip: list, since: float = 0, own: set = frozenset()) -> dict:
     """{path: kind} of the whole file system, less `skip` (and /proc, /sys, /dev, /run): every file is
     looked at, and read when it was made or changed (its ctime: a copy, a chmod) at `since` or later."""
-    pattern = re.compile(b"|".join(re.escape(line.encode()) for line in secret_lines()))
+    # `own`: lines the test's students typed themselves (a right answer is the student's own work)
+    pattern = re.compile(b"|".join(re.escape(line.encode()) for line in secret_lines() if line not in own))
     labels = [np.ascontiguousarray(np.load(data.labels_path(name))).tobytes() for name in data.DATASETS
               if data.labels_path(name).is_file()]
     pruned = {*SKIPPED, *skip}
