@@ -33,6 +33,7 @@ from graders.course import gradingsplit
 from graders.course.status import Status
 from graders.grading.executor import Execution, Job, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files
+from graders.inside import labelscan
 from graders.isolation import sandbox
 
 MEMORY = "MEMORY"  # a worker's resource: the bytes it gives to sandboxes; a task takes its --memory
@@ -356,7 +357,7 @@ def worker_command(args, address: str, tls: dict):
     for name in datasets:  # the full copy (the grading sets come from it) and the students' view
         data.load_offline(name)
         data.load_view(name)
-    exposure.check(isolation)  # no dataset's test labels anywhere in the sandbox's view
+    labelscan.check(isolation)  # no dataset's test labels anywhere in the sandbox's view
     client = connect(address, tls)
     try:
         theirs = client.get_metadata(CODE_KEY, None)
