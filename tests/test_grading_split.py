@@ -198,3 +198,15 @@ def test_a_missing_or_altered_view_or_secret_stops_grading_in_one_line(tmp_path,
     (tmp_path / "bad").chmod(0o600)
     with pytest.raises(data.DataUnavailable, match=r"is not a grading secret \(64 hex digits\)"):
         gradingsplit.read_secret(tmp_path / "bad")
+
+
+def test_large_literal_data_is_a_notice_in_the_class_report(batch_class, tmp_path):
+    """The pasted labels are flagged for a TA; no honest student is."""
+    from graders.outputs import literals, report
+
+    submitted = batch_class.directory / "submitted"
+    flagged = {folder.name for folder in submitted.iterdir() if literals.notices(folder / "lesson08")}
+    assert "cheat-giveaways-by-public-order" in flagged
+    assert not flagged & {"reference", "stderr-noise", "fashion-mnist", "mnist-weak", "trained-also-on-test"}, flagged
+    page = report.write_report(batch_class.directory, "lesson08", tmp_path, log=lambda line: None).read_text()
+    assert "Large literal data" in page and "cheat-giveaways-by-public-order" in page

@@ -378,7 +378,7 @@ def worker_command(args, address: str, tls: dict):
             "--resources", f"{MEMORY}={memory},{code_resource()}={students}"]
     for option, path in tls.items():
         argv += [f"--{option.replace('_', '-')}", path]
-    description = (f"{isolation.name}; data verified ({', '.join(datasets) or 'none needed'}); code {mine}; "
+    description = (f"{isolation.name}; data verified ({', '.join(datasets) or 'none needed'}), no test labels in the sandbox; code {mine}; "
                    f"students at once: {students}, with {memory >> 20} MB for their sandboxes; joining {address} as {name}")
     return argv, description
 
