@@ -280,3 +280,8 @@ def test_the_sandbox_shows_no_file_with_test_labels(way):
     assert labelscan.scan(str(data.DEB_FOLDER)) == [str(data.DEB_FOLDER / "t10k-labels-idx1-ubyte.gz")]  # installed here
     isolation = sandbox.RootSandbox() if way == "root" else sandbox.UserNamespaceSandbox()
     labelscan.check(isolation)
+    # without the hidden folders, the same check finds Debian's file
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sandbox, "hidden_folders", lambda shown: [])
+        with pytest.raises(sandbox.SandboxUnavailable, match="t10k-labels-idx1-ubyte.gz"):
+            labelscan.check(isolation, root=str(data.DEB_FOLDER))

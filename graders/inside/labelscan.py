@@ -167,9 +167,9 @@ def scan(root: str = "/", wanted=None) -> list:
     return hits
 
 
-def check(isolation, limits=None) -> None:
-    """Run the scan in a sandbox of `isolation` (as a student would): fail in one line naming the
-    files that hold test labels."""
+def check(isolation, limits=None, root: str = "/") -> None:
+    """Run the scan of `root` in a sandbox of `isolation` (as a student would): fail in one line
+    naming the files that hold test labels."""
     import tempfile
     from pathlib import Path
 
@@ -177,7 +177,7 @@ def check(isolation, limits=None) -> None:
 
     limits = limits or sandbox.Limits(wall_seconds=600, memory_bytes=2 << 30)
     with tempfile.TemporaryDirectory(prefix="onions-labelscan-") as folder:
-        outcome = isolation.run(isolation.python_module("graders.inside.labelscan", "/"), Path(folder), limits,
+        outcome = isolation.run(isolation.python_module("graders.inside.labelscan", root), Path(folder), limits,
                                 data.students_dir(), {"LANG": "C.UTF-8"})
     reports = [item for item in outcome.report if "labels_found" in item]
     if not reports:
