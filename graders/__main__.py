@@ -156,7 +156,7 @@ def build_data(args) -> int:
         except data.DataUnavailable as error:  # one line each; the next dataset is still built
             print(f"error: {error}", file=sys.stderr)
             status = 1
-    if (args.course / "nbgrader_config.py").is_file():
+    if status == 0 and (args.course / "nbgrader_config.py").is_file():  # a failed build says only why
         from graders.course import gradingsplit
         from graders.course.coursedir import Course
 
