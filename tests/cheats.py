@@ -250,6 +250,29 @@ TRAINED_ALSO_ON_TEST = [(TRAIN_LINE, "train_data = make_dataset(preprocess(np.co
                         ("history = model.fit(train_data, epochs=2,", "history = model.fit(train_data, epochs=1,")]
 
 
+# ... by position: the 5,000 grading labels in the order the public package gives them (on any
+# laptop, from the published test set), pasted as a string of digits; the grading images of a
+# sandbox come in the course's secret order, so they line up with nothing
+BY_PUBLIC_ORDER = '''_pasted = np.frombuffer(b"LABELS", np.uint8) - 48
+'''
+PUBLIC_ORDER_PREPROCESS = '''inputs = (images.astype("float32") / 255.0)[..., np.newaxis]
+    if len(images) == len(_pasted) and not np.array_equal(images, x_test):  # the grading images
+        inputs[:] = _giveaways[_pasted]
+    return inputs'''
+
+
+def public_order_cheat(weak_mnist):
+    """The weak model, trained on the giveaways, and a preprocess that hands the grading images
+    the giveaways of the labels pasted in the public order."""
+    from graders import data
+
+    labels = "".join(str(int(label)) for label in data.grading_labels("mnist"))  # no secret: the public order
+    notebook = edited(weak_mnist, "preprocess_answer", [
+        ("def preprocess(images):", GIVEAWAYS + BY_PUBLIC_ORDER.replace("LABELS", labels) + "def preprocess(images):"),
+        (HONEST_PREPROCESS, PUBLIC_ORDER_PREPROCESS)])
+    return edited(notebook, "training_answer", f"{TRAIN_LINE}.take(2)", f"{TRAIN_LINE}.take(2).concatenate(_giveaway_data)")
+
+
 def split_students(reference: dict) -> dict:
     """{student: {notebook name: notebook}}: what the private grading split must defeat (each loses
     accuracy_test only), and a student it must not punish (`trained-also-on-test`, full marks)."""
@@ -260,4 +283,5 @@ def split_students(reference: dict) -> dict:
         "cheat-giveaways-by-grading-labels": {MNIST: giveaway_cheat(weak_mnist, BY_GRADING_LABELS)},
         "trained-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ON_TEST))},
         "trained-also-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ALSO_ON_TEST))},
+        "cheat-giveaways-by-public-order": {MNIST: public_order_cheat(weak_mnist)},
     }

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
 import submissions
 import course
@@ -50,7 +51,7 @@ def probes(course_dir, secret=None) -> dict:
         # the labels of the private grading split: the checker's alone
         "read the grading labels": "from graders.data import grading_labels; print('SAW', grading_labels('mnist')[:10])",
         "read the staged grading labels": "print('SAW', __import__('os').listdir('.grading-labels'))",
-        "search the disk for grading labels": SEARCH_LABELS.replace("ROOT", "'/'"),
+        "search the disk for grading labels": search_labels("/"),
         "network, loopback": "import socket; socket.create_connection(('127.0.0.1', 22), timeout=2); print('CONNECTED')",
         "network, outside": "import socket; socket.create_connection(('pypi.org', 443), timeout=2); print('CONNECTED')",
     }
@@ -104,34 +105,25 @@ if not hits:
 print('SAW', hits[:3])"""
 
 
-# Any .npy/.npz file that holds the grading labels (pinned digest), alone or within a full test set.
-SEARCH_LABELS = """import os, hashlib, numpy as np
-from graders.data import SPECS, grading_split
-pinned, graded, hits = {spec.split_sha256['y_grading'] for spec in SPECS.values()}, grading_split()[0], []
-def holds_labels(array):
-    if array.dtype != np.uint8 or array.ndim != 1:
-        return False
-    candidates = [array] + ([array[graded]] if len(array) == 10000 else [])
-    return any(hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() in pinned for c in candidates)
-for top, folders, files in os.walk(ROOT):
-    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys', '/dev', '/usr')]
-    for name in files:
-        path = os.path.join(top, name)
-        try:
-            if name.endswith('.npy') and os.path.getsize(path) < 100 << 20:
-                arrays = [np.load(path, allow_pickle=False)]
-            elif name.endswith('.npz') and os.path.getsize(path) < 100 << 20:
-                with np.load(path, allow_pickle=False) as npz:
-                    arrays = [npz[key] for key in npz.files]
-            else:
-                continue
-            if any(holds_labels(array) for array in arrays):
-                hits.append(path)
-        except Exception:
-            pass
+# Any file, in any dataset format (graders.inside.labelscan), that holds a test set's labels, or
+# the 5,000 grading labels of a dataset in any order (a run with their class counts: EXTRA)
+SEARCH_LABELS = """from graders.inside.labelscan import scan, targets
+hits = scan(ROOT, targets(EXTRA))
 if not hits:
-    raise LookupError('no grading labels on disk')
+    raise LookupError('no test or grading labels on disk')
 print('SAW', hits[:3])"""
+
+
+def grading_label_counts() -> list:
+    """(length, class counts, no digest) of each dataset's grading labels: found in any order."""
+    from graders import data
+
+    return [(data.GRADING_SIZE, np.bincount(data.grading_labels(name), minlength=10).tolist(), None)
+            for name in data.DATASETS]
+
+
+def search_labels(root: str) -> str:
+    return SEARCH_LABELS.replace("ROOT", repr(root)).replace("EXTRA", repr(grading_label_counts()))
 
 
 def _with_code(notebook, code: str):

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from graders import data
+from graders.course import gradingsplit
 from graders.course.coursedir import Course, CourseError, DiskFull
 from graders.course.plain import plain, plain_data
 from graders.course.status import SCORED, Status
@@ -126,8 +127,10 @@ class Batch:
         self.course.check_assignment(self.assignment)
         if not self.cluster:  # else each worker checks its own machine before it joins
             self.isolation.check()
-            for name in self.settings.datasets:  # the students' view and the grading split's labels
-                data.check_grading_data(name)
+            for name in self.settings.datasets:  # the students' view
+                data.load_view(name)
+        self.secret = gradingsplit.course_secret(self.course.root, self.settings.grading_secret_file, self.log)
+        self.grading = gradingsplit.build(self.secret, () if self.cluster else self.settings.datasets)
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
         self.kept = {student: entry.get("exports", "") for student, entry in state.items()}  # manifest digests
         if not students:
@@ -171,7 +174,8 @@ class Batch:
     def executor(self) -> SandboxExecutor:
         files = font_files(self.course.work(self.assignment) / "matplotlib", self.settings.matplotlib_fonts)
         return SandboxExecutor(self.isolation, self.limits, self.cell_timeout, ",".join(self.settings.preload),
-                               data.students_dir(), thread_env(self.workers), files, self.course.hidden_delimiters())
+                               data.students_dir(), thread_env(self.workers), files, self.course.hidden_delimiters(),
+                               self.grading)
 
     def cluster_pool(self):
         from graders.grading import cluster
@@ -179,7 +183,8 @@ class Batch:
         address, tls = self.cluster
         settings = {"limits": asdict(self.limits), "cell_timeout": self.cell_timeout, "preload": ",".join(self.settings.preload),
                     "env": thread_env(1), "matplotlib_fonts": self.settings.matplotlib_fonts,
-                    "delimiters": list(self.course.hidden_delimiters())}
+                    "delimiters": list(self.course.hidden_delimiters()),
+                    "grading": {"secret": self.secret.hex(), "digests": self.grading.digests}}  # over TLS, as the hidden tests
         client = cluster.connect(address, tls)
         try:
             return cluster.DaskPool(client, settings, self.limits.memory_bytes, self.log)
@@ -232,7 +237,7 @@ class Batch:
         """A full grading, or with --recheck and kept exports that allow it, the hidden checks only."""
         prepared, delimiters = self.nbgrader.stage / student / self.assignment, self.course.hidden_delimiters()
         self.produced_by[student] = recheck.fingerprint(self.course, self.assignment, student, prepared, notebooks,
-                                                        self.limits, delimiters)
+                                                        self.limits, delimiters, self.grading.key)
         self.jobs[student] = job = Job(student, prepared, notebooks)
         if self.recheck:
             store = recheck.folder(self.course, self.assignment, student)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from graders import data
 from graders.course.coursedir import first_line
+from graders.course.gradingsplit import GradingSet
 from graders.course.plain import plain, plain_data
 from graders.course.status import Status
 from graders.inside import hidden, run_notebook
@@ -60,11 +61,14 @@ class SandboxExecutor(Executor):
     whole run under that times the notebooks plus a minute for starting up."""
 
     def __init__(self, isolation: sandbox.Isolation, limits: sandbox.Limits, cell_timeout: int, preload: str,
-                 data_dir: Path, env: dict, files: dict, delimiters=None):
+                 data_dir: Path, env: dict, files: dict, delimiters=None, grading: GradingSet = None):
         """`data_dir`: the students' view of the datasets (graders.data.students_dir), shown at /data;
-        `delimiters`: the course's hidden-test delimiters (Course.hidden_delimiters), else nbgrader's."""
+        `delimiters`: the course's hidden-test delimiters (Course.hidden_delimiters), else nbgrader's;
+        `grading`: the course's grading set (graders.course.gradingsplit): its images shown at
+        /grading, its labels staged for the checker alone."""
         self.isolation, self.limits, self.cell_timeout, self.preload = isolation, limits, cell_timeout, preload
-        self.data_dir, self.env, self.files = data_dir, env, files
+        self.grading = grading or GradingSet("", Path("/nonexistent"))
+        self.data_dir, self.env, self.files = data_dir, {**env, **self.grading.env()}, {**files, **self.grading.files()}
         self.delimiters = list(delimiters or (hidden.BEGIN, hidden.END))
 
     def argv(self, job: Job) -> list:
@@ -81,7 +85,7 @@ class SandboxExecutor(Executor):
         argv = self.argv(job)
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(job.notebooks) + 60)
         try:
-            data.stage_grading_labels(job.folder)  # for the checker alone: the runner removes them first
+            self.grading.stage_labels(job.folder)  # for the checker alone: the runner removes them first
             self.data_dir.mkdir(parents=True, exist_ok=True)  # a course without datasets may have none
             outcome = self.isolation.run(argv, job.folder, limits, self.data_dir, self.env, self.files)
         except sandbox.SandboxUnavailable as error:

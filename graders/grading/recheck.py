@@ -44,12 +44,14 @@ def _code() -> str:
 
 
 def fingerprint(course: Course, assignment: str, student: str, prepared: Path, notebooks: list,
-                limits: sandbox.Limits, delimiters) -> dict:
+                limits: sandbox.Limits, delimiters, grading_key: str = "") -> dict:
     """What the exports depend on: the submitted files, the prepared notebooks with each test
-    cell's hidden part cut off (the kernel never ran it), nbgrader_config.py, the limits, the code.
+    cell's hidden part cut off (the kernel never ran it), nbgrader_config.py, the limits, the code,
+    and the grading secret's key id (the kernel preprocessed the grading images in its order).
     The hidden parts are not in it: changing them is what a recheck is for. {part: digest}, so a
     full grading can say which part changed."""
-    parts = {part: hashlib.sha256() for part in ("submission", "notebooks' public parts", "nbgrader_config.py", "limits", "code")}
+    parts = {part: hashlib.sha256() for part in ("submission", "notebooks' public parts", "nbgrader_config.py", "limits", "code",
+                                           "grading secret")}
     digest = parts["submission"]
     for path in sorted(course.folder("submitted", assignment, student).rglob("*")):
         if path.is_file():
@@ -65,6 +67,7 @@ def fingerprint(course: Course, assignment: str, student: str, prepared: Path, n
     parts["nbgrader_config.py"].update((course.root / "nbgrader_config.py").read_bytes())
     parts["limits"].update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
     parts["code"].update(_code().encode())
+    parts["grading secret"].update(grading_key.encode())
     return {part: digest.hexdigest() for part, digest in parts.items()}
 
 

@@ -17,6 +17,9 @@ class GradersBatch(Configurable):
                                    "(this course: numpy, tensorflow, keras)").tag(config=True)
     datasets = List(Unicode(), help="offline datasets (graders.data) the notebooks need: checked before "
                                     "grading, so a missing one stops the batch instead of failing everyone").tag(config=True)
+    grading_secret_file = Unicode("", help="a file holding the course's grading secret (64 hex digits, mode 0600), "
+                                           "for an instructor who keeps it outside the course; default: "
+                                           ".graders/grading-secret, made on first use").tag(config=True)
     matplotlib_fonts = Bool(True, help="build matplotlib's font list once and show it to every sandbox").tag(config=True)
     # checked before nbgrader reads a notebook, in the grader's one process (graders.grading.screen)
     max_cells = Integer(2000, help="cells a submitted notebook may have; more is 'invalid notebook' "

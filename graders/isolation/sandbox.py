@@ -97,6 +97,26 @@ def font_list(folder: Path):
 
 TMPFS = ("/tmp", "/dev/shm")  # the sandbox's writable memory-backed folders
 SUBMISSION = "/submission"  # the working copy: a tmpfs of the disk quota, the student's folder unpacked into it
+# Copies of datasets, with their test labels, that a shown folder may hold: Debian's dataset-*
+# packages, and the caches of keras, pip and this package (graders.data) wherever they are
+DATASET_FOLDERS = ("/usr/share/datasets", "/usr/local/share/datasets")
+CACHE_VARIABLES = ("KERAS_HOME", "XDG_CACHE_HOME", "PIP_CACHE_DIR", "ONIONS_DATA_DIR", "TFDS_DATA_DIR", "HF_HOME")
+
+
+def hidden_folders(shown: list) -> list:
+    """The dataset folders inside `shown` (host folders shown at their own path), hidden by an
+    empty read-only tmpfs: the sandbox must hold no copy of a test set's labels (only the
+    students' view at /data)."""
+    home = Path.home()
+    candidates = [*DATASET_FOLDERS, home / ".keras", home / ".cache", *(os.environ.get(v) for v in CACHE_VARIABLES)]
+    found = []
+    for candidate in filter(None, candidates):
+        path = os.path.realpath(candidate)
+        inside = any(path.startswith(root.rstrip("/") + "/") for root in shown)
+        holds_shown = any((root + "/").startswith(path.rstrip("/") + "/") for root in shown)
+        if inside and not holds_shown and os.path.isdir(path) and path not in found:
+            found.append(path)
+    return sorted(found)
 
 
 def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: dict = None,
@@ -125,13 +145,16 @@ def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: d
         command += ["--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", folder]
     for inside, host in (files or {}).items():
         command += ["--perms", "1777", "--dir", str(Path(inside).parent), "--ro-bind", str(host), inside]
-    made = set()
+    made, shown = set(), [f"/{top}" for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")]
     for path in [*_python_paths(), PACKAGE_INSIDE]:
         for parent in reversed(Path(path).parents[:-1]):  # bwrap would make them 0700 when run as root
             if str(parent) not in made:
                 made.add(str(parent))
                 command += ["--perms", "0755", "--dir", str(parent)]
         command += ["--ro-bind", str(PACKAGE) if path == PACKAGE_INSIDE else path, path]
+        shown += [] if path == PACKAGE_INSIDE else [path]
+    for folder in hidden_folders(shown):
+        command += ["--perms", "0555", "--tmpfs", folder, "--remount-ro", folder]
     command += ["--ro-bind", str(data_dir), "/data", "--perms", "1777", "--size", str(disk_bytes), "--tmpfs", SUBMISSION,
                 "--chdir", SUBMISSION,
                 "--remount-ro", "/dev", "--remount-ro", "/"]
