@@ -6,10 +6,11 @@ own loader is tried first; without internet, the students' view that the course 
 (``python -m graders data``, verified against the digests pinned here) is read from
 $ONIONS_DATA_DIR (the hub's /srv/onions/data, a grading sandbox's /data) or ~/.cache/onions.
 
-The held-back images themselves (`grading_images`) are in the students' view only where the
-course put them (a hub, a grading sandbox); on a student's own machine they are absent, and the
-notebooks' "kept for grading" lines run on a stand-in of the same shape (the public test
-images), so that the self-check exercises the same code. This module holds no label of them.
+The held-back images themselves (`grading_images`) exist only in a grading sandbox, where the
+grader shows them at $ONIONS_GRADING_DIR in the course's secret order; everywhere else (a
+student's own machine, the hub) the notebooks' "kept for grading" lines run on a stand-in of
+the same shape (the public test images), so that the self-check exercises the same code. This
+module holds no label of them, and no secret.
 """
 import contextlib
 import hashlib
@@ -22,6 +23,7 @@ import numpy as np
 DATASETS = ("mnist", "fashion_mnist")
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 CACHE_DIR_ENV = "ONIONS_DATA_DIR"
+GRADING_DIR_ENV = "ONIONS_GRADING_DIR"  # set by the grader in a sandbox only (graders.data)
 # Which test images are the students' own: the public half of a seeded permutation of the 10,000
 # (graders.data draws the same split; a test checks that both agree).
 SPLIT_SEED = 20261130
@@ -66,14 +68,18 @@ def test_set(name: str = "mnist"):
 
 
 def grading_images(name: str = "mnist"):
-    """A fresh copy of the held-back images where the course provides them (a grading sandbox, a hub),
-    else the public test images as a stand-in of the same shape (a student's own machine)."""
+    """A fresh copy of the held-back images in a grading sandbox (staged by the grader at
+    $ONIONS_GRADING_DIR), else the public test images as a stand-in of the same shape."""
+    folder = os.environ.get(GRADING_DIR_ENV)
+    if folder:
+        try:
+            images = np.load(Path(folder) / f"{name}.npy", allow_pickle=False)
+        except (OSError, ValueError):
+            raise DataUnavailable(f"the {TITLES[name]} grading images are not staged at {folder}") from None
+        if images.dtype != np.uint8 or images.shape != (GRADING_SIZE, 28, 28):
+            raise DataUnavailable(f"the {TITLES[name]} grading images at {folder} are not {GRADING_SIZE} images")
+        return images.copy()
     with contextlib.redirect_stdout(io.StringIO()):
-        found = _offline_file(name)
-        if found is not None:
-            with np.load(found, allow_pickle=False) as npz:
-                if "x_grading" in npz.files and npz["x_grading"].shape == (GRADING_SIZE, 28, 28):
-                    return npz["x_grading"].astype(np.uint8)
         return _view(name)["x_test"].copy()
 
 
@@ -99,19 +105,19 @@ def _view(name: str) -> dict:
 
 
 def _candidates(name: str) -> list:
-    """Where the students' view may be: $ONIONS_DATA_DIR (a sandbox's /data holds it at the top, a hub's
-    data folder under students/), then ~/.cache/onions/students."""
+    """Where the students' view may be: $ONIONS_DATA_DIR (a sandbox's /data holds it at the top, the
+    course's data folder under public/), then ~/.cache/onions/public."""
     folders = [Path(os.environ[CACHE_DIR_ENV])] if os.environ.get(CACHE_DIR_ENV) else []
     folders.append(Path.home() / ".cache" / "onions")
-    return [path for folder in folders for path in (folder / f"{name}.npz", folder / "students" / f"{name}.npz")]
+    return [path for folder in folders for path in (folder / f"{name}.npz", folder / "public" / f"{name}.npz")]
 
 
 def _offline_file(name: str):
-    """The first readable students' view of `name` (a file holding x_grading), or None."""
+    """The first readable students' view of `name` (a file with the view's arrays), or None."""
     for path in _candidates(name):
         try:
             with np.load(path, allow_pickle=False) as npz:
-                if "x_grading" in npz.files:
+                if set(SHAPES) <= set(npz.files) and npz["y_test"].shape == SHAPES["y_test"]:
                     return path
         except (OSError, ValueError):
             continue
