@@ -188,7 +188,7 @@ def run_check(check: dict):
     used = [name for name in check["names"] if name in refused]
     if used:
         return [FAILED_TO_RUN, refused[used[0]]]
-    namespace = {"__builtins__": builtins, "__name__": "__hidden__", **values}
+    namespace = {**values, "__builtins__": builtins, "__name__": "__hidden__"}  # the checker's own, whatever was exported
     try:
         exec(compile(check["code"], f"<hidden test of {check['cell_id']}>", "exec"), namespace)
     except BaseException as error:  # noqa: B902 (SystemExit and KeyboardInterrupt fail the check too)
