@@ -148,13 +148,24 @@ VARIANTS = {  # student: what is done to the metadata of every test cell
     "no-points": {"locked": False, "points": 0},
     "markdown": "markdown",
     "no-metadata": None,
+    "duplicated": "duplicated",  # an unlocked copy of Q1's test cell before the answer, the original unlocked too
+    "swapped": "swapped",  # Q1's answer and test cells trade grade ids
 }
 
 
 def variant(reference, change):
     notebook = copy.deepcopy(reference)
-    answer = next(c for c in notebook.cells if c.get("id") == "q1_answer")
-    answer.source = WATCH + answer.source
+    notebook.cells.insert(0, new_code_cell(WATCH, id="watch"))
+    by_id = {cell.get("id"): cell for cell in notebook.cells}
+    if change == "duplicated":
+        copied = copy.deepcopy(by_id["q1_test"])
+        copied.id = "q1_test_copy"
+        notebook.cells.insert(notebook.cells.index(by_id["q1_answer"]), copied)
+        change = {"locked": False}
+    if change == "swapped":
+        answer, test = by_id["q1_answer"].metadata["nbgrader"], by_id["q1_test"].metadata["nbgrader"]
+        answer["grade_id"], test["grade_id"] = test["grade_id"], answer["grade_id"]
+        change = {}
     for cell in notebook.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
         if meta.get("grade_id") not in TESTS:
