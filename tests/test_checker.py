@@ -103,15 +103,19 @@ def graded(grade_id, hidden_part):
     return cell
 
 
-def test_nothing_the_kernel_writes_changes_what_the_checker_imports_loads_or_reads(tmp_path):
+@pytest.mark.parametrize("way", ["root", "user namespace"])
+def test_nothing_the_kernel_writes_changes_what_the_checker_imports_loads_or_reads(tmp_path, way):
     """In the sandbox (HOME=/tmp for the kernel): config for dask, keras, matplotlib and IPython, a
     .pth, sitecustomize and look-alike modules, a fake keras dataset cache, a manifest with entries no
     check reads, modules to import and lying file names: every check gives what honest exports give,
     and nothing of the student's ran in the checker."""
     if not data.cache_path("fashion_mnist").is_file():
         pytest.skip("needs the offline Fashion-MNIST (scripts/setup)")
-    isolation = sandbox.choose()
-    isolation.check()
+    isolation = sandbox.RootSandbox() if way == "root" else sandbox.UserNamespaceSandbox()
+    try:
+        isolation.check()
+    except sandbox.SandboxUnavailable as error:
+        pytest.skip(f"no {way} sandbox here: {error}")
     nb = new_notebook(cells=[new_code_cell(PLANT, id="attack")] + [graded(i, code) for i, code in CHECKS.items()])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(tmp_path / "one.ipynb"))
@@ -231,3 +235,55 @@ def test_the_honest_student_keeps_full_marks(edited_metadata):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_a_manifest_is_a_claim_the_checker_validates(tmp_path):
+    """Only the names asked for, kinds from the closed list, files named after the name, plain and in the folder."""
+    import numpy as np
+    from graders.inside import artifacts
+    np.save(tmp_path / "arr.npy", np.array([1]))
+    np.save(tmp_path / "other.npy", np.array([2]))
+    np.savez(tmp_path / "zipped.npy", a=np.array([3]))  # an .npz under an .npy name
+    (tmp_path / "linked.npy").symlink_to(tmp_path / "other.npy")
+    manifest = {"arr": {"kind": "array", "file": "other.npy"}, "linked": {"kind": "array", "file": "linked.npy"},
+                "zipped": {"kind": "array"}, "code": {"kind": "exec", "code": "print(1)"}, "np": {"kind": "module", "name": "numpy"},
+                "bad": {"kind": "module", "name": "os; import sys"}, "said": {"kind": "refused", "why": "it is a \x1b[2Jfunction\n"},
+                "unread": {"kind": "module", "name": "distributed"}, "plain": ["not", "a", "dict"]}
+    (tmp_path / artifacts.MANIFEST).write_text(json.dumps(manifest))
+    names = ["arr", "linked", "zipped", "code", "np", "bad", "said", "plain", "missing"]
+    values, refused = artifacts.load(str(tmp_path), names)
+    assert values["arr"].tolist() == [1]  # arr.npy, whatever the manifest's file says
+    assert values["np"] == np and values["np"] is not np and "distributed" not in sys.modules
+    assert set(refused) == {"linked", "zipped", "code", "bad", "said", "plain"} and "unread" not in values
+    assert refused["said"] == "it is a  [2Jfunction " and refused["code"].startswith("code could not be checked")
+    link = tmp_path.parent / f"{tmp_path.name}-link"
+    link.symlink_to(tmp_path)  # the folder itself reached through a link
+    with pytest.raises(artifacts.Refused):  # run_check: the names were not exported
+        artifacts.load(str(link), ["arr"])
+
+
+def test_the_sealed_checker_has_its_own_environment_and_no_writable_import_path(tmp_path):
+    import os
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # as the zygote forks the checker
+        code = 1
+        try:
+            os.environ.update(PYTHONPATH=str(tmp_path), DASK_CONFIG=str(tmp_path), SECRET="x")
+            sys.path.insert(0, str(tmp_path))
+            checker_env.seal([str(tmp_path)])
+            home = checker_env.fresh_home()
+            os.write(write, json.dumps({"env": dict(os.environ), "path": sys.path, "home": home,
+                                        "made": os.path.isdir(checker_env.NOWHERE)}).encode())
+            checker_env.remove(home)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as stream:
+        seen = json.loads(stream.read())
+    assert os.waitpid(pid, 0)[1] == 0
+    assert not {"PYTHONPATH", "SECRET"} & set(seen["env"]) and seen["env"]["DASK_CONFIG"] == seen["home"]
+    assert seen["env"]["HOME"] == seen["env"]["KERAS_HOME"] == seen["home"] and not os.path.exists(seen["home"])
+    assert str(tmp_path) not in seen["path"] and "" not in seen["path"] and not seen["made"]
+    assert seen["env"]["ONIONS_DATA_DIR"] == str(data.cache_dir()) or "ONIONS_DATA_DIR" in os.environ
