@@ -13,9 +13,10 @@ Authors write hidden tests as in nbgrader, with two rules: a hidden part imports
 uses (it does not see the notebook's imports, only its own), and it reads only data: numbers,
 strings, lists, dicts, numpy arrays, keras models and Histories. What needs the student's
 functions (`preprocess` on the test images) is computed in the public part and stored in a name.
-Code after `### END HIDDEN TESTS` runs in the checker too. Only test cells are cut (locked grade
-cells, whose source nbgrader restores from the gradebook): the marker in a student's own cell
-is a comment like any other, and that code runs in the kernel.
+Code after `### END HIDDEN TESTS` runs in the checker too. Only test cells are cut (the grade
+ids the gradebook calls test cells, whatever the submission's metadata says; nbgrader restores
+their source from it): the marker in a student's own cell is a comment like any other, and that
+code runs in the kernel.
 
 Misconceptions: a hidden part may declare, before its asserts, `MISCONCEPTIONS = [(name,
 predicate, hint), ...]` (predicates: functions of no argument over the names the check reads
