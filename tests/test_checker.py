@@ -287,3 +287,36 @@ def test_the_sealed_checker_has_its_own_environment_and_no_writable_import_path(
     assert seen["env"]["HOME"] == seen["env"]["KERAS_HOME"] == seen["home"] and not os.path.exists(seen["home"])
     assert str(tmp_path) not in seen["path"] and "" not in seen["path"] and not seen["made"]
     assert seen["env"]["ONIONS_DATA_DIR"] == str(data.cache_dir()) or "ONIONS_DATA_DIR" in os.environ
+
+
+def test_a_model_whose_weights_name_a_file_outside_the_export_is_refused(tmp_path):
+    """HDF5 can keep a dataset's bytes in another file, by path (external storage): a .keras file whose
+    weights did so would have the checker read a file of the kernel's choosing (/proc/self/...) into
+    the model. keras (>= 3.12, pinned) refuses it, and so the checker does."""
+    import io
+    import zipfile
+
+    import h5py
+    import keras
+    import numpy as np
+    from graders.inside import artifacts
+    (tmp_path / "outside.bin").write_bytes(np.arange(8, dtype="float32").tobytes())
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, keras.layers.Dense(8, use_bias=False)(inputs))
+    artifacts.export({"model": model}, ["model"], str(tmp_path / "cell"))
+    with zipfile.ZipFile(tmp_path / "cell" / "model.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    weights = io.BytesIO()
+    with h5py.File(io.BytesIO(members["model.weights.h5"]), "r") as honest, h5py.File(weights, "w") as forged:
+        def copy(name, item):
+            if isinstance(item, h5py.Dataset):
+                forged.create_dataset(name, shape=item.shape, dtype=item.dtype, external=[(str(tmp_path / "outside.bin"), 0, 32)])
+            else:
+                forged.require_group(name)
+        honest.visititems(copy)
+    members["model.weights.h5"] = weights.getvalue()
+    with zipfile.ZipFile(tmp_path / "cell" / "model.keras", "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    values, refused = artifacts.load(str(tmp_path / "cell"), ["model"])
+    assert "model" not in values and "could not be loaded" in refused["model"], refused
