@@ -239,15 +239,18 @@ def test_split_hides_everything_from_the_first_begin_including_code_after_end():
 
 @pytest.mark.parametrize("meta, expected", [
     ({"grade": True, "locked": True, "grade_id": "q1_test", "solution": False}, True),
-    ({"grade": True, "locked": True, "grade_id": "q1", "solution": True}, False),  # an autograded answer
-    ({"grade": True, "locked": False, "grade_id": "q1_test"}, False),
-    ({"grade": False, "locked": True, "grade_id": "q1_test"}, False),
+    # what the submission's metadata says does not count: the grade id is the gradebook's test cell
+    ({"grade": True, "locked": False, "grade_id": "q1_test"}, True),
+    ({"grade": False, "locked": False, "grade_id": "q1_test", "solution": True}, True),
+    ({"grade": True, "locked": True, "grade_id": "q1", "solution": False}, False),  # an answer, says the gradebook
     ({"grade": True, "locked": True, "grade_id": ""}, False),
+    ({"grade": True, "locked": True, "grade_id": ["q1_test"]}, False),
     (None, False)])
-def test_is_test_cell_takes_only_locked_grade_cells_that_are_not_answers(meta, expected):
+def test_is_test_cell_takes_the_gradebooks_test_cells_whatever_the_metadata_says(meta, expected):
     cell = new_code_cell("assert x", metadata={"nbgrader": meta} if meta else {})
-    assert hidden.is_test_cell(cell) is expected
-    assert hidden.is_test_cell(new_markdown_cell("x", metadata=cell.metadata)) is False
+    assert hidden.is_test_cell(cell, ["q1_test", "q2_test"]) is expected
+    assert hidden.is_test_cell(cell, []) is False
+    assert hidden.is_test_cell(new_markdown_cell("x", metadata=cell.metadata), ["q1_test"]) is False
 
 
 def test_free_names_skips_what_the_code_binds_anywhere():
@@ -417,7 +420,7 @@ def test_a_pack_round_trips_keeps_identical_arrays_once_and_unpacks_data_only(tm
     with tarfile.open(fileobj=io.BytesIO(packed), mode="r:xz") as archive:
         assert sum(member.islnk() for member in archive.getmembers()) >= 1  # the second array is a link
     artifacts.unpack(packed, tmp_path / "out")
-    values, _ = artifacts.load(str(tmp_path / "out" / "007"))
+    values, _ = artifacts.load(str(tmp_path / "out" / "007"), ["x", "n"])
     assert json.loads((tmp_path / "out" / artifacts.CHECKED).read_text()) == [3, 7]
     assert not (tmp_path / "out" / "005").exists()
     assert values["n"] == 3 and np.array_equal(values["x"], np.zeros((200, 28, 28), "float32"))
@@ -444,32 +447,34 @@ def test_merge_takes_the_old_outputs_drops_the_old_checks_error_and_refuses_what
     previous = _graded("assert x", "assert x == 2")
     notebook = _graded("assert x", "assert x in (1, 2)", error=False)
     notebook.cells[0].outputs = []
-    checks = run_notebook.merge(notebook, previous, {1}, (hidden.BEGIN, hidden.END))
+    checks = run_notebook.merge(notebook, previous, {1}, (hidden.BEGIN, hidden.END), ["t"])
     assert [(index, code.strip()) for index, _, code, _ in checks] == [(1, "assert x in (1, 2)")]
     assert notebook.cells[0].outputs == previous.cells[0].outputs and notebook.cells[1].outputs == []
     for changed, message in [(_graded("assert x > 0", "assert x == 2"), "is not the one graded"),
                              (_graded("assert x", "assert y == 2"), "reads y, which was not exported")]:
         with pytest.raises(run_notebook.RecheckError, match=message):
-            run_notebook.merge(changed, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END))
+            run_notebook.merge(changed, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END), ["t"])
     same, carried = _graded("assert x", "assert x == 2", error=False), []  # an unchanged check keeps its old output
-    assert run_notebook.merge(same, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END), carried) == []
+    assert run_notebook.merge(same, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END), ["t"], carried) == []
     assert carried == [1] and same.cells[1].outputs == previous.cells[1].outputs
     unchecked = _graded("assert x", "assert x == 2", error=False)
     unchecked.cells[1].source = "assert x\n"  # graded without a hidden part: no exports
     with pytest.raises(run_notebook.RecheckError, match="has a hidden part now"):
-        run_notebook.merge(_graded("assert x", "assert x == 2"), unchecked, set(), (hidden.BEGIN, hidden.END))
+        run_notebook.merge(_graded("assert x", "assert x == 2"), unchecked, set(), (hidden.BEGIN, hidden.END), ["t"])
 
 
 def test_the_checker_imports_keras_once_only_for_exports_that_need_it(tmp_path):
-    """A recheck preloads nothing: the checker imports keras itself when a check loads a model, a
-    history or the module, so each request's child inherits it instead of importing it again."""
+    """A recheck preloads nothing: the checker imports keras itself when a check loads a model or a
+    history, so each request's child inherits it instead of importing it again. A module is a name
+    (nothing is imported), and an entry the check does not read is never looked at."""
     for name, manifest, expected in [("model", {"model": {"kind": "model", "file": "model.keras"}}, True),
                                      ("history", {"h": {"kind": "history", "history": {}}}, True),
-                                     ("module", {"keras": {"kind": "module", "name": "keras.layers"}}, True),
+                                     ("module", {"keras": {"kind": "module", "name": "keras.layers"}}, False),
+                                     ("unread", {"n": {"kind": "value", "value": 3}, "m": {"kind": "model"}}, False),
                                      ("numbers", {"n": {"kind": "value", "value": 3}, "np": {"kind": "module", "name": "numpy"}}, False),
                                      ("not json", None, False)]:
         folder = tmp_path / name
         folder.mkdir()
         (folder / artifacts.MANIFEST).write_text(json.dumps(manifest) if manifest else "{not json")
-        assert artifacts.needs_keras(str(folder)) is expected, name
-    assert artifacts.needs_keras(str(tmp_path / "missing")) is False
+        assert artifacts.needs_keras(str(folder), ["model", "h", "keras", "n", "np"]) is expected, name
+    assert artifacts.needs_keras(str(tmp_path / "missing"), ["model"]) is False

@@ -166,6 +166,11 @@ class Batch:
         return fingerprint(self.course, self.assignment, student, self.limits, self._assignment_files)
 
     @functools.cached_property
+    def test_cells(self) -> dict:
+        """{notebook: [grade id]} of the assignment's test cells, from the gradebook, once per batch."""
+        return self.nbgrader.test_cells()
+
+    @functools.cached_property
     def _assignment_files(self) -> bytes:
         """What every student's fingerprint hashes after the submission: read once per batch instead
         of once per student (twice for a student a re-run skips)."""
@@ -175,7 +180,7 @@ class Batch:
         files = font_files(self.course.work(self.assignment) / "matplotlib", self.settings.matplotlib_fonts)
         return SandboxExecutor(self.isolation, self.limits, self.cell_timeout, ",".join(self.settings.preload),
                                data.students_dir(), thread_env(self.workers), files, self.course.hidden_delimiters(),
-                               self.grading)
+                               self.grading, self.test_cells)
 
     def cluster_pool(self):
         from graders.grading import cluster
@@ -183,7 +188,7 @@ class Batch:
         address, tls = self.cluster
         settings = {"limits": asdict(self.limits), "cell_timeout": self.cell_timeout, "preload": ",".join(self.settings.preload),
                     "env": thread_env(1), "matplotlib_fonts": self.settings.matplotlib_fonts,
-                    "delimiters": list(self.course.hidden_delimiters()),
+                    "delimiters": list(self.course.hidden_delimiters()), "test_cells": self.test_cells,
                     "grading": {"secret": self.secret.hex(), "digests": self.grading.digests}}  # over TLS, as the hidden tests
         client = cluster.connect(address, tls)
         try:
@@ -237,12 +242,12 @@ class Batch:
         """A full grading, or with --recheck and kept exports that allow it, the hidden checks only."""
         prepared, delimiters = self.nbgrader.stage / student / self.assignment, self.course.hidden_delimiters()
         self.produced_by[student] = recheck.fingerprint(self.course, self.assignment, student, prepared, notebooks,
-                                                        self.limits, delimiters, self.grading.key)
+                                                        self.limits, delimiters, self.test_cells, self.grading.key)
         self.jobs[student] = job = Job(student, prepared, notebooks)
         if self.recheck:
             store = recheck.folder(self.course, self.assignment, student)
             why, plan = recheck.plan(store, self.kept.get(student, ""), self.produced_by[student], prepared, notebooks,
-                                     delimiters)
+                                     delimiters, self.test_cells)
             if why:
                 self.modes[student] = f"full grading: {why}"
                 return job

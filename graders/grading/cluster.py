@@ -265,7 +265,7 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
         executor = SandboxExecutor(sandbox.choose(True), sandbox.Limits(**settings["limits"]), settings["cell_timeout"],
                                    settings["preload"], data.students_dir(), env,
                                    font_files(scratch / "onions-matplotlib", settings["matplotlib_fonts"]),
-                                   settings.get("delimiters"), grading)
+                                   settings.get("delimiters"), grading, settings.get("test_cells"))
         with _lock:
             if token in _stopped:
                 return Execution(Status.EXECUTION_FAILED, "the batch was stopped"), {}

@@ -8,6 +8,7 @@ threads, longest expected first; graders.grading.cluster.DaskPool takes the same
 """
 import concurrent.futures
 import dataclasses
+import json
 import math
 import os
 import queue
@@ -61,22 +62,26 @@ class SandboxExecutor(Executor):
     whole run under that times the notebooks plus a minute for starting up."""
 
     def __init__(self, isolation: sandbox.Isolation, limits: sandbox.Limits, cell_timeout: int, preload: str,
-                 data_dir: Path, env: dict, files: dict, delimiters=None, grading: GradingSet = None):
+                 data_dir: Path, env: dict, files: dict, delimiters=None, grading: GradingSet = None,
+                 test_cells=None):
         """`data_dir`: the students' view of the datasets (graders.data.students_dir), shown at /data;
         `delimiters`: the course's hidden-test delimiters (Course.hidden_delimiters), else nbgrader's;
         `grading`: the course's grading set (graders.course.gradingsplit): its images shown at
-        /grading, its labels staged for the checker alone."""
+        /grading, its labels staged for the checker alone; `test_cells`: {notebook: [grade id]} from the
+        gradebook (graders.grading.steps), else none."""
         self.isolation, self.limits, self.cell_timeout, self.preload = isolation, limits, cell_timeout, preload
         self.grading = grading or GradingSet("", Path("/nonexistent"))
         self.data_dir, self.env, self.files = data_dir, {**env, **self.grading.env()}, {**files, **self.grading.files()}
         self.delimiters = list(delimiters or (hidden.BEGIN, hidden.END))
+        self.test_cells = dict(test_cells or {})
 
     def argv(self, job: Job) -> list:
         """The runner's command line for `job`, as the sandbox runs it."""
         return self.isolation.python_module(
             "graders.inside.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
             "--notebook-timeout", str(self.limits.wall_seconds), "--preload", "" if job.recheck else self.preload,
-            "--hidden-delimiters", *self.delimiters, *(["--recheck"] if job.recheck else []),
+            "--hidden-delimiters", *self.delimiters, "--test-cells", json.dumps(self.test_cells, sort_keys=True),
+            *(["--recheck"] if job.recheck else []),
             *(["--sandboxed"] if self.isolation.pid_namespace else []))
 
     def run(self, job: Job) -> Execution:

@@ -72,6 +72,19 @@ class NbgraderSteps:
         self.notes.pop(student, None)
         shutil.rmtree(self.renumbered / student, ignore_errors=True)
 
+    def test_cells(self) -> dict:
+        """{notebook: [grade id]}: the assignment's test cells as the gradebook knows them (graded,
+        not an answer, locked: nbgrader restores their source), so that whether a cell's hidden part
+        goes to the checker never depends on the metadata a submission wrote (graders.inside.hidden)."""
+        with self.course.gradebook() as gradebook:
+            found = {}
+            for notebook in gradebook.find_assignment(self.assignment).notebooks:
+                answers = {cell.name for cell in notebook.solution_cells}
+                locked = {cell.name for cell in notebook.source_cells if cell.locked}
+                found[notebook.name] = sorted(cell.name for cell in notebook.grade_cells
+                                              if cell.cell_type == "code" and cell.name not in answers and cell.name in locked)
+            return found
+
     def grade(self, student: str):
         """Step 3: nbgrader's Autograde on the sandbox's outputs; returns a problem or None."""
         messages = self.autograde(student, self.course.directory.autograded_directory, autograde_preprocessors(StagedExecute))

@@ -171,10 +171,13 @@ def _serve(connection: socket.socket, preload, checks: socket.socket) -> None:
         connection.close()
         code = 1
         try:
+            import tempfile
+
             from graders import data
-            from graders.inside import hidden
-            hidden.clean_path(os.getcwd())
+            from graders.inside import checker_env, hidden
             data.take_grading_labels(Path(data.LABELS_FOLDER))  # before the runner removes them
+            # its own environment, no import path the kernels can write: cwd, /tmp, /dev/shm
+            checker_env.seal([os.getcwd(), tempfile.gettempdir(), "/dev/shm"])
             os.chdir("/")
             hidden.serve(checks)
             code = 0
