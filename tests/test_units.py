@@ -62,12 +62,14 @@ def test_bwrap_only_submission_and_the_tmpfs_folders_are_writable_and_none_is_th
     command = bwrap(True, tmpfs_bytes=123 << 20, disk_bytes=45 << 20)
     assert flag_args(command, "--bind", 2) == []  # the working copy is unpacked into a tmpfs: graders.isolation.handover
     assert flag_args(command, "--chdir", 1) == [("/submission",)]
-    assert flag_args(command, "--tmpfs", 1) == [("/tmp",), ("/dev/shm",), ("/submission",)]
+    hidden = [folder for (folder,) in flag_args(command, "--remount-ro", 1) if folder not in ("/", "/dev")]
+    assert hidden == sandbox.hidden_folders([*sandbox.SHOWN_TOPS, *sandbox._python_paths()])  # dataset folders: read-only
+    assert [f for (f,) in flag_args(command, "--tmpfs", 1) if f not in hidden] == ["/tmp", "/dev/shm", "/submission"]
     assert flag_args(command, "--size", 3) == [*((str(123 << 20), "--tmpfs", folder) for folder in sandbox.TMPFS),
                                                (str(45 << 20), "--tmpfs", "/submission")]
     assert not {"--dev-bind", "--bind-try", "--dev-bind-try"} & set(command)
     # the root and /dev are made read-only once everything is mounted on them
-    remounts = [i for i, word in enumerate(command) if word == "--remount-ro"]
+    remounts = [i for i, word in enumerate(command) if word == "--remount-ro" and command[i + 1] in ("/", "/dev")]
     assert sorted(command[i + 1] for i in remounts) == ["/", "/dev"]
     mounts = [i for i, word in enumerate(command) if word in ("--bind", "--ro-bind", "--tmpfs", "--dir", "--symlink")]
     assert max(mounts) < min(remounts)

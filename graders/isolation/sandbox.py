@@ -99,6 +99,7 @@ TMPFS = ("/tmp", "/dev/shm")  # the sandbox's writable memory-backed folders
 SUBMISSION = "/submission"  # the working copy: a tmpfs of the disk quota, the student's folder unpacked into it
 # Copies of datasets, with their test labels, that a shown folder may hold: Debian's dataset-*
 # packages, and the caches of keras, pip and this package (graders.data) wherever they are
+SHOWN_TOPS = tuple(f"/{top}" for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"))  # host folders shown as they are
 DATASET_FOLDERS = ("/usr/share/datasets", "/usr/local/share/datasets")
 CACHE_VARIABLES = ("KERAS_HOME", "XDG_CACHE_HOME", "PIP_CACHE_DIR", "ONIONS_DATA_DIR", "TFDS_DATA_DIR", "HF_HOME")
 
@@ -145,7 +146,7 @@ def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: d
         command += ["--perms", "1777", "--size", str(tmpfs_bytes), "--tmpfs", folder]
     for inside, host in (files or {}).items():
         command += ["--perms", "1777", "--dir", str(Path(inside).parent), "--ro-bind", str(host), inside]
-    made, shown = set(), [f"/{top}" for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc")]
+    made, shown = set(), list(SHOWN_TOPS)
     for path in [*_python_paths(), PACKAGE_INSIDE]:
         for parent in reversed(Path(path).parents[:-1]):  # bwrap would make them 0700 when run as root
             if str(parent) not in made:
