@@ -164,6 +164,10 @@ def test_the_installed_student_package_is_this_checkout():
 def test_students_and_graders_see_the_same_split():
     from onions_student import data as student_data
     assert np.array_equal(student_data.public_indices(), data.grading_split()[1])
+    assert np.array_equal(student_data.grading_indices(), data.grading_split()[0])
+    for name in data.DATASETS:  # outside a sandbox (stock nbgrader): the images line up with the labels
+        images = student_data.grading_images(name)
+        assert np.array_equal(images, data.grading_images(name)) and len(data.grading_labels(name)) == len(images)
     for name in data.DATASETS:
         assert student_data.SHA256[name]["x_test"] == data.SPECS[name].split_sha256["x_test"]
         assert student_data.SHA256[name]["y_test"] == data.SPECS[name].split_sha256["y_test"]

@@ -18,6 +18,7 @@ keras' downloader reads its cache there. So:
 """
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -40,7 +41,8 @@ def seal(writable: list) -> None:
     os.environ.update(kept, **{key: NOWHERE for key in HOMES})
     roots = [os.path.realpath(folder) for folder in writable]
     sys.path[:] = [entry for entry in sys.path if entry not in ("", ".") and os.path.exists(entry)
-                   and not any(_under(os.path.realpath(entry), root) for root in roots)]
+                   and not any(_under(os.path.realpath(entry), root) and not _out_of_reach(os.path.realpath(entry), root)
+                               for root in roots)]
     sys.path_importer_cache.clear()
     _point_keras_at(NOWHERE)
 
@@ -62,6 +64,25 @@ def _point_keras_at(folder: str) -> None:
     config = sys.modules.get("keras.src.backend.config")
     if config is not None and hasattr(config, "_KERAS_DIR"):
         config._KERAS_DIR = folder
+
+
+def _out_of_reach(path: str, root: str) -> bool:
+    """Whether `path`, under a folder the kernel can write (a virtualenv in /tmp, shown read-only
+    there by the sandbox), is still beyond the kernel's reach: on a read-only mount, and no folder
+    between `root` and it on a writable one is ours or open to us, in a sticky `root` (so none can
+    be renamed away and replaced). Otherwise the entry is dropped and the checker fails closed."""
+    if not os.statvfs(path).f_flag & os.ST_RDONLY:
+        return False
+    root_status = os.stat(root)
+    if os.access(root, os.W_OK) and not root_status.st_mode & stat.S_ISVTX:
+        return False
+    current = os.path.dirname(path)
+    while _under(current, root) and current != root:
+        status = os.stat(current)
+        if not os.statvfs(current).f_flag & os.ST_RDONLY and (status.st_uid == os.getuid() or os.access(current, os.W_OK)):
+            return False
+        current = os.path.dirname(current)
+    return True
 
 
 def _under(path: str, root: str) -> bool:
