@@ -140,21 +140,10 @@ def test_set(name: str = "mnist"):
 def grading_images(name: str = "mnist"):
     """A fresh copy of the grading split's images, as Task 1's accuracy is graded on them: in a
     sandbox in the course's secret order (staged at $ONIONS_GRADING_DIR by the grader); elsewhere
-    (a student's machine, stock nbgrader) in the split's public order. Their labels: `grading_labels`."""
-    folder = os.environ.get(GRADING_DIR_ENV)
-    if folder:
-        try:
-            images = np.load(Path(folder) / f"{name}.npy", allow_pickle=False)
-        except (OSError, ValueError):
-            raise DataUnavailable(f"the {SPECS[name].title} grading images are not staged here ({folder})") from None
-        if images.dtype != np.uint8 or images.shape != (GRADING_SIZE, 28, 28):
-            raise DataUnavailable(f"the {SPECS[name].title} grading images at {folder} are not {GRADING_SIZE} images")
-        return images.copy()
-    with contextlib.redirect_stdout(io.StringIO()):
-        full = _keras(name) or _full_offline(name)
-    if full is None:
-        raise DataUnavailable(f"the {SPECS[name].title} grading images need the full test set: python -m graders data {name}")
-    return graded(full[1], *public_order())[0]
+    (stock nbgrader, --no-sandbox) in the split's public order, from the full test set; on a
+    student's machine without it, a stand-in. The notebooks' own function (onions_student.data);
+    their labels: `grading_labels`."""
+    return student_data.grading_images(name)
 
 
 _checker_labels = {}  # name -> labels, in the checker only (`take_grading_labels`)

@@ -180,3 +180,22 @@ def _save(path: Path, array, mode: int) -> None:
     with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as stream:
         np.save(stream, array, allow_pickle=False)
     os.chmod(path, mode)
+
+
+def known_label_arrays() -> list:
+    """The grading labels this machine holds, as arrays: every grading set's in the cache (any
+    course's secret order) and the split's public order (from the full copy): what no file a
+    student is given may contain (the student kit's guard, the hub's walk)."""
+    found = []
+    for path in sorted((data.cache_dir() / "grading").glob("*/labels/*.npy")):
+        try:
+            found.append(np.load(path, allow_pickle=False))
+        except (OSError, ValueError):
+            continue
+    for name in data.DATASETS:
+        try:
+            test = data.load_offline(name)[1]  # the verified full copy (keras is not imported: a quiet command)
+        except data.DataUnavailable:
+            continue
+        found.append(data.graded(test, *data.public_order())[1])
+    return found

@@ -12,7 +12,6 @@ import re
 import zipfile
 from pathlib import Path
 
-import numpy as np
 
 MIN_LINE = 10  # shorter lines ("else:", "x = 1") are too common to call a leak
 NUMPY_MAGIC = b"\x93NUMPY"
@@ -86,14 +85,3 @@ def _check_file(name: str, content: bytes, secrets: set, labels) -> None:
     leaked = sorted(_lines(text) & secrets)
     if leaked:
         raise KitRefused(f"{name}: holds a line of a solution or hidden test of source/: {leaked[0][:80]!r}")
-
-
-def label_bytes(paths) -> list:
-    """The raw bytes of each grading-label file found (graders.data.labels_path), to look for in the kit."""
-    found = []
-    for path in paths:
-        try:
-            found.append(np.ascontiguousarray(np.load(path, allow_pickle=False)).tobytes())
-        except (OSError, ValueError):
-            continue
-    return found
