@@ -2,7 +2,7 @@
 # proxy) and sudo (the spawner). Sourced by scripts/setup and scripts/hub; tests/test_setup_packages.py
 # drives the decision with every combination.
 #
-# Only what is missing is installed, one package each: Debian's npm conflicts with NodeSource's
+# Only what is missing is asked for, never a package that is there: Debian's npm conflicts with NodeSource's
 # nodejs (which brings its own npm), so asking apt for "nodejs npm sudo" together fails on a machine
 # that has NodeSource's Node.js and lacks only sudo.
 
@@ -44,17 +44,27 @@ hub_packages_probe() {
     hub_packages_decide "$node_major" "$has_npm" "$has_sudo" "$nodejs_deb"
 }
 
-# hub_packages_install WHO [sudo]: install what hub_packages_probe says is missing (as root), or
-# stop with one line naming the problem and its fix. WHO names the caller in the messages.
-hub_packages_install() {
-    local who=$1 decision packages
-    decision=$(hub_packages_probe "${2:-}")
+# hub_packages_missing [sudo]: the packages this machine lacks, on one line (empty when none); or, when
+# no package can help, the reason and its fix, with status 1.
+hub_packages_missing() {
+    local decision
+    decision=$(hub_packages_probe "${1:-}")
     if [ "${decision%% *}" = error ]; then
-        echo "$who: ${decision#error }" >&2
+        echo "${decision#error }"
         return 1
     fi
-    packages=${decision#install}
-    packages=${packages# }
+    decision=${decision#install}
+    echo "${decision# }"
+}
+
+# hub_packages_install WHO [sudo]: install what is missing (as root), or stop with one line naming the
+# problem and its fix. WHO names the caller in the messages.
+hub_packages_install() {
+    local who=$1 packages
+    if ! packages=$(hub_packages_missing "${2:-}"); then
+        echo "$who: $packages" >&2
+        return 1
+    fi
     [ -n "$packages" ] || return 0
     echo "$who: installing $packages for the hub (apt-get)" >&2
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null; }; then
