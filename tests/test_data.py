@@ -143,7 +143,7 @@ def test_fashion_mnist_from_the_deb_repairs_a_corrupt_cache_and_is_idempotent(ca
     messages = []
     data.build_cache("fashion_mnist", source=fashion_deb, log=messages.append)
     assert "rebuilding" in messages[0] and messages[-2].startswith("offline Fashion-MNIST built and verified")
-    assert messages[-1].startswith("grading split of Fashion-MNIST built and verified: 5000 of the 10,000 test images")
+    assert messages[-1].startswith("students' view of Fashion-MNIST built and verified: ")
     data.load_offline("fashion_mnist")
     data.build_cache("fashion_mnist", log=messages.append)
     assert messages[-1].startswith("offline Fashion-MNIST already built and verified")
@@ -165,10 +165,9 @@ def test_fashion_mnist_from_the_installed_files(idx_folder, tmp_path, monkeypatc
     messages = []
     data.build_cache("fashion_mnist", log=messages.append)
     assert messages == [f"offline Fashion-MNIST built and verified: {tmp_path / 'fashion_mnist.npz'}",
-                        "grading split of Fashion-MNIST built and verified: 5000 of the 10,000 test images held back; "
-                        f"students' view {tmp_path / 'students' / 'fashion_mnist.npz'}, "
-                        f"labels {tmp_path / 'grading-labels' / 'fashion_mnist.npy'}"]
-    data.check_grading_data("fashion_mnist")
+                        f"students' view of Fashion-MNIST built and verified: {tmp_path / 'public' / 'fashion_mnist.npz'} "
+                        "(the training set and 5000 test images; the other 5000 are the grading split's)"]
+    data.load_view("fashion_mnist")
 
 
 def test_damaged_installed_files_are_refused(idx_folder, tmp_path, monkeypatch):
@@ -212,3 +211,77 @@ def test_a_source_that_is_not_the_pinned_one_is_refused_in_one_line(tmp_path, na
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: {impostor} has sha256 "), result.stderr
     assert "expected" in result.stderr and "not the pinned" in result.stderr
     assert not (tmp_path / f"{name}.npz").exists()
+
+
+# -- no copy of a test set's labels in the sandbox (graders.inside.labelscan) ------------------
+
+def _every_format(folder, labels) -> dict:
+    """The labels written in every format a dataset copy comes in: {file name: path}."""
+    import bz2
+    import lzma
+    import pickle
+    import zipfile
+
+    idx = b"\0\0\x08\x01" + (10000).to_bytes(4, "big") + labels.tobytes()
+    text = "label,pixel\n" + "".join(f"{label},0\n" for label in labels)
+    files = {
+        "t10k-labels-idx1-ubyte": idx, "t10k-labels-idx1-ubyte.gz": gzip.compress(idx), "labels.bz2": bz2.compress(idx),
+        "labels.xz": lzma.compress(idx), "labels.bin": labels.tobytes(), "y_test.csv": text,
+        "last_column.csv": "".join(f"0,0,{label}\n" for label in labels), "digits.txt": "".join(map(str, labels)),
+        "per_line.txt": "\n".join(map(str, labels)), "list.json": json_list(labels),
+        "mnist.pkl.gz": gzip.compress(pickle.dumps((np.zeros(3), labels.astype(np.int64)), protocol=4)),
+    }
+    for dtype in ("uint8", "int64", ">i4", "float32", "float64"):
+        files[f"y_test_{dtype.strip('>')}.npy"] = labels.astype(dtype)
+    files["one_hot.npy"] = np.eye(10, dtype="float32")[labels]
+    paths = {}
+    for name, content in files.items():
+        paths[name] = folder / name
+        if isinstance(content, np.ndarray):
+            np.save(paths[name], content)
+        else:
+            paths[name].write_bytes(content.encode() if isinstance(content, str) else content)
+    np.savez_compressed(folder / "keras.npz", x_test=np.zeros((10000, 28, 28), np.uint8), y_test=labels)
+    with zipfile.ZipFile(folder / "archive.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("data/test.csv", text)
+    return {**paths, "keras.npz": folder / "keras.npz", "archive.zip": folder / "archive.zip"}
+
+
+def json_list(labels) -> str:
+    return "[" + ", ".join(map(str, labels)) + "]"
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_the_label_scan_finds_the_test_labels_in_every_format_and_nothing_else(name, tmp_path):
+    from graders.inside import labelscan
+
+    labels = data.load_offline(name)[1][1]
+    (tmp_path / "copies").mkdir()
+    (tmp_path / "decoys").mkdir()
+    written = _every_format(tmp_path / "copies", labels)
+    assert sorted(labelscan.scan(str(tmp_path / "copies"))) == sorted(map(str, written.values()))
+    # the same labels shuffled (the same counts), and the public half: no copy of the test labels
+    _every_format(tmp_path / "decoys", np.random.default_rng(1).permutation(labels))
+    np.save(tmp_path / "decoys" / "public.npy", labels[data.grading_split()[1]])
+    assert labelscan.scan(str(tmp_path / "decoys")) == []
+
+
+@pytest.mark.parametrize("way", ["root", "user namespace"])
+def test_the_sandbox_shows_no_file_with_test_labels(way):
+    """With Debian's dataset-fashion-mnist installed: its folder and every cache are hidden (the
+    scan of / inside the sandbox, as a worker's node check runs it, finds nothing)."""
+    import os
+
+    from graders.inside import labelscan
+    from graders.isolation import sandbox
+
+    if way == "root" and os.geteuid() != 0:
+        pytest.skip("the root way needs root")
+    assert labelscan.scan(str(data.DEB_FOLDER)) == [str(data.DEB_FOLDER / "t10k-labels-idx1-ubyte.gz")]  # installed here
+    isolation = sandbox.RootSandbox() if way == "root" else sandbox.UserNamespaceSandbox()
+    labelscan.check(isolation)
+    # without the hidden folders, the same check finds Debian's file
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sandbox, "hidden_folders", lambda shown: [])
+        with pytest.raises(sandbox.SandboxUnavailable, match="t10k-labels-idx1-ubyte.gz"):
+            labelscan.check(isolation, root=str(data.DEB_FOLDER))

@@ -42,6 +42,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 import course
+import walk
 from graders import data
 from graders.outputs.feedback import rendered
 from test_exchange import interpreter, shared_python
@@ -81,6 +82,7 @@ def cannot_run() -> str:
 class Hub:
     def __init__(self, folder: Path, port: int, env: dict, shots: Path):
         self.folder, self.port, self.env, self.shots = folder, port, env, shots
+        self.checkout = folder / "onions"  # the hub's own checkout, as /opt/onions on a server
         self.url = f"http://127.0.0.1:{port}"
         self.passwords = {}
         self.process = None
@@ -88,7 +90,7 @@ class Hub:
         self.news = []  # the steps whose page asked about Jupyter news
 
     def script(self, *args, stdin: str = None, check=True) -> subprocess.CompletedProcess:
-        result = subprocess.run(["bash", str(REPO / "scripts" / "hub"), *args], input=stdin, env=self.env,
+        result = subprocess.run(["bash", str(self.checkout / "scripts" / "hub"), *args], input=stdin, env=self.env,
                                 capture_output=True, text=True, timeout=600)
         assert not check or result.returncode == 0, result.stderr[-3000:]
         return result
@@ -114,14 +116,35 @@ def answers(url: str) -> bool:
         return False
 
 
+def checkout_copy(target: Path) -> None:
+    """What a clone of this repository holds (its tracked files), as the hub's own checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+    for name in listed.stdout.decode().split("\0"):
+        if name and (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / name, target / name)  # new files: the walk reads what this test made
+    shutil.copymode(REPO / "scripts" / "hub", target / "scripts" / "hub")
+
+
+def pointed_at(venv: Path, checkout: Path) -> Path:
+    """The virtualenv's editable install of graders, pointed at `checkout` instead of this repository."""
+    for finder in venv.glob("lib/python*/site-packages/__editable___*_finder.py"):
+        text = finder.read_text().replace(repr(str(REPO / "graders")), repr(str(checkout / "graders")))
+        finder.unlink()  # a hard link: never write through it into the original
+        finder.write_text(text)
+    return venv
+
+
 @pytest.fixture(scope="module")
 def hub(request):
     failed_before = request.session.testsfailed
     reason = cannot_run()
     if reason:
         pytest.skip(f"the hub test {reason}")
+    began = time.time()
     folder = Path(tempfile.mkdtemp(prefix="onions-hub-", dir="/tmp"))
     folder.chmod(0o755)
+    checkout_copy(folder / "onions")
     shots = Path(tempfile.mkdtemp(prefix="onions-hub-screenshots-", dir="/tmp"))
     print(f"\nscreenshots: {shots}")
     shutil.copytree(data.cache_dir(), folder / "data")  # what scripts/hub copies to /srv/onions/data
@@ -129,9 +152,11 @@ def hub(request):
     port = free_ports()
     env = dict(os.environ, ONIONS_HUB_PORT=str(port), ONIONS_HUB_STATE=str(folder / "state"),
                ONIONS_EXCHANGE=str(folder / "exchange"), ONIONS_DATA_DIR=str(folder / "data"),
-               ONIONS_HUB_VENV=str(shared_python(folder, interpreter())), ONIONS_HUB_USER=HUB_ACCOUNT)
+               ONIONS_HUB_VENV=str(pointed_at(shared_python(folder, interpreter()), folder / "onions")),
+               ONIONS_HUB_USER=HUB_ACCOUNT, ONIONS_STUDENT_ENV=str(folder / "student"))
     made = []
     hub = Hub(folder, port, env, shots)
+    hub.began = began
     try:
         for kind, account in (("instructor", TEACH), ("student", ALICE), ("student", BOB)):
             made.append(account)
@@ -139,11 +164,11 @@ def hub(request):
             hub.script("adduser", kind, account, stdin=hub.passwords[account] + "\n")
         log = open(folder / "hub.log", "w")
         start = time.monotonic()
-        hub.process = subprocess.Popen(["bash", str(REPO / "scripts" / "hub")], env=env, stdout=log,
+        hub.process = subprocess.Popen(["bash", str(hub.checkout / "scripts" / "hub")], env=env, stdout=log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
-        while not answers(f"{hub.url}/hub/login"):
+        while not answers(f"{hub.url}/hub/login"):  # the first start makes the student environment (pip)
             assert hub.process.poll() is None, (folder / "hub.log").read_text()[-3000:]
-            assert time.monotonic() - start < 120, "the hub did not answer in 120 s"
+            assert time.monotonic() - start < 900, "the hub did not answer in 900 s"
             time.sleep(0.5)
         hub.started_in = time.monotonic() - start
         yield hub
@@ -432,11 +457,13 @@ def running_as(hub) -> dict:
     state = hub.folder / "state"
     found = {"hub": uids((state / "jupyterhub.pid").read_text().strip()),
              "proxy": uids((state / "configurable-http-proxy.pid").read_text().strip()), "servers": []}
-    singleuser = f"{hub.env['ONIONS_HUB_VENV']}/bin/jupyterhub-singleuser".encode()
+    singleuser = {f"{hub.env[venv]}{tail}/bin/jupyterhub-singleuser".encode()
+                  for venv, tail in (("ONIONS_HUB_VENV", ""), ("ONIONS_STUDENT_ENV", "/venv"))}
     for process in Path("/proc").iterdir():
         try:
-            if process.name.isdigit() and singleuser in (process / "cmdline").read_bytes().split(b"\0"):
+            if process.name.isdigit() and singleuser & set((process / "cmdline").read_bytes().split(b"\0")):
                 found["servers"].append(uids(process.name))
+                found.setdefault("singleuser", []).append((process / "cmdline").read_bytes().split(b"\0"))
         except (FileNotFoundError, ProcessLookupError):
             pass  # ended meanwhile
     return found
@@ -521,7 +548,8 @@ def test_the_hub_runs_as_its_own_account_and_each_server_as_its_owner(hub, term)
 
 
 def test_sudo_lets_the_hub_run_the_mediator_as_course_accounts_and_nothing_else(hub, term):
-    mediator = [f"{hub.env['ONIONS_HUB_VENV']}/bin/sudospawner", "--logging=INFO"]
+    mediator = [f"{hub.env['ONIONS_STUDENT_ENV']}/venv/bin/sudospawner", "--logging=INFO"]  # the students'
+    instructors = [f"{hub.env['ONIONS_HUB_VENV']}/bin/sudospawner", "--logging=INFO"]
     probe = '{"action": "kill", "pid": 1, "signal": 0}'  # as Alice: "is pid 1 alive?", which she may not signal
 
     def sudo(account, *command):
@@ -530,7 +558,7 @@ def test_sudo_lets_the_hub_run_the_mediator_as_course_accounts_and_nothing_else(
     allowed = sudo(ALICE, *mediator)
     assert allowed.returncode == 0 and '"ok": true' in allowed.stdout, allowed.stdout + allowed.stderr
     for account, command in ((ALICE, ["/bin/true"]), ("root", mediator), (ALICE, [mediator[0], "--logging=DEBUG"]),
-                             (ALICE, ["/usr/bin/env", *mediator])):
+                             (ALICE, ["/usr/bin/env", *mediator]), (ALICE, instructors), ("root", instructors)):
         refused = sudo(account, *command)
         assert refused.returncode == 1 and "password is required" in refused.stderr, (account, command, refused.stderr)
 
@@ -539,22 +567,51 @@ def test_jupyterlab_never_asks_about_jupyter_news(term, hub):
     assert hub.step > 20 and not hub.news, hub.news
 
 
-def test_root_is_asked_for_and_a_checkout_other_accounts_cannot_read_is_named(hub):
-    copies = {"open": 0o755, "closed": 0o700}  # a checkout under /root is closed like the second
+def test_root_is_asked_for_and_a_checkout_the_hub_cannot_reach_is_named(hub):
+    copies = {"open": 0o755, "closed": 0o700}  # a checkout under /root: a folder above it is closed
     for name, mode in copies.items():
         (hub.folder / name).mkdir(mode=mode)
         for part in ("scripts", "hub"):
-            shutil.copytree(REPO / part, hub.folder / name / part)
-    script = hub.folder / "open" / "scripts" / "hub"
+            shutil.copytree(REPO / part, hub.folder / name / "onions" / part)
+    script = hub.folder / "open" / "onions" / "scripts" / "hub"
     as_nobody = subprocess.run(["runuser", "-u", "nobody", "--", "bash", str(script)], env=hub.env,
                                capture_output=True, text=True, timeout=60)
     assert as_nobody.returncode == 1 and as_nobody.stderr.strip() == (
         "scripts/hub: the one-time set-up (the hub's account, sudo, the groups, the exchange) needs root: sudo bash "
         f"scripts/hub (the hub itself then runs as {HUB_ACCOUNT}; docs/hub.md)"), as_nobody.stderr
     other = dict(hub.env, ONIONS_HUB_PORT=str(free_ports()), ONIONS_HUB_STATE=str(hub.folder / "closed-state"))
-    closed = subprocess.run(["bash", str(hub.folder / "closed" / "scripts" / "hub")], env=other,
+    closed = subprocess.run(["bash", str(hub.folder / "closed" / "onions" / "scripts" / "hub")], env=other,
                             capture_output=True, text=True, timeout=60)
-    assert closed.returncode == 1 and closed.stderr.strip() == (
-        f"scripts/hub: other accounts cannot read {hub.folder / 'closed'}/hub (the hub's configuration, read by "
-        f"{HUB_ACCOUNT} and by every account's server): put the checkout where every account can read it, e.g. "
-        "/opt/onions, not under /root"), closed.stderr
+    assert closed.returncode == 1 and closed.stderr.strip().splitlines()[-1] == (
+        f"scripts/hub: {HUB_ACCOUNT} cannot read {hub.folder / 'closed' / 'onions'}/hub (the hub's configuration): put "
+        "the checkout where the instructors' group can reach it, e.g. /opt/onions, not under /root"), closed.stderr
+
+
+def test_a_student_reads_no_answer_anywhere_and_the_instructor_does(hub, term):
+    """Issue 31's walk: every file made or changed since the test began (the hub's checkout, its data, the
+    student environment, the homes, the exchange), as Alice and as the instructor."""
+    started = time.monotonic()
+    # left out: the machine's other copies of the course, and the other sessions' scratch folders in /tmp
+    skip = [*walk.course_copies([hub.folder, *(hub.home(a) for a in (TEACH, ALICE, BOB))]), "/work",
+            *(str(path) for path in Path("/tmp").iterdir() if path != hub.folder)]
+    own = {line.strip() for text in RIGHT + BIASES_FORGOTTEN for line in text.splitlines()}
+    found = walk.secret_files(skip, since=hub.began, own=own)
+    as_alice, as_teacher = walk.readable_by(ALICE, found), walk.readable_by(TEACH, found)
+    print(f"\nthe walk ({time.monotonic() - started:.0f} s): {len(found)} files hold a secret; readable by a student: "
+          f"{len(as_alice)} ({walk.summary(found, as_alice)}); by the instructor: {len(as_teacher)} "
+          f"({walk.summary(found, as_teacher)})\n" + "\n".join(f"  {found[p]}: {p}" for p in sorted(found)))
+    assert as_alice == [], as_alice
+    kinds = {found[path] for path in as_teacher}
+    assert kinds == {"solution or hidden-test line", "grading labels", "gradebook", "full dataset"}, kinds
+    assert any(path.startswith(str(hub.checkout / "source")) for path in as_teacher)
+    assert any(path.startswith(str(hub.home(TEACH) / "onions")) for path in as_teacher)
+
+
+def test_students_servers_run_from_the_student_environment(hub, term):
+    """The student environment holds the student side (onions_student) and no graders; the servers use it."""
+    python = str(Path(hub.env["ONIONS_STUDENT_ENV"]) / "venv" / "bin" / "python")
+    probe = hub.run_as(ALICE, python, "-c", "import importlib.util as u; print(u.find_spec('onions_student') is not None, "
+                       "u.find_spec('graders') is not None)", cwd=Path("/"))
+    assert probe.stdout.split() == ["True", "False"], probe.stdout
+    students = [line for line in term.uids["singleuser"] if any(b"/student/venv/" in part for part in line)]
+    assert len(students) == 2, term.uids["singleuser"]

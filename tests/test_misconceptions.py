@@ -31,7 +31,7 @@ def diagnosed(notebook: str, grade_id: str, values: dict) -> tuple:
     with tempfile.TemporaryDirectory() as folder:
         artifacts.export(values, names, folder)
         result = hidden.run_check({"cell_id": grade_id, "code": code, "folder": folder, "names": names})
-        loaded, _ = artifacts.load(folder)
+        loaded, _ = artifacts.load(folder, names)
     namespace = {"__name__": "__hidden__", **loaded}
     try:
         exec(compile(code, grade_id, "exec"), namespace)

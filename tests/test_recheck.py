@@ -45,16 +45,18 @@ def course_limits():
             "--processes", str(limits["processes"])]
 
 
-def grading_accuracy(store, folder):
-    """The reference's accuracy on the grading images, from its kept exports, as the check computes it."""
-    from graders import data
+def grading_accuracy(store, folder, course_dir):
+    """The reference's accuracy on the grading images, from its kept exports, as the check computes it:
+    with the labels of the course's grading secret, in its order."""
+    from graders.course import gradingsplit
     from graders.inside import artifacts
     artifacts.unpack((store / "mnist_exercise.exports.tar.xz").read_bytes(), folder)
     cell = next(path for path in folder.iterdir() if (path / "_grading_inputs.npy").exists())
-    values, _ = artifacts.load(str(cell))
+    values, _ = artifacts.load(str(cell), ["model", "_grading_inputs", "DATASET"])
     outputs = np.concatenate([np.asarray(values["model"](values["_grading_inputs"][i:i + 1000], training=False))
                               for i in range(0, len(values["_grading_inputs"]), 1000)])
-    return float(np.mean(np.argmax(outputs, axis=-1) == data.grading_labels(values["DATASET"])))
+    labels = np.load(gradingsplit.build(gradingsplit.course_secret(course_dir)).labels(values["DATASET"]))
+    return float(np.mean(np.argmax(outputs, axis=-1) == labels))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def rechecked(batch_class, tmp_path_factory):
     works = root / ".graders" / course.ASSIGNMENT / "exports"
     (works / "q3-more" / "check_your_learning.exports.tar.xz").write_bytes(b"tampered")
     (works / "q1-inputs-only" / "check_your_learning.previous.ipynb").unlink()
-    accuracy = grading_accuracy(works / "reference", tmp_path_factory.mktemp("unpacked"))
+    accuracy = grading_accuracy(works / "reference", tmp_path_factory.mktemp("unpacked"), root)
     edit(root, "mnist_exercise", "accuracy_test", '{"mnist": 0.97,', '{"mnist": 0.99,')
     edit(root, "check_your_learning", "q1_test", "assert n_parameters == 307300,", "assert n_parameters in (307300, 307200),")
     course.nbgrader(root, "generate_assignment", course.ASSIGNMENT, "--force")
@@ -173,7 +175,7 @@ def test_the_fingerprint_ignores_hidden_parts_and_sees_public_parts_and_submissi
         import nbformat
         nbformat.write(notebook, str(prepared / "check_your_learning.ipynb"))
         return recheck.fingerprint(the_course, course.ASSIGNMENT, "ada", prepared, ["check_your_learning"], limits,
-                                   the_course.hidden_delimiters())
+                                   the_course.hidden_delimiters(), {"check_your_learning": ["q1_test"]})
 
     def edited(old, new, checksum=None):
         notebook = copy.deepcopy(source)

@@ -29,9 +29,14 @@ def notebook(*sources):
     return nb
 
 
+def tests_of(*names, cells=("t",)) -> list:
+    """--test-cells for `names` (NAME.ipynb or STUDENT/NAME.ipynb): as the gradebook would say them."""
+    return ["--test-cells", json.dumps({name.rpartition("/")[2].removesuffix(".ipynb"): list(cells) for name in names})]
+
+
 def run(folder, *names, timeout=60, notebook_timeout=120, extra=()):
     command = [sys.executable, "-m", "graders.inside.run_notebook", *names, "--cell-timeout", str(timeout),
-               "--notebook-timeout", str(notebook_timeout), "--preload", "numpy", *extra]
+               "--notebook-timeout", str(notebook_timeout), "--preload", "numpy", *tests_of(*names), *extra]
     return subprocess.run(command, cwd=folder, capture_output=True, text=True, env={"MARKER": "set", "PATH": "/usr/bin:/bin"})
 
 
@@ -115,7 +120,7 @@ def test_in_the_sandbox_nothing_a_notebook_started_outlives_it_or_touches_the_ru
     nbformat.write(notebook(LINGER, "import time\ntime.sleep(1)"), str(tmp_path / "one.ipynb"))
     nbformat.write(notebook(INSPECT, "import time\ntime.sleep(1)"), str(tmp_path / "two.ipynb"))
     argv = isolation.python_module("graders.inside.run_notebook", "one.ipynb", "two.ipynb", "--preload", "numpy", "--sandboxed",
-                                  "--cell-timeout", "60")
+                                  "--cell-timeout", "60", *tests_of("one.ipynb", "two.ipynb"))
     outcome = isolation.run(argv, tmp_path, sandbox.Limits(wall_seconds=120), data.students_dir(), settings.thread_env(1))
     assert outcome.returncode == 0, outcome.output
     assert outputs(tmp_path, "two")[0][0]["text"] == "runner closed: PermissionError\nlingering: []\n"
@@ -124,7 +129,8 @@ def test_in_the_sandbox_nothing_a_notebook_started_outlives_it_or_touches_the_ru
 
 def test_killing_leftovers_outside_the_sandbox_is_refused(tmp_path):
     nbformat.write(notebook("print('ran')"), str(tmp_path / "one.ipynb"))
-    result = subprocess.run([sys.executable, "-m", "graders.inside.run_notebook", "one.ipynb", "--sandboxed", "--cell-timeout", "60"],
+    result = subprocess.run([sys.executable, "-m", "graders.inside.run_notebook", "one.ipynb", "--sandboxed", "--cell-timeout", "60",
+                             *tests_of("one.ipynb")],
                             cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 2 and "refusing to kill this user's processes" in result.stderr
     assert not (tmp_path / "one.executed.ipynb").exists()

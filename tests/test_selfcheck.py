@@ -152,5 +152,5 @@ def test_cell_timeout_is_nbgrader_configs():
 @pytest.mark.parametrize("name", course.NOTEBOOKS)
 def test_the_released_header_tells_students_how_to_check_themselves(name):
     header = course.read_notebook(course.REPO / "release" / course.ASSIGNMENT / f"{name}.ipynb").cells[0].source
-    assert f"    python -m graders selfcheck {name}.ipynb\n" in header
+    assert f"    python -m onions_student selfcheck {name}.ipynb\n" in header  # the student kit's command
     assert f"nbgrader validate {name}.ipynb" in header

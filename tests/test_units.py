@@ -58,15 +58,18 @@ def test_bwrap_unshares_user_and_forbids_nested_namespaces_only_in_a_user_namesp
         assert {"--unshare-net", "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--clearenv"} <= set(command)
 
 
-def test_bwrap_only_submission_and_the_tmpfs_folders_are_writable(bwrap, tmp_path):
-    command = bwrap(True, tmpfs_bytes=123 << 20)
-    assert flag_args(command, "--bind", 2) == [(str(tmp_path / "work"), "/submission")]
+def test_bwrap_only_submission_and_the_tmpfs_folders_are_writable_and_none_is_the_graders_disk(bwrap, tmp_path):
+    command = bwrap(True, tmpfs_bytes=123 << 20, disk_bytes=45 << 20)
+    assert flag_args(command, "--bind", 2) == []  # the working copy is unpacked into a tmpfs: graders.isolation.handover
     assert flag_args(command, "--chdir", 1) == [("/submission",)]
-    assert flag_args(command, "--tmpfs", 1) == [(folder,) for folder in sandbox.TMPFS] == [("/tmp",), ("/dev/shm",)]
-    assert flag_args(command, "--size", 3) == [(str(123 << 20), "--tmpfs", folder) for folder in sandbox.TMPFS]
+    hidden = [folder for (folder,) in flag_args(command, "--remount-ro", 1) if folder not in ("/", "/dev")]
+    assert hidden == sandbox.hidden_folders([*sandbox.SHOWN_TOPS, *sandbox._python_paths()])  # dataset folders: read-only
+    assert [f for (f,) in flag_args(command, "--tmpfs", 1) if f not in hidden] == ["/tmp", "/dev/shm", "/submission"]
+    assert flag_args(command, "--size", 3) == [*((str(123 << 20), "--tmpfs", folder) for folder in sandbox.TMPFS),
+                                               (str(45 << 20), "--tmpfs", "/submission")]
     assert not {"--dev-bind", "--bind-try", "--dev-bind-try"} & set(command)
     # the root and /dev are made read-only once everything is mounted on them
-    remounts = [i for i, word in enumerate(command) if word == "--remount-ro"]
+    remounts = [i for i, word in enumerate(command) if word == "--remount-ro" and command[i + 1] in ("/", "/dev")]
     assert sorted(command[i + 1] for i in remounts) == ["/", "/dev"]
     mounts = [i for i, word in enumerate(command) if word in ("--bind", "--ro-bind", "--tmpfs", "--dir", "--symlink")]
     assert max(mounts) < min(remounts)
@@ -238,15 +241,18 @@ def test_split_hides_everything_from_the_first_begin_including_code_after_end():
 
 @pytest.mark.parametrize("meta, expected", [
     ({"grade": True, "locked": True, "grade_id": "q1_test", "solution": False}, True),
-    ({"grade": True, "locked": True, "grade_id": "q1", "solution": True}, False),  # an autograded answer
-    ({"grade": True, "locked": False, "grade_id": "q1_test"}, False),
-    ({"grade": False, "locked": True, "grade_id": "q1_test"}, False),
+    # what the submission's metadata says does not count: the grade id is the gradebook's test cell
+    ({"grade": True, "locked": False, "grade_id": "q1_test"}, True),
+    ({"grade": False, "locked": False, "grade_id": "q1_test", "solution": True}, True),
+    ({"grade": True, "locked": True, "grade_id": "q1", "solution": False}, False),  # an answer, says the gradebook
     ({"grade": True, "locked": True, "grade_id": ""}, False),
+    ({"grade": True, "locked": True, "grade_id": ["q1_test"]}, False),
     (None, False)])
-def test_is_test_cell_takes_only_locked_grade_cells_that_are_not_answers(meta, expected):
+def test_is_test_cell_takes_the_gradebooks_test_cells_whatever_the_metadata_says(meta, expected):
     cell = new_code_cell("assert x", metadata={"nbgrader": meta} if meta else {})
-    assert hidden.is_test_cell(cell) is expected
-    assert hidden.is_test_cell(new_markdown_cell("x", metadata=cell.metadata)) is False
+    assert hidden.is_test_cell(cell, ["q1_test", "q2_test"]) is expected
+    assert hidden.is_test_cell(cell, []) is False
+    assert hidden.is_test_cell(new_markdown_cell("x", metadata=cell.metadata), ["q1_test"]) is False
 
 
 def test_free_names_skips_what_the_code_binds_anywhere():
@@ -318,8 +324,18 @@ LIMITS = sandbox.Limits(wall_seconds=60, memory_bytes=1 << 30, processes=64)
      (status.Status.KERNEL_CRASHED, "kernel died: a.ipynb: Kernel died")),
     (outcome(1, [], output="bwrap: Creating new namespace failed: Operation not permitted\n"),
      (status.Status.SANDBOX_REFUSED, "bwrap: Creating new namespace failed: Operation not permitted")),
+    # once the runner has started, stdout is the student's too: never the detail
     (outcome(1, [STARTED], output="Traceback (most recent call last):\nValueError: boom\n"),
-     (status.Status.EXECUTION_FAILED, "ValueError: boom")),
+     (status.Status.EXECUTION_FAILED, "the runner ended with exit status 1 before it finished")),
+    (outcome(137, [STARTED], output="\x1b[2K\x1b[1A\rreference 19 19 graded\n"),
+     (status.Status.EXECUTION_FAILED, "the runner was killed (SIGKILL) before it finished")),
+    (outcome(-9, [STARTED], output="x\n"), (status.Status.EXECUTION_FAILED, "the runner was killed (SIGKILL) before it finished")),
+    (outcome(run_notebook.UNREADABLE, [STARTED, {"text": "unreadable notebook a\x1b[2J.ipynb: \u202eboom", "failure": True}]),
+     (status.Status.EXECUTION_FAILED, "unreadable notebook a\\x1b[2J.ipynb: \\u202eboom")),
+    (outcome(run_notebook.CHECKER_STOPPED, [STARTED, {"text": "the checker was stopped", "failure": True}]),
+     (status.Status.EXECUTION_FAILED, "the checker was stopped")),
+    (outcome(0, [STARTED], refused=["the outputs are over the sandbox's 1 MB disk quota (--disk)"]),
+     (status.Status.EXECUTION_FAILED, "the outputs are over the sandbox's 1 MB disk quota (--disk)")),
 ])
 def test_classify_names_the_cause_first(run, expected):
     assert executor.classify(run, LIMITS) == expected
@@ -406,7 +422,7 @@ def test_a_pack_round_trips_keeps_identical_arrays_once_and_unpacks_data_only(tm
     with tarfile.open(fileobj=io.BytesIO(packed), mode="r:xz") as archive:
         assert sum(member.islnk() for member in archive.getmembers()) >= 1  # the second array is a link
     artifacts.unpack(packed, tmp_path / "out")
-    values, _ = artifacts.load(str(tmp_path / "out" / "007"))
+    values, _ = artifacts.load(str(tmp_path / "out" / "007"), ["x", "n"])
     assert json.loads((tmp_path / "out" / artifacts.CHECKED).read_text()) == [3, 7]
     assert not (tmp_path / "out" / "005").exists()
     assert values["n"] == 3 and np.array_equal(values["x"], np.zeros((200, 28, 28), "float32"))
@@ -433,32 +449,34 @@ def test_merge_takes_the_old_outputs_drops_the_old_checks_error_and_refuses_what
     previous = _graded("assert x", "assert x == 2")
     notebook = _graded("assert x", "assert x in (1, 2)", error=False)
     notebook.cells[0].outputs = []
-    checks = run_notebook.merge(notebook, previous, {1}, (hidden.BEGIN, hidden.END))
+    checks = run_notebook.merge(notebook, previous, {1}, (hidden.BEGIN, hidden.END), ["t"])
     assert [(index, code.strip()) for index, _, code, _ in checks] == [(1, "assert x in (1, 2)")]
     assert notebook.cells[0].outputs == previous.cells[0].outputs and notebook.cells[1].outputs == []
     for changed, message in [(_graded("assert x > 0", "assert x == 2"), "is not the one graded"),
                              (_graded("assert x", "assert y == 2"), "reads y, which was not exported")]:
         with pytest.raises(run_notebook.RecheckError, match=message):
-            run_notebook.merge(changed, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END))
+            run_notebook.merge(changed, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END), ["t"])
     same, carried = _graded("assert x", "assert x == 2", error=False), []  # an unchanged check keeps its old output
-    assert run_notebook.merge(same, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END), carried) == []
+    assert run_notebook.merge(same, copy.deepcopy(previous), {1}, (hidden.BEGIN, hidden.END), ["t"], carried) == []
     assert carried == [1] and same.cells[1].outputs == previous.cells[1].outputs
     unchecked = _graded("assert x", "assert x == 2", error=False)
     unchecked.cells[1].source = "assert x\n"  # graded without a hidden part: no exports
     with pytest.raises(run_notebook.RecheckError, match="has a hidden part now"):
-        run_notebook.merge(_graded("assert x", "assert x == 2"), unchecked, set(), (hidden.BEGIN, hidden.END))
+        run_notebook.merge(_graded("assert x", "assert x == 2"), unchecked, set(), (hidden.BEGIN, hidden.END), ["t"])
 
 
 def test_the_checker_imports_keras_once_only_for_exports_that_need_it(tmp_path):
-    """A recheck preloads nothing: the checker imports keras itself when a check loads a model, a
-    history or the module, so each request's child inherits it instead of importing it again."""
+    """A recheck preloads nothing: the checker imports keras itself when a check loads a model or a
+    history, so each request's child inherits it instead of importing it again. A module is a name
+    (nothing is imported), and an entry the check does not read is never looked at."""
     for name, manifest, expected in [("model", {"model": {"kind": "model", "file": "model.keras"}}, True),
                                      ("history", {"h": {"kind": "history", "history": {}}}, True),
-                                     ("module", {"keras": {"kind": "module", "name": "keras.layers"}}, True),
+                                     ("module", {"keras": {"kind": "module", "name": "keras.layers"}}, False),
+                                     ("unread", {"n": {"kind": "value", "value": 3}, "m": {"kind": "model"}}, False),
                                      ("numbers", {"n": {"kind": "value", "value": 3}, "np": {"kind": "module", "name": "numpy"}}, False),
                                      ("not json", None, False)]:
         folder = tmp_path / name
         folder.mkdir()
         (folder / artifacts.MANIFEST).write_text(json.dumps(manifest) if manifest else "{not json")
-        assert artifacts.needs_keras(str(folder)) is expected, name
-    assert artifacts.needs_keras(str(tmp_path / "missing")) is False
+        assert artifacts.needs_keras(str(folder), ["model", "h", "keras", "n", "np"]) is expected, name
+    assert artifacts.needs_keras(str(tmp_path / "missing"), ["model"]) is False

@@ -26,14 +26,16 @@ class Status(str, enum.Enum):
     MISSING_NOTEBOOK = "missing notebook", "a notebook was not handed in (or renamed): nbgrader scored it 0", True
     TEST_CELL_DELETED = "test cell deleted", "a test cell is missing: nbgrader leaves it for manual grading", True
     MISSING_SUBMISSION = "missing submission", "asked for, but there is no submitted/<student>/<assignment> folder"
-    INVALID_NOTEBOOK = "invalid notebook", "nbgrader could not read a notebook (not JSON, empty, not UTF-8)"
+    INVALID_NOTEBOOK = "invalid notebook", ("nbgrader could not read a notebook (not JSON, empty, not UTF-8), or it has more "
+                                            "cells or bytes than `c.GradersBatch.max_cells` or `.max_notebook_bytes`")
     TIMED_OUT = "timed out", "still running after `--timeout` seconds: not graded"
     KILLED_FOR_MEMORY = "killed for memory", "over `--memory`: not graded"
     TOO_MANY_PROCESSES = "too many processes", "reached `--processes` (a fork bomb): not graded"
     KERNEL_CRASHED = "kernel crashed", "the kernel died (segfault, `os._exit`): not graded"
     INVALID_RESULT = "invalid result", "the executed notebook came back changed: not graded"
     SANDBOX_REFUSED = "sandbox refused", "the sandbox could not start (see the detail column): not graded"
-    EXECUTION_FAILED = "execution failed", "the runner failed for another reason (see the detail column): not graded"
+    EXECUTION_FAILED = "execution failed", ("the runner failed for another reason (killed by student code, the checker "
+                                            "stopped, outputs over `--disk`: see the detail column): not graded")
     NBGRADER_ERROR = "nbgrader error", "nbgrader's Autograde failed (see the detail column): not graded"
     WORKER_LOST = "worker lost", ("on a cluster, every machine that ran it died (as many times as the scheduler "
                                   "allows, 3 by default): a submission that kills workers; not graded")

@@ -22,7 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from graders import data
+from graders.course import gradingsplit
 from graders.course.coursedir import Course, CourseError, DiskFull
+from graders.course.plain import plain, plain_data
 from graders.course.status import SCORED, Status
 from graders.grading import recheck
 from graders.grading.executor import Execution, Job, LocalPool, SandboxExecutor
@@ -117,7 +119,7 @@ class Batch:
         self.isolation = sandbox.choose(use_sandbox)
         self.settings = GradersBatch(config=self.course.config)
         self.state = self.course.state(assignment)
-        self.nbgrader = NbgraderSteps(self.course, assignment)
+        self.nbgrader = NbgraderSteps(self.course, assignment, self.settings.max_notebook_bytes, self.settings.max_cells)
         # one cell timeout: nbgrader's Execute.timeout, within the notebook's
         self.cell_timeout = min(int(self.course.config.Execute.get("timeout", 30) or 30), int(limits.wall_seconds))
 
@@ -125,8 +127,10 @@ class Batch:
         self.course.check_assignment(self.assignment)
         if not self.cluster:  # else each worker checks its own machine before it joins
             self.isolation.check()
-            for name in self.settings.datasets:  # the students' view and the grading split's labels
-                data.check_grading_data(name)
+            for name in self.settings.datasets:  # the students' view
+                data.load_view(name)
+        self.secret = gradingsplit.course_secret(self.course.root, self.settings.grading_secret_file, self.log)
+        self.grading = gradingsplit.build(self.secret, () if self.cluster else self.settings.datasets)
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
         self.kept = {student: entry.get("exports", "") for student, entry in state.items()}  # manifest digests
         if not students:
@@ -162,6 +166,11 @@ class Batch:
         return fingerprint(self.course, self.assignment, student, self.limits, self._assignment_files)
 
     @functools.cached_property
+    def test_cells(self) -> dict:
+        """{notebook: [grade id]} of the assignment's test cells, from the gradebook, once per batch."""
+        return self.nbgrader.test_cells()
+
+    @functools.cached_property
     def _assignment_files(self) -> bytes:
         """What every student's fingerprint hashes after the submission: read once per batch instead
         of once per student (twice for a student a re-run skips)."""
@@ -170,7 +179,8 @@ class Batch:
     def executor(self) -> SandboxExecutor:
         files = font_files(self.course.work(self.assignment) / "matplotlib", self.settings.matplotlib_fonts)
         return SandboxExecutor(self.isolation, self.limits, self.cell_timeout, ",".join(self.settings.preload),
-                               data.students_dir(), thread_env(self.workers), files, self.course.hidden_delimiters())
+                               data.students_dir(), thread_env(self.workers), files, self.course.hidden_delimiters(),
+                               self.grading, self.test_cells)
 
     def cluster_pool(self):
         from graders.grading import cluster
@@ -178,7 +188,8 @@ class Batch:
         address, tls = self.cluster
         settings = {"limits": asdict(self.limits), "cell_timeout": self.cell_timeout, "preload": ",".join(self.settings.preload),
                     "env": thread_env(1), "matplotlib_fonts": self.settings.matplotlib_fonts,
-                    "delimiters": list(self.course.hidden_delimiters())}
+                    "delimiters": list(self.course.hidden_delimiters()), "test_cells": self.test_cells,
+                    "grading": {"secret": self.secret.hex(), "digests": self.grading.digests}}  # over TLS, as the hidden tests
         client = cluster.connect(address, tls)
         try:
             return cluster.DaskPool(client, settings, self.limits.memory_bytes, self.log)
@@ -195,8 +206,9 @@ class Batch:
             nonlocal done
             self.ctrl_c.check()
             done += 1
-            machine = f" on {results[student].machine}" if results[student].machine else ""
-            self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {student}: {results[student].status} ({seconds:.0f} s){machine}")
+            machine = f" on {plain(results[student].machine)}" if results[student].machine else ""
+            self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {plain(student, 0)}: {results[student].status} "
+                     f"({seconds:.0f} s){machine}")
 
         waiting, size = [], recheck.group_size(len(todo), self.workers)  # rechecks, grouped: graders.grading.recheck
         for student in todo:
@@ -230,12 +242,12 @@ class Batch:
         """A full grading, or with --recheck and kept exports that allow it, the hidden checks only."""
         prepared, delimiters = self.nbgrader.stage / student / self.assignment, self.course.hidden_delimiters()
         self.produced_by[student] = recheck.fingerprint(self.course, self.assignment, student, prepared, notebooks,
-                                                        self.limits, delimiters)
+                                                        self.limits, delimiters, self.test_cells, self.grading.key)
         self.jobs[student] = job = Job(student, prepared, notebooks)
         if self.recheck:
             store = recheck.folder(self.course, self.assignment, student)
             why, plan = recheck.plan(store, self.kept.get(student, ""), self.produced_by[student], prepared, notebooks,
-                                     delimiters)
+                                     delimiters, self.test_cells)
             if why:
                 self.modes[student] = f"full grading: {why}"
                 return job
@@ -272,9 +284,14 @@ class Batch:
             result.diagnoses = dict(getattr(execution, "diagnoses", {}) or {})
         if not problem:
             result.score, result.max_score, result.status, result.detail = self.course.verdict(self.assignment, student)
-        result.foreign_cells = self.foreign.pop(student, [])
-        result.detail = "; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells]))
+        # student text (grade ids, messages about the notebook) made plain before the journal and the terminal
+        result.foreign_cells = [plain(cell) for cell in self.foreign.pop(student, [])]
+        renumbered = self.nbgrader.notes.get(student, [])  # cell ids fixed before nbgrader read them
+        result.detail = plain("; ".join(filter(None, [self.modes.pop(student, ""), result.detail, *result.foreign_cells,
+                                                      *renumbered])), 1000)
+        result.diagnoses, result.machine = plain_data(result.diagnoses, 1000), plain(result.machine)
         shutil.rmtree(self.nbgrader.stage / student, ignore_errors=True)
+        self.nbgrader.forget(student)
         self.state.record(student, {"status": result.status, "fingerprint": self.fingerprint(student), "result": asdict(result),
                                     "exports": self.exports.pop(student, "")})
         return result
@@ -290,8 +307,8 @@ def summary(results: list) -> str:
     lines = [f"{'student':<24} {'score':>6} {'max':>5}  {'status':<18} " + ("machine".ljust(16) + " " if machines else "") + "detail"]
     for r in results:
         score = f"{r.score:g}" if r.status in SCORED or r.score else "-"
-        machine = f"{(r.machine or '-'):<16} " if machines else ""
-        lines.append(f"{r.student:<24} {score:>6} {r.max_score:>5g}  {r.status:<18} {machine}{r.detail}")
+        machine = f"{(plain(r.machine) or '-'):<16} " if machines else ""
+        lines.append(f"{plain(r.student, 0):<24} {score:>6} {r.max_score:>5g}  {plain(r.status):<18} {machine}{plain(r.detail, 0)}")
     counts = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

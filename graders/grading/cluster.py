@@ -29,9 +29,11 @@ import uuid
 from pathlib import Path
 
 from graders import data
+from graders.course import gradingsplit
 from graders.course.status import Status
 from graders.grading.executor import Execution, Job, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files
+from graders.inside import labelscan
 from graders.isolation import sandbox
 
 MEMORY = "MEMORY"  # a worker's resource: the bytes it gives to sandboxes; a task takes its --memory
@@ -257,12 +259,13 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
                 raise ValueError(f"a prepared file outside the job: {name}")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
+        grading = _grading_set(settings["grading"]["secret"], settings["grading"]["digests"])
         threads = os.environ.get(KERNEL_THREADS) or str(max(1, (os.cpu_count() or 1) // worker.state.nthreads))
         env = {**settings["env"], "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads}
         executor = SandboxExecutor(sandbox.choose(True), sandbox.Limits(**settings["limits"]), settings["cell_timeout"],
                                    settings["preload"], data.students_dir(), env,
                                    font_files(scratch / "onions-matplotlib", settings["matplotlib_fonts"]),
-                                   settings.get("delimiters"))
+                                   settings.get("delimiters"), grading, settings.get("test_cells"))
         with _lock:
             if token in _stopped:
                 return Execution(Status.EXECUTION_FAILED, "the batch was stopped"), {}
@@ -277,6 +280,19 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
         return execution, {name: path.read_bytes() for name, path in executed.items() if path.is_file()}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_grading_sets = {}  # (secret, digests) -> GradingSet: built once per worker process
+
+
+def _grading_set(secret: str, digests: dict) -> gradingsplit.GradingSet:
+    """The client's grading set, derived here from the same secret and this machine's verified
+    copy (the same digests, or the worker refuses)."""
+    key = (secret, json.dumps(digests, sort_keys=True))
+    with _lock:
+        if key not in _grading_sets:
+            _grading_sets[key] = gradingsplit.build(bytes.fromhex(secret), expected=digests)
+        return _grading_sets[key]
 
 
 def stop_batch(token: str) -> None:
@@ -338,9 +354,10 @@ def worker_command(args, address: str, tls: dict):
     isolation.check()
     config = args.course / "nbgrader_config.py"
     datasets = GradersBatch(config=Course(args.course).config).datasets if config.is_file() else data.DATASETS
-    for name in datasets:
+    for name in datasets:  # the full copy (the grading sets come from it) and the students' view
         data.load_offline(name)
-        data.check_grading_data(name)
+        data.load_view(name)
+    labelscan.check(isolation)  # no dataset's test labels anywhere in the sandbox's view
     client = connect(address, tls)
     try:
         theirs = client.get_metadata(CODE_KEY, None)
@@ -361,7 +378,7 @@ def worker_command(args, address: str, tls: dict):
             "--resources", f"{MEMORY}={memory},{code_resource()}={students}"]
     for option, path in tls.items():
         argv += [f"--{option.replace('_', '-')}", path]
-    description = (f"{isolation.name}; data verified ({', '.join(datasets) or 'none needed'}); code {mine}; "
+    description = (f"{isolation.name}; data verified ({', '.join(datasets) or 'none needed'}), no test labels in the sandbox; code {mine}; "
                    f"students at once: {students}, with {memory >> 20} MB for their sandboxes; joining {address} as {name}")
     return argv, description
 

@@ -8,16 +8,20 @@ threads, longest expected first; graders.grading.cluster.DaskPool takes the same
 """
 import concurrent.futures
 import dataclasses
+import json
 import math
 import os
 import queue
 import shutil
+import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from graders import data
 from graders.course.coursedir import first_line
+from graders.course.gradingsplit import GradingSet
+from graders.course.plain import plain, plain_data
 from graders.course.status import Status
 from graders.inside import hidden, run_notebook
 from graders.isolation import sandbox
@@ -58,19 +62,26 @@ class SandboxExecutor(Executor):
     whole run under that times the notebooks plus a minute for starting up."""
 
     def __init__(self, isolation: sandbox.Isolation, limits: sandbox.Limits, cell_timeout: int, preload: str,
-                 data_dir: Path, env: dict, files: dict, delimiters=None):
+                 data_dir: Path, env: dict, files: dict, delimiters=None, grading: GradingSet = None,
+                 test_cells=None):
         """`data_dir`: the students' view of the datasets (graders.data.students_dir), shown at /data;
-        `delimiters`: the course's hidden-test delimiters (Course.hidden_delimiters), else nbgrader's."""
+        `delimiters`: the course's hidden-test delimiters (Course.hidden_delimiters), else nbgrader's;
+        `grading`: the course's grading set (graders.course.gradingsplit): its images shown at
+        /grading, its labels staged for the checker alone; `test_cells`: {notebook: [grade id]} from the
+        gradebook (graders.grading.steps), else none."""
         self.isolation, self.limits, self.cell_timeout, self.preload = isolation, limits, cell_timeout, preload
-        self.data_dir, self.env, self.files = data_dir, env, files
+        self.grading = grading or GradingSet("", Path("/nonexistent"))
+        self.data_dir, self.env, self.files = data_dir, {**env, **self.grading.env()}, {**files, **self.grading.files()}
         self.delimiters = list(delimiters or (hidden.BEGIN, hidden.END))
+        self.test_cells = dict(test_cells or {})
 
     def argv(self, job: Job) -> list:
         """The runner's command line for `job`, as the sandbox runs it."""
         return self.isolation.python_module(
             "graders.inside.run_notebook", *(f"{name}.ipynb" for name in job.notebooks), "--cell-timeout", str(self.cell_timeout),
             "--notebook-timeout", str(self.limits.wall_seconds), "--preload", "" if job.recheck else self.preload,
-            "--hidden-delimiters", *self.delimiters, *(["--recheck"] if job.recheck else []),
+            "--hidden-delimiters", *self.delimiters, "--test-cells", json.dumps(self.test_cells, sort_keys=True),
+            *(["--recheck"] if job.recheck else []),
             *(["--sandboxed"] if self.isolation.pid_namespace else []))
 
     def run(self, job: Job) -> Execution:
@@ -79,7 +90,7 @@ class SandboxExecutor(Executor):
         argv = self.argv(job)
         limits = dataclasses.replace(self.limits, wall_seconds=self.limits.wall_seconds * len(job.notebooks) + 60)
         try:
-            data.stage_grading_labels(job.folder)  # for the checker alone: the runner removes them first
+            self.grading.stage_labels(job.folder)  # for the checker alone: the runner removes them first
             self.data_dir.mkdir(parents=True, exist_ok=True)  # a course without datasets may have none
             outcome = self.isolation.run(argv, job.folder, limits, self.data_dir, self.env, self.files)
         except sandbox.SandboxUnavailable as error:
@@ -130,23 +141,42 @@ class SandboxExecutor(Executor):
 
 def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
     """(status, detail) of a sandboxed run, from its limits and the runner's private report;
-    the cause first: a fork bomb may then time out, crash its kernel or even finish."""
+    the cause first: a fork bomb may then time out, crash its kernel or even finish. Once the
+    runner has started, the words are the runner's (its private line) or the grader's, never the
+    sandbox's stdout, which student code can write."""
     if outcome.process_limit_hit:
         return Status.TOO_MANY_PROCESSES, f"reached the limit of {limits.processes} processes and threads"
     if outcome.oom_killed:
         return Status.KILLED_FOR_MEMORY, f"over the {limits.memory_bytes >> 20} MB limit"
     if outcome.timed_out or outcome.returncode == run_notebook.TIMED_OUT:
         return Status.TIMED_OUT, f"still running after {limits.wall_seconds:g} s"
+    if outcome.returncode == 0 and outcome.refused:  # outputs handed back over the quota, or not outputs
+        return Status.EXECUTION_FAILED, plain(outcome.refused[0])
     if outcome.returncode == 0:
         return Status.GRADED, ""
-    failure = next((item["text"] for item in outcome.report if item.get("failure")), "")
-    if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner
-        return Status.SANDBOX_REFUSED, first_line(outcome.output.splitlines()[-3:]) or f"exit status {outcome.returncode}"
+    failure = plain(next((item["text"] for item in outcome.report if item.get("failure")), ""))
+    if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner: bwrap's words
+        return Status.SANDBOX_REFUSED, plain(first_line(outcome.output.splitlines()[-3:])) or f"exit status {outcome.returncode}"
     if outcome.returncode == run_notebook.NOT_RECHECKABLE:
-        return Status.EXECUTION_FAILED, f"not rechecked: {failure[:300]}"
+        return Status.EXECUTION_FAILED, f"not rechecked: {failure}"
     if outcome.returncode == run_notebook.KERNEL_DIED:
-        return Status.KERNEL_CRASHED, failure[:300]
-    return Status.EXECUTION_FAILED, (failure or first_line(outcome.output.splitlines()[-3:]))[:300]
+        return Status.KERNEL_CRASHED, failure
+    if failure and outcome.returncode in (run_notebook.UNREADABLE, run_notebook.CHECKER_STOPPED):
+        return Status.EXECUTION_FAILED, failure
+    return Status.EXECUTION_FAILED, ended(outcome.returncode)
+
+
+def ended(returncode: int) -> str:
+    """How the runner ended, in the grader's words: it died before it could say why (killed by
+    student code, say)."""
+    number = -returncode if returncode < 0 else returncode - 128 if 128 < returncode < 192 else 0  # bwrap: 128 + signal
+    if number:
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return f"the runner was killed ({name}) before it finished"
+    return f"the runner ended with exit status {returncode} before it finished"
 
 
 def measurements(report: list) -> dict:
@@ -176,9 +206,9 @@ def diagnoses(report: list) -> dict:
     for item in report:
         diagnosis, notebook, cell = item.get("diagnosis"), item.get("notebook"), item.get("cell")
         if isinstance(diagnosis, dict) and isinstance(notebook, str) and isinstance(cell, str):
-            found[f"{notebook}:{cell}"] = {"misconception": str(diagnosis.get("misconception", "")),
-                                           "hint": str(diagnosis.get("hint", "")), "value": diagnosis.get("value"),
-                                           **({"passed": True} if diagnosis.get("passed") is True else {})}
+            found[plain(f"{notebook}:{cell}")] = plain_data(
+                {"misconception": str(diagnosis.get("misconception", "")), "hint": str(diagnosis.get("hint", "")),
+                 "value": diagnosis.get("value"), **({"passed": True} if diagnosis.get("passed") is True else {})}, 1000)
     return found
 
 

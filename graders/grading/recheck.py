@@ -44,12 +44,14 @@ def _code() -> str:
 
 
 def fingerprint(course: Course, assignment: str, student: str, prepared: Path, notebooks: list,
-                limits: sandbox.Limits, delimiters) -> dict:
+                limits: sandbox.Limits, delimiters, tests: dict, grading_key: str = "") -> dict:
     """What the exports depend on: the submitted files, the prepared notebooks with each test
-    cell's hidden part cut off (the kernel never ran it), nbgrader_config.py, the limits, the code.
+    cell's hidden part cut off (the kernel never ran it), nbgrader_config.py, the limits, the code,
+    and the grading secret's key id (the kernel preprocessed the grading images in its order).
     The hidden parts are not in it: changing them is what a recheck is for. {part: digest}, so a
-    full grading can say which part changed."""
-    parts = {part: hashlib.sha256() for part in ("submission", "notebooks' public parts", "nbgrader_config.py", "limits", "code")}
+    full grading can say which part changed. `tests`: {notebook: its test cells' grade ids}, the gradebook's."""
+    parts = {part: hashlib.sha256() for part in ("submission", "notebooks' public parts", "nbgrader_config.py", "limits", "code",
+                                           "grading secret")}
     digest = parts["submission"]
     for path in sorted(course.folder("submitted", assignment, student).rglob("*")):
         if path.is_file():
@@ -57,7 +59,7 @@ def fingerprint(course: Course, assignment: str, student: str, prepared: Path, n
     for name in notebooks:
         cells = []
         for cell in nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4).cells:
-            source = hidden.split(cell.source, *delimiters)[0] if hidden.is_test_cell(cell) else cell.source
+            source = hidden.split(cell.source, *delimiters)[0] if hidden.is_test_cell(cell, tests.get(name, ())) else cell.source
             meta = {key: value for key, value in (cell.get("metadata", {}).get("nbgrader") or {}).items()
                     if key != "checksum"}  # nbgrader's checksum covers the hidden part too
             cells.append([cell.get("id"), cell.cell_type, source, meta])
@@ -65,6 +67,7 @@ def fingerprint(course: Course, assignment: str, student: str, prepared: Path, n
     parts["nbgrader_config.py"].update((course.root / "nbgrader_config.py").read_bytes())
     parts["limits"].update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
     parts["code"].update(_code().encode())
+    parts["grading secret"].update(grading_key.encode())
     return {part: digest.hexdigest() for part, digest in parts.items()}
 
 
@@ -112,7 +115,7 @@ class Plan:
         self.checks, self.merged, self.carried = 0, {}, {}
 
 
-def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebooks: list, delimiters):
+def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebooks: list, delimiters, tests: dict):
     """(why, Plan): why is "" when the student can be rechecked, else why a full grading is needed
     (one line)."""
     try:
@@ -140,7 +143,8 @@ def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebook
         try:
             previous = nbformat.read(str(store / f"{name}{run_notebook.PREVIOUS}"), as_version=4)
             notebook = nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4)
-            result.checks += len(run_notebook.merge(notebook, previous, set(manifest["checked"][name]), delimiters, carried))
+            result.checks += len(run_notebook.merge(notebook, previous, set(manifest["checked"][name]), delimiters,
+                                                    tests.get(name, ()), carried))
         except run_notebook.RecheckError as error:
             return f"{name}: {error}", None
         result.merged[name] = notebook

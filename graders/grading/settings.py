@@ -3,7 +3,7 @@ place that the batch (this machine) and the cluster's workers (other machines) b
 import os
 from pathlib import Path
 
-from traitlets import Bool, List, Unicode
+from traitlets import Bool, Integer, List, Unicode
 from traitlets.config import Configurable
 
 from graders.isolation import sandbox
@@ -17,7 +17,14 @@ class GradersBatch(Configurable):
                                    "(this course: numpy, tensorflow, keras)").tag(config=True)
     datasets = List(Unicode(), help="offline datasets (graders.data) the notebooks need: checked before "
                                     "grading, so a missing one stops the batch instead of failing everyone").tag(config=True)
+    grading_secret_file = Unicode("", help="a file holding the course's grading secret (64 hex digits, mode 0600), "
+                                           "for an instructor who keeps it outside the course; default: "
+                                           ".graders/grading-secret, made on first use").tag(config=True)
     matplotlib_fonts = Bool(True, help="build matplotlib's font list once and show it to every sandbox").tag(config=True)
+    # checked before nbgrader reads a notebook, in the grader's one process (graders.grading.screen)
+    max_cells = Integer(2000, help="cells a submitted notebook may have; more is 'invalid notebook' "
+                                   "(nbgrader would spend about 3 ms of the grader's process per cell)").tag(config=True)
+    max_notebook_bytes = Integer(64 << 20, help="bytes a submitted notebook may have; more is 'invalid notebook'").tag(config=True)
 
 
 def default_workers(memory_per_worker: int) -> int:

@@ -9,12 +9,17 @@ from nbgrader.converters import Autograde
 from graders.course.coursedir import WORK, Course, DiskFull, reason, run_converter
 from graders.course.status import Status
 from graders.grading.execute import FOREIGN, StagedExecute, autograde_preprocessors
+from graders.grading.screen import screen
 
 
 class NbgraderSteps:
-    def __init__(self, course: Course, assignment: str):
+    def __init__(self, course: Course, assignment: str, max_bytes: int = 64 << 20, max_cells: int = 2000):
         self.course, self.assignment = course, assignment
         self.stage = course.work(assignment) / "stage"
+        self.renumbered = course.work(assignment) / "renumbered"  # <student>/<assignment>: copies with cell ids fixed
+        self.max_bytes, self.max_cells = max_bytes, max_cells
+        self.copied = set()  # students whose both passes read their copy in `renumbered`
+        self.notes = {}  # student -> one line per cell id given anew (graders.grading.screen)
 
     def autograde(self, student: str, output_directory: str, preprocessors: list) -> list:
         """nbgrader's Autograde converter for one student; returns the errors and warnings it logged."""
@@ -23,6 +28,8 @@ class NbgraderSteps:
         config.Autograde.autograde_preprocessors = preprocessors
         config.Autograde.force = True
         config.StagedExecute.stage_directory = str(self.stage)
+        if student in self.copied:
+            config.CourseDirectory.submitted_directory = str(Path(WORK) / self.assignment / "renumbered")
         messages = run_converter(Autograde, config)
         DiskFull.check(messages, self.course.root)  # the batch stops: no student's status says "disk full"
         return messages
@@ -33,6 +40,9 @@ class NbgraderSteps:
         folder = self.stage / student / self.assignment
         if folder.exists():
             shutil.rmtree(folder)
+        screened = self.screen(student)
+        if screened.problem:
+            return [], (Status.INVALID_NOTEBOOK, screened.problem), []
         messages = self.autograde(student, str(Path(WORK) / self.assignment / "stage"), [])
         foreign = [m.split(" ", 1)[1] for m in messages if m.startswith(f"WARNING {FOREIGN}")]
         errors = [m for m in messages if m.startswith("ERROR")]
@@ -40,6 +50,40 @@ class NbgraderSteps:
         if errors or not notebooks:
             return [], (Status.INVALID_NOTEBOOK, reason(errors) or "nbgrader found no notebook it could read"), foreign
         return notebooks, None, foreign
+
+    def screen(self, student: str):
+        """graders.grading.screen on the submission; where cell ids need fixing, nbgrader's passes
+        read a copy with them fixed (the same ids both times), never the submission itself."""
+        self.forget(student)
+        submitted = self.course.folder("submitted", self.assignment, student)
+        screened = screen(submitted, self.max_bytes, self.max_cells)
+        if screened.fixed and not screened.problem:
+            copy = self.renumbered / student / self.assignment
+            shutil.copytree(submitted, copy, symlinks=True)
+            for name, content in screened.fixed.items():
+                (copy / name).write_bytes(content)
+            self.copied.add(student)
+            self.notes[student] = screened.notes
+        return screened
+
+    def forget(self, student: str) -> None:
+        """The student's copy with fixed cell ids, once graded (or before a new preparation)."""
+        self.copied.discard(student)
+        self.notes.pop(student, None)
+        shutil.rmtree(self.renumbered / student, ignore_errors=True)
+
+    def test_cells(self) -> dict:
+        """{notebook: [grade id]}: the assignment's test cells as the gradebook knows them (graded,
+        not an answer, locked: nbgrader restores their source), so that whether a cell's hidden part
+        goes to the checker never depends on the metadata a submission wrote (graders.inside.hidden)."""
+        with self.course.gradebook() as gradebook:
+            found = {}
+            for notebook in gradebook.find_assignment(self.assignment).notebooks:
+                answers = {cell.name for cell in notebook.solution_cells}
+                locked = {cell.name for cell in notebook.source_cells if cell.locked}
+                found[notebook.name] = sorted(cell.name for cell in notebook.grade_cells
+                                              if cell.cell_type == "code" and cell.name not in answers and cell.name in locked)
+            return found
 
     def grade(self, student: str):
         """Step 3: nbgrader's Autograde on the sandbox's outputs; returns a problem or None."""

@@ -1,28 +1,6 @@
-"""A Validate (button and ``nbgrader validate``) that judges by errors, as grading does.
+"""A Validate that judges by errors, as grading does: onions_student.validate, for the course's configuration.
 
-nbgrader's Validator fails any test cell with stderr output, and TensorFlow writes warnings
-there at random, so a correct notebook could be told it fails. The Validator's preprocessor
-list is not configurable, but its Execute step takes the course's configuration through its
-parent (``c.Validator.Execute``, so grading is untouched), and that includes the kernel's
-command line: ``configure_validator`` starts the validating kernel with an output stream
-that sends what is written to stderr (by Python or on file descriptor 2) as stdout. The text
-still shows; a test fails only by raising, as in ``python -m graders selfcheck`` and in
-grading (``graders.grading.execute``). Imported by the kernel: keep this module light.
+The code lives in the student package, since the students' Validate (on the hub, or their
+own machine) needs it without the graders' side.
 """
-from ipykernel.iostream import OutStream
-
-
-def stderr_as_stdout(session, pub_thread, name, **kwargs):
-    """ipykernel's OutStream (IPKernelApp.outstream_class), with stderr published as stdout."""
-    stream = OutStream(session, pub_thread, name, **kwargs)
-    stream.name = "stdout"
-    return stream
-
-
-VALIDATING_KERNEL = ["--HistoryManager.hist_file=:memory:",  # nbclient's own default
-                     f"--IPKernelApp.outstream_class={__name__}.stderr_as_stdout"]
-
-
-def configure_validator(c) -> None:
-    """Set up `c` (an nbgrader_config.py's config) so that stderr does not fail a validated cell."""
-    c.Validator.Execute.extra_arguments = VALIDATING_KERNEL
+from onions_student.validate import VALIDATING_KERNEL, configure_validator, stderr_as_stdout  # noqa: F401

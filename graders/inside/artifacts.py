@@ -10,9 +10,10 @@ History's `history` dict for a History. Anything else is refused with the reason
 that uses it fails with that reason. What a student's kernel exports is only ever a claim: the
 checks test it.
 """
-import importlib
 import json
 import math
+import os
+import stat
 import sys
 import types
 from pathlib import Path
@@ -96,51 +97,97 @@ def _why(error: Exception) -> str:
 
 # -- in the checker ------------------------------------------------------------------------
 
-def load(folder: str) -> tuple:
-    """({name: value} as the checker's own objects, {name: why it was refused})."""
+KINDS = ("value", "array", "model", "history", "module", "refused")  # the closed list the checker loads
+
+
+class ModuleName(str):
+    """A module the kernel exported, as its name only: the checker imports nothing a student names.
+    Equal to that name and to the module of that name (`solver == numpy` holds for `import numpy`)."""
+
+    @property
+    def __name__(self):
+        return str(self)
+
+    def __eq__(self, other):
+        return other.__name__ == str(self) if isinstance(other, types.ModuleType) else str.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = str.__hash__
+
+    def __repr__(self):
+        return f"<module {str(self)!r} (its name only)>"
+
+
+def load(folder: str, names: list) -> tuple:
+    """({name: value} as the checker's own objects, {name: why it was refused}), for `names` only
+    (the names the check reads: graders.inside.hidden.Check.names). The manifest is the kernel's
+    claim: an entry of another name is never looked at, a kind outside KINDS is refused, and a file
+    is NAME.npy or NAME.keras, a plain file of `folder` itself (no path, no link), whatever the
+    manifest says."""
     folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest = json.loads(_read_plain(folder, MANIFEST))
+    if not isinstance(manifest, dict):
+        raise Refused("the manifest is not a dict")
     values, refused = {}, {}
-    for name, entry in manifest.items():
+    for name in names:
+        if name not in manifest:
+            continue  # the check will say NameError, as it would in the kernel
+        entry = manifest[name]
         try:
-            values[name] = _load_one(entry, folder)
+            values[name] = _load_one(name, entry, folder)
         except Exception as error:
-            refused[name] = entry.get("why") or f"{name} could not be checked: {_why(error)}"
+            why = entry.get("why") if isinstance(entry, dict) and entry.get("kind") == "refused" else None
+            refused[name] = plain_text(why if isinstance(why, str) else f"{name} could not be checked: {_why(error)}")
     return values, refused
 
 
-def needs_keras(folder: str) -> bool:
-    """Whether loading this export imports keras (a model, a history, the module itself): the
-    checker then imports it once for all its requests (graders.inside.hidden.serve)."""
+def needs_keras(folder: str, names: list) -> bool:
+    """Whether loading `names` from this export imports keras (a model or a history): the checker
+    then imports it once for all its requests (graders.inside.hidden.serve)."""
     try:
-        manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    except (OSError, ValueError):
+        manifest = json.loads(_read_plain(Path(folder), MANIFEST))
+    except (OSError, ValueError, Refused):
         return False
-    return any(isinstance(entry, dict) and (entry.get("kind") in ("model", "history") or (
-        entry.get("kind") == "module" and str(entry.get("name", "")).split(".")[0] in ("keras", "tensorflow")))
-        for entry in (manifest.values() if isinstance(manifest, dict) else []))
+    return isinstance(manifest, dict) and any(
+        isinstance(manifest.get(name), dict) and manifest[name].get("kind") in ("model", "history") for name in names)
 
 
-def _load_one(entry: dict, folder: Path):
+def _load_one(name: str, entry, folder: Path):
+    if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
+        raise Refused("its export is not one of the kinds the checker loads")
     kind = entry["kind"]
     if kind == "refused":
-        raise Refused(entry["why"])
+        raise Refused("it was refused by the export")
     if kind == "module":
-        return importlib.import_module(entry["name"])
+        module = entry.get("name")
+        if not isinstance(module, str) or len(module) > 200 or not all(part.isidentifier() for part in module.split(".")):
+            raise Refused("malformed module name")
+        return ModuleName(module)
     if kind == "array":
         import numpy as np
-        return np.load(_inside(folder, entry["file"]), allow_pickle=False)
+        array = np.load(_inside(folder, f"{name}.npy"), allow_pickle=False)
+        if type(array) is not np.ndarray:
+            raise Refused("its file is not one numpy array")
+        return array
     if kind == "model":
         import keras
-        return keras.saving.load_model(_inside(folder, entry["file"]), compile=False, safe_mode=True)
+        return keras.saving.load_model(_inside(folder, f"{name}.keras"), compile=False, safe_mode=True)
     if kind == "history":
         import keras
         history = keras.callbacks.History()
-        history.history = unplain(entry["history"])
+        history.history = unplain(entry.get("history"))
+        if type(history.history) is not dict:
+            raise Refused("its history is not a dict")
         return history
-    if kind == "value":
-        return unplain(entry["value"])
-    raise Refused(f"unknown kind {kind!r}")
+    return unplain(entry.get("value"))
+
+
+def plain_text(text: str, limit: int = 300) -> str:
+    """`text` on one line, without control or format characters, at most `limit` characters: what the
+    kernel wrote is shown as data, never as a terminal's or a page's instructions."""
+    return "".join(char if char.isprintable() else " " for char in str(text)[:limit])
 
 
 def unplain(tree):
@@ -158,11 +205,23 @@ def unplain(tree):
     raise Refused("malformed value")
 
 
-def _inside(folder: Path, name: str) -> Path:
-    path = folder / name
-    if path.parent != folder or path.is_symlink():
+def _inside(folder: Path, name: str) -> str:
+    """`folder`/`name` if it is a plain file there: `folder` reached through no link (the runner gave
+    its real path), `name` a plain name (NAME.npy, from the check's own names), not a link itself."""
+    path = os.path.join(folder, name)
+    if os.path.realpath(folder) != str(folder) or os.sep in name or name in (".", ".."):
         raise Refused(f"{name} is not a file of the export")
+    status = os.lstat(path)
+    if not stat.S_ISREG(status.st_mode):
+        raise Refused(f"{name} is not a plain file of the export")
     return path
+
+
+def _read_plain(folder: Path, name: str) -> str:
+    """The text of a plain file of the export (never through a link)."""
+    descriptor = os.open(_inside(folder, name), os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, encoding="utf-8") as stream:
+        return stream.read()
 
 
 # -- kept for a recheck (graders.grading.recheck) -------------------------------------------

@@ -13,9 +13,10 @@ Authors write hidden tests as in nbgrader, with two rules: a hidden part imports
 uses (it does not see the notebook's imports, only its own), and it reads only data: numbers,
 strings, lists, dicts, numpy arrays, keras models and Histories. What needs the student's
 functions (`preprocess` on the test images) is computed in the public part and stored in a name.
-Code after `### END HIDDEN TESTS` runs in the checker too. Only test cells are cut (locked grade
-cells, whose source nbgrader restores from the gradebook): the marker in a student's own cell
-is a comment like any other, and that code runs in the kernel.
+Code after `### END HIDDEN TESTS` runs in the checker too. Only test cells are cut (the grade
+ids the gradebook calls test cells, whatever the submission's metadata says; nbgrader restores
+their source from it): the marker in a student's own cell is a comment like any other, and that
+code runs in the kernel.
 
 Misconceptions: a hidden part may declare, before its asserts, `MISCONCEPTIONS = [(name,
 predicate, hint), ...]` (predicates: functions of no argument over the names the check reads
@@ -35,6 +36,8 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
+from graders.inside import checker_env
+
 BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's default delimiters: a line containing one is a marker
 FAILED_TO_RUN = "HiddenCheckError"
 OTHER = "other"  # a failed check that no declared misconception explains
@@ -50,12 +53,13 @@ class Check:
     names: list = field(default_factory=list)
 
 
-def is_test_cell(cell) -> bool:
-    """A locked grade cell that is not an answer: nbgrader has restored its source from the
-    gradebook (checksum checked), so its hidden part is the instructor's, never a student's."""
-    meta = cell.get("metadata", {}).get("nbgrader", {})
-    return (cell.get("cell_type") == "code" and bool(meta.get("grade_id")) and bool(meta.get("locked"))
-            and bool(meta.get("grade")) and not meta.get("solution"))
+def is_test_cell(cell, tests) -> bool:
+    """A code cell whose grade id is one of `tests`, the notebook's test cells as the gradebook knows
+    them (graders.grading.steps.NbgraderSteps.test_cells: graded, not an answer, locked), whatever
+    the submission's own metadata says of it: nbgrader has restored its source from the gradebook,
+    so its hidden part is the instructor's, never a student's."""
+    grade_id = (cell.get("metadata", {}).get("nbgrader") or {}).get("grade_id")
+    return cell.get("cell_type") == "code" and isinstance(grade_id, str) and grade_id in tests
 
 
 def split(source: str, begin: str = BEGIN, end: str = END) -> tuple:
@@ -126,7 +130,7 @@ def _import_keras_once(checks: list) -> None:
     instead of importing it again (1.9 CPU-seconds). In a grading the zygote has preloaded it
     already; a recheck preloads nothing, since most of its checks need no keras."""
     from graders.inside import artifacts
-    if "keras" not in sys.modules and any(artifacts.needs_keras(check["folder"]) for check in checks):
+    if "keras" not in sys.modules and any(artifacts.needs_keras(check["folder"], check["names"]) for check in checks):
         import keras  # noqa: F401
 
 
@@ -137,16 +141,19 @@ def _run_in_child(checks: list, seconds: float) -> tuple:
     pid = os.fork()
     if pid == 0:
         os.close(read)
-        code = 1
+        code, home = 1, None
         try:
             signal.alarm(max(1, int(seconds)))  # the default action ends the child
             _quiet()
+            home = checker_env.fresh_home()  # no student process exists now: it is the checker's alone
             with os.fdopen(write, "w") as out:
                 for check in checks:
                     out.write(json.dumps([check["cell_id"], run_check(check)]) + "\n")
                     out.flush()
             code = 0
         finally:
+            if home:
+                checker_env.remove(home)
             os._exit(code)
     os.close(write)
     results = {}
@@ -176,17 +183,17 @@ def run_check(check: dict):
     with a notice that holds gives [None, None, diagnosis]."""
     from graders.inside import artifacts
     try:
-        values, refused = artifacts.load(check["folder"])
+        values, refused = artifacts.load(check["folder"], check["names"])
     except Exception as error:
         return [FAILED_TO_RUN, f"the names this check reads were not exported ({type(error).__name__})"]
     used = [name for name in check["names"] if name in refused]
     if used:
         return [FAILED_TO_RUN, refused[used[0]]]
-    namespace = {"__builtins__": builtins, "__name__": "__hidden__", **values}
+    namespace = {**values, "__builtins__": builtins, "__name__": "__hidden__"}  # the checker's own, whatever was exported
     try:
         exec(compile(check["code"], f"<hidden test of {check['cell_id']}>", "exec"), namespace)
     except BaseException as error:  # noqa: B902 (SystemExit and KeyboardInterrupt fail the check too)
-        failure = [type(error).__name__, str(error)]
+        failure = [type(error).__name__, artifacts.plain_text(error, 1000)]
         diagnosis = diagnose(namespace)
         return failure + [diagnosis] if diagnosis else failure
     notice = diagnose(namespace, passed=True)
@@ -197,6 +204,7 @@ def diagnose(namespace: dict, passed: bool = False):
     """{misconception, hint, value} for a failed check whose hidden part declared MISCONCEPTIONS or
     NOTICES: the first whose predicate is true, else OTHER (no hint); None without a declaration.
     For a passed check, only NOTICES, and None unless one holds."""
+    from graders.inside import artifacts
     tables = [namespace.get(name) for name in ((NOTICES,) if passed else (TABLE, NOTICES))]
     tables = [table for table in tables if isinstance(table, (list, tuple))]
     if not tables:
@@ -206,7 +214,7 @@ def diagnose(namespace: dict, passed: bool = False):
         try:
             name, predicate, hint = entry
             if bool(predicate()):
-                found.update(misconception=str(name), hint=str(hint))
+                found.update(misconception=artifacts.plain_text(name, 100), hint=artifacts.plain_text(hint, 1000))
                 break
         except BaseException:  # noqa: B902 (a predicate that raises does not match)
             continue
@@ -237,8 +245,9 @@ def declared(code: str) -> list:
 
 
 def plain_value(value, depth: int = 0):
-    """The student's value as short JSON: numbers and strings as they are, sequences as lists,
-    anything else as its text (at most 200 characters)."""
+    """The student's value as short JSON: numbers as they are, sequences as lists, anything else
+    as its text on one line, without control characters (at most 200 characters)."""
+    from graders.inside import artifacts
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -248,11 +257,5 @@ def plain_value(value, depth: int = 0):
     if isinstance(value, (list, tuple)) and depth < 3 and len(value) <= 20:
         return [plain_value(item, depth + 1) for item in value]
     if isinstance(value, dict) and depth < 3 and len(value) <= 20:
-        return {str(key): plain_value(item, depth + 1) for key, item in value.items()}
-    return str(value)[:200]
-
-
-def clean_path(notebook_folder: str) -> None:
-    """No module of the student's folder (or the working directory) can be imported by the checker."""
-    sys.path[:] = [entry for entry in sys.path
-                   if entry not in ("", ".") and not os.path.realpath(entry).startswith(os.path.realpath(notebook_folder))]
+        return {artifacts.plain_text(key, 200): plain_value(item, depth + 1) for key, item in value.items()}
+    return artifacts.plain_text(value, 200)

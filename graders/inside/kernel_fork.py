@@ -21,6 +21,7 @@ import ctypes
 import importlib
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -57,6 +58,7 @@ class Zygote:
         self.checks_socket = checks_ours
         self._checker_pid = None
         self.checker_died = False  # a check found it gone: nothing more is checked in this run
+        self.checker_stopped = False  # ... because it was stopped (SIGSTOP from student code): killed, never waited for
         self.cpu_seconds = {}  # kernel pid -> CPU seconds it used, once reaped
         self.last_pid = None  # the kernel forked last
 
@@ -72,9 +74,9 @@ class Zygote:
         return self._checker_pid
 
     def request(self, **message) -> dict:
-        line = _exchange(self.stream, message)
+        line = _exchange(self.stream, message, self.socket, self.pid)
         if not line:
-            raise ZygoteDied("the kernel zygote has died")
+            raise ZygoteDied("the kernel zygote has died or was stopped")
         return json.loads(line)
 
     def spawn(self, connection_file: str, cwd: str, env: dict) -> int:
@@ -91,11 +93,15 @@ class Zygote:
         """Run hidden checks (graders.inside.hidden.Check) in the checker: ({cell id: None or [ename,
         evalue]}, the checker's CPU seconds). A dead checker fails them all."""
         self.checker_pid  # noqa: B018 (the hello line comes first)
-        line = _exchange(self.checks, {"checks": [vars(check) for check in checks], "seconds": seconds})
+        line = _exchange(self.checks, {"checks": [vars(check) for check in checks], "seconds": seconds},
+                         self.checks_socket, self.checker_pid, children=True)
         if not line:
             from graders.inside.hidden import FAILED_TO_RUN
-            self.checker_died = True
-            return {check.cell_id: [FAILED_TO_RUN, "the hidden checks could not run: the checker has died"]
+            self.checker_died, self.checker_stopped = True, _stopped(self.checker_pid)
+            if self.checker_stopped:
+                _kill(self.checker_pid)
+            why = "was stopped" if self.checker_stopped else "has died"
+            return {check.cell_id: [FAILED_TO_RUN, f"the hidden checks could not run: the checker {why}"]
                     for check in checks}, 0.0
         reply = json.loads(line)
         return reply["results"], reply["cpu_seconds"]
@@ -110,14 +116,46 @@ class Zygote:
             pass
 
 
-def _exchange(stream, message: dict) -> str:
-    """Send one JSON line and read the answer line; "" if the other end is gone."""
+def _exchange(stream, message: dict, connection: socket.socket = None, peer: int = 0, children: bool = False) -> str:
+    """Send one JSON line and read the answer line; "" if the other end is gone, or stopped (SIGSTOP,
+    or traced): student code can signal the zygote and the checker (the same uid), and a stopped one
+    would hold the runner until the wall time; it is seen within STOP_POLL seconds instead."""
     try:
         stream.write(json.dumps(message) + "\n")
         stream.flush()
+        while connection is not None and peer > 0 and not select.select([connection], [], [], STOP_POLL)[0]:
+            if _stopped(peer, children):
+                return ""
         return stream.readline()
     except OSError:
         return ""
+
+
+STOP_POLL = 0.5  # seconds between looks at whether the process asked is stopped
+
+
+def _stopped(pid: int, children: bool = True) -> bool:
+    """The process (or, with `children`, a descendant of its) is stopped (T) or traced (t)."""
+    pids, looked = [pid], set()
+    while pids:
+        current = pids.pop()
+        looked.add(current)
+        try:
+            state = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()[0]
+            below = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, IndexError):
+            continue
+        if state in ("T", "t"):
+            return True
+        pids += [int(child) for child in below if int(child) not in looked] if children else []
+    return False
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
 
 
 def _serve(connection: socket.socket, preload, checks: socket.socket) -> None:
@@ -133,10 +171,13 @@ def _serve(connection: socket.socket, preload, checks: socket.socket) -> None:
         connection.close()
         code = 1
         try:
+            import tempfile
+
             from graders import data
-            from graders.inside import hidden
-            hidden.clean_path(os.getcwd())
+            from graders.inside import checker_env, hidden
             data.take_grading_labels(Path(data.LABELS_FOLDER))  # before the runner removes them
+            # its own environment, no import path the kernels can write: cwd, /tmp, /dev/shm
+            checker_env.seal([os.getcwd(), tempfile.gettempdir(), "/dev/shm"])
             os.chdir("/")
             hidden.serve(checks)
             code = 0

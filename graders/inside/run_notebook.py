@@ -8,12 +8,13 @@ hidden test: it runs each test cell's public part and exports what the hidden pa
 --sandboxed (in bubblewrap) whatever the notebook left running is then killed, and the checker
 (graders.inside.hidden) runs the hidden parts. The NAME.executed.ipynb files, with the cells' sources
 as they came, are written beside them at the end, when nothing of the student's runs any more.
-Reports (on the grader's private line, $GRADERS_REPORT_FD, and as RUNNER lines on stdout) when
+Reports (on the grader's private line, graders.inside.report, and as RUNNER lines on stdout) when
 it starts, "ran NAME in W s, kernel CPU C s" and "checked NAME in W s, checker CPU C s, exports E
 s" per notebook, and what went wrong. Stops at the
 first notebook that fails, with exit status 3 when its kernel died, 4 when it could not be read
-or written, 5 when it ran past its wall time; 0 when all ran to the end (cells may have failed:
-that is for the grade to say).
+or written, 5 when it ran past its wall time, 7 when the checker was stopped; 0 when all ran to the
+end (cells may have failed: that is for the grade to say). In a sandbox the executed notebooks and
+packs go back on the grader's output line instead (graders.isolation.handover).
 
 This is nbclient with the settings of nbgrader's Execute preprocessor (`EXECUTE_SETTINGS`,
 `record_unreported_error`), not nbgrader itself: importing nbgrader costs about 1.5
@@ -44,29 +45,14 @@ from nbformat.notebooknode import NotebookNode  # noqa: E402
 
 from graders.data import LABELS_FOLDER  # noqa: E402
 from graders.inside import artifacts, hidden  # noqa: E402
+from graders.inside.merge import RecheckError, merge  # noqa: E402,F401 (the grader's run_notebook.merge)
 from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
+from graders.inside.report import hand_back, hands_back, report  # noqa: E402
+from graders.inside.report import take as take_lines  # noqa: E402
 from graders.isolation.watchdog import kill_until_gone  # noqa: E402
 
-KERNEL_DIED, UNREADABLE, TIMED_OUT, NOT_RECHECKABLE = 3, 4, 5, 6
+KERNEL_DIED, UNREADABLE, TIMED_OUT, NOT_RECHECKABLE, CHECKER_STOPPED = 3, 4, 5, 6, 7
 PACK, PREVIOUS = ".exports.tar.xz", ".previous.ipynb"  # NAME + these: a notebook's kept exports, its last executed copy
-_report_line = None  # the grader's private line ($GRADERS_REPORT_FD), if it gave one
-
-
-def report(text: str, **item) -> None:
-    """Tell the grader (as JSON on its private line) and whoever reads the log (as a RUNNER line)."""
-    print(f"RUNNER: {text}", flush=True)
-    if _report_line:
-        _report_line.write(json.dumps({**item, "text": text}) + "\n")
-        _report_line.flush()
-
-
-def open_report_line() -> None:
-    """Take the grader's private line: student processes never inherit it (graders.inside.kernel_fork
-    closes it in the zygote) and cannot borrow it (this process is not dumpable)."""
-    global _report_line
-    descriptor = os.environ.pop("GRADERS_REPORT_FD", "")
-    if descriptor.isdigit():
-        _report_line = os.fdopen(int(descriptor), "w", encoding="utf-8")
 
 # nbgrader 0.9's Execute (nbgrader/preprocessors/execute.py): keep going after errors, and a
 # cell that times out gets an error output, so its test fails rather than hangs.
@@ -96,13 +82,13 @@ class HiddenTestsClient(NotebookClient):
     that passed, the kernel exports the names the hidden part reads into `exports`/<cell>.
     `checks` lists them, for the checker."""
 
-    def __init__(self, notebook, exports: Path, delimiters=(hidden.BEGIN, hidden.END), **kw):
+    def __init__(self, notebook, exports: Path, delimiters=(hidden.BEGIN, hidden.END), tests=(), **kw):
         super().__init__(notebook, **kw)
-        self.exports, self.checks, self.delimiters = exports, [], delimiters
+        self.exports, self.checks, self.delimiters, self.tests = exports, [], delimiters, tests
         self.export_seconds = 0.0  # the kernel's exporting, wall time
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
-        public, code = hidden.split(cell.source, *self.delimiters) if hidden.is_test_cell(cell) else (cell.source, None)
+        public, code = hidden.split(cell.source, *self.delimiters) if hidden.is_test_cell(cell, self.tests) else (cell.source, None)
         if code is None:
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         original, cell.source = cell.source, public
@@ -143,13 +129,13 @@ def take(paths: list):
 
 
 def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote: Zygote, exports: Path,
-        delimiters=(hidden.BEGIN, hidden.END)):
-    """Execute one notebook (read from `path`); returns (exit status, the executed notebook, the
-    client, whose `checks` are the hidden parts to run)."""
+        delimiters=(hidden.BEGIN, hidden.END), tests=()):
+    """Execute one notebook (read from `path`; `tests`: its test cells' grade ids, the gradebook's);
+    returns (exit status, the executed notebook, the client, whose `checks` are the hidden parts to run)."""
     started = time.monotonic()
     # Every output is in once the last cell is done: the kernel is killed, not asked to exit
     # (TensorFlow's teardown costs 0.6 s per notebook; whatever it would still do is not graded).
-    client = HiddenTestsClient(notebook, exports, delimiters, timeout=cell_timeout, on_cell_executed=record_unreported_error,
+    client = HiddenTestsClient(notebook, exports, delimiters, tests, timeout=cell_timeout, on_cell_executed=record_unreported_error,
                                shutdown_kernel="immediate", resources={"metadata": {"path": str(path.parent)}},
                                kernel_manager_class=ForkedKernelManager, **EXECUTE_SETTINGS)
     ForkedKernelManager.zygote, zygote.last_pid = zygote, None
@@ -206,17 +192,13 @@ def keep(path: Path, folder: Path, checks: list) -> bytes:
     return packed
 
 
-class RecheckError(Exception):
-    """A notebook that cannot be rechecked: the batch grades its student in full."""
-
-
-def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, delimiters, executed: dict) -> int:
+def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, delimiters, executed: dict, tests: dict) -> int:
     """--recheck: no kernel, no student code. Each prepared notebook (the new hidden tests) takes
     the outputs of the copy executed when it was graded (NAME.previous.ipynb); every changed check
     the checker ran then is checked again, on the kept exports (NAME.exports.tar.xz, data only),
     and its checker output replaced. The notebooks may be several students' (STUDENT/NAME.ipynb,
     graders.grading.recheck's groups): one that cannot be rechecked is reported and left out, the
-    others go on. Fills `executed`; returns an exit status."""
+    others go on. `tests`: {notebook: its test cells' grade ids}. Fills `executed`; returns an exit status."""
     status = 0
     for number, (path, notebook) in enumerate(notebooks.items()):
         folder = exports / str(number)
@@ -225,7 +207,7 @@ def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, deli
             artifacts.unpack(path.with_suffix(PACK).read_bytes(), folder)
             checked = set(json.loads((folder / artifacts.CHECKED).read_text()))  # the runner's, at grading
             checks = [(cell, hidden.Check(cell.get("id") or f"cell{index}", code, str(folder / f"{index:03d}"), names))
-                      for index, cell, code, names in merge(notebook, previous, checked, delimiters)]
+                      for index, cell, code, names in merge(notebook, previous, checked, delimiters, tests[path.stem])]
         except Exception as error:
             report(f"cannot recheck {key(path)}: {type(error).__name__}: {error}", failure=True, not_rechecked=key(path))
             shutil.rmtree(folder, ignore_errors=True)
@@ -244,49 +226,6 @@ def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, deli
 def key(path: Path) -> str:
     """How the report names a notebook: NAME, or STUDENT/NAME in a recheck group."""
     return path.with_suffix("").as_posix()
-
-
-def merge(notebook, previous, checked: set, delimiters, carried: list = None) -> list:
-    """Give `notebook` the outputs of `previous` (the same notebook as executed before, with the old
-    hidden parts), without the outputs of the old checks whose hidden part changed (of the cells
-    `checked`, by index); returns [(index, cell, hidden part, names it reads)] to check again: a
-    check whose hidden part is unchanged keeps its old output, since it would give it again (its
-    index is appended to `carried`, when given). The grader runs it first, on
-    copies, to choose between a recheck and a full grading. Refuses
-    (RecheckError) what a recheck cannot reproduce: another cell, another public part, a hidden
-    part that reads a name the kernel never exported, a cell checked now but not then."""
-    if len(notebook.cells) != len(previous.cells):
-        raise RecheckError("the notebook has another number of cells than when it was graded")
-    checks, carried = [], [] if carried is None else carried
-    for index, (cell, old) in enumerate(zip(notebook.cells, previous.cells)):
-        test = hidden.is_test_cell(cell)
-        public, code = hidden.split(cell.source, *delimiters) if test else (cell.source, None)
-        old_public, old_code = hidden.split(old.source, *delimiters) if test else (old.source, None)
-        if (cell.get("id"), cell.cell_type, public) != (old.get("id"), old.cell_type, old_public):
-            raise RecheckError(f"cell {cell.get('id')} is not the one graded")
-        if cell.cell_type != "code":
-            continue
-        cell.outputs, cell.execution_count = old.get("outputs", []), old.get("execution_count")
-        if not test or index not in checked:
-            if test and code is not None and old_code is None and not _failed(cell):
-                raise RecheckError(f"cell {cell.get('id')} has a hidden part now, and none when it was graded")
-            continue
-        if code is not None and code == old_code:
-            carried.append(index)
-            continue  # the same check on the same exports (and code, in the fingerprint): the same result
-        cell.outputs = [output for output in cell.outputs if output.get("output_type") != "error"]  # the old check's
-        if code is None:
-            continue
-        names = hidden.free_names(code)
-        unknown = [name for name in names if name not in hidden.free_names(old_code or "")]
-        if unknown:
-            raise RecheckError(f"the hidden part of {cell.get('id')} reads {unknown[0]}, which was not exported")
-        checks.append((index, cell, code, names))
-    return checks
-
-
-def _failed(cell) -> bool:
-    return any(output.get("output_type") == "error" for output in cell.get("outputs", []))
 
 
 def replace(content: bytes, path: Path) -> None:
@@ -348,6 +287,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preload", default="", help="modules the kernels share, comma-separated")
     parser.add_argument("--hidden-delimiters", nargs=2, default=[hidden.BEGIN, hidden.END], metavar=("BEGIN", "END"),
                         help="the course's hidden-test delimiters (nbgrader's ClearHiddenTests)")
+    parser.add_argument("--test-cells", type=json.loads, required=True, metavar="JSON",
+                        help='{"NAME": [grade id, ...]}: each notebook\'s test cells, as the gradebook knows them')
     parser.add_argument("--recheck", action="store_true",
                         help="start no kernel: run the hidden parts on each NAME.exports.tar.xz, outputs from NAME.previous.ipynb")
     parser.add_argument("--sandboxed", action="store_true",
@@ -355,7 +296,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.sandboxed and _read("/proc/1/comm").strip() != "bwrap":
         parser.error("--sandboxed outside a bubblewrap sandbox: refusing to kill this user's processes")
-    open_report_line()
+    take_lines()
     report("started", started=True)
     # the zygote (and so every kernel) is forked before any notebook is read: none ever held one
     zygote = Zygote([name for name in args.preload.split(",") if name])
@@ -366,21 +307,29 @@ def main(argv=None) -> int:
     # /proc/PID/mem): it holds the hidden tests
     set_dumpable(False)
     executed, packs, rechecked = {}, {}, 0
-    exports = Path(tempfile.mkdtemp(prefix="graders-checks-"))
+    exports = Path(os.path.realpath(tempfile.mkdtemp(prefix="graders-checks-")))  # the checker takes no link
     try:
         notebooks, status = take(args.notebooks)
         if status:
             return status
+        unknown = [path.name for path in notebooks if not isinstance(args.test_cells.get(path.stem), list)]
+        if unknown:  # what a test cell is comes from the gradebook, never from the notebook
+            report(f"no test cells given for {unknown[0]}", failure=True)
+            return UNREADABLE
         if args.recheck:  # the notebooks it could recheck are written, whatever the others
-            rechecked = recheck(notebooks, zygote, exports, args.notebook_timeout, args.hidden_delimiters, executed)
+            rechecked = recheck(notebooks, zygote, exports, args.notebook_timeout, args.hidden_delimiters, executed,
+                                args.test_cells)
         for path, notebook in (notebooks.items() if not args.recheck else []):
             status, executed[path], client = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote,
-                                                 exports / path.stem, args.hidden_delimiters)
+                                                 exports / path.stem, args.hidden_delimiters, args.test_cells[path.stem])
             if args.sandboxed:
                 kill_leftovers({1, os.getpid(), zygote.pid, zygote.checker_pid})
             if status:
                 return status
             check(path, client, zygote, args.notebook_timeout)
+            if zygote.checker_stopped:  # by student code: fail closed, at once
+                report(f"the checker was stopped (a signal from student code) while checking {path.name}", failure=True)
+                return CHECKER_STOPPED
             # packed now, before the next notebook's kernel could change them; written at the end
             packs[path] = keep(path, exports / path.stem, client.checks)
             shutil.rmtree(exports / path.stem, ignore_errors=True)
@@ -390,14 +339,19 @@ def main(argv=None) -> int:
     # written only now, when no student process is left to change them
     if args.sandboxed:
         kill_leftovers({1, os.getpid()})
-    for path, notebook in executed.items():
-        try:
+    back = hands_back()
+    try:
+        if back:
+            hand_back({name: content for path, notebook in executed.items() for name, content in
+                       [(path.with_suffix(".executed.ipynb").as_posix(), nbformat.writes(notebook).encode("utf-8")),
+                        *([(path.with_suffix(PACK).as_posix(), packs[path])] if path in packs else [])]})
+        for path, notebook in (executed.items() if not back else []):
             write(notebook, path.with_suffix(".executed.ipynb"))
             if path in packs:
                 replace(packs[path], path.with_suffix(PACK))
-        except Exception as error:
-            report(f"cannot write the executed notebook {path.name}: {type(error).__name__}: {error}", failure=True)
-            return UNREADABLE
+    except Exception as error:
+        report(f"cannot write the executed notebooks: {type(error).__name__}: {error}", failure=True)
+        return UNREADABLE
     return rechecked
 
 

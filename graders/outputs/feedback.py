@@ -24,6 +24,7 @@ from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from traitlets import Dict, List, Unicode
 
 from graders.course.coursedir import Course, penalised, run_converter, reason
+from graders.course.plain import plain as plain_text
 from graders.course.status import SCORED
 
 MIN_SECRET = 8  # shorter hidden lines ("else:", "])") are not worth hiding, and match anywhere
@@ -262,9 +263,9 @@ class Feedback:
             kind, detail = outcomes[student]
             if kind == WRITTEN:
                 files = ", ".join(path.name for path in sorted(detail.glob("*.html")))
-                log(f"{student}: {detail.relative_to(self.course)}/ {files} ({self.score(student)})")
+                log(f"{plain_text(student, 0)}: {detail.relative_to(self.course)}/ {files} ({self.score(student)})")
             else:
-                log(f"{student}: {kind}, {detail}"[:400])
+                log(plain_text(f"{student}: {kind}, {detail}", 400))
         return outcomes
 
     def one(self, student: str):
@@ -290,10 +291,12 @@ class Feedback:
 
 
 def wrap_outputs(path: Path) -> None:
-    """Make the outputs of one feedback page wrap long lines (WRAP_OUTPUTS, before </head>)."""
+    """Make the outputs of one feedback page wrap long lines (WRAP_OUTPUTS, before </head>), and every
+    control or format character of the student's text (bidi overrides included) shown as its escape."""
     text = path.read_text()
     if WRAP_OUTPUTS not in text and "</head>" in text:
-        path.write_text(text.replace("</head>", WRAP_OUTPUTS + "\n</head>", 1))
+        text = text.replace("</head>", WRAP_OUTPUTS + "\n</head>", 1)
+    path.write_text(plain_text(text, 0, lines=True))
 
 
 def run(args) -> int:

@@ -21,8 +21,10 @@ import nbformat
 from nbgrader.api import MissingEntry
 
 from graders.course.coursedir import Course
+from graders.course.plain import plain
 from graders.course.status import Status
 from graders.inside import hidden
+from graders.outputs import literals
 
 GRADED_BY_NBGRADER, NOT_GRADED = Status.GRADED_BY_NBGRADER, Status.NOT_GRADED
 NOT_SUBMITTED, NOT_IN_GRADEBOOK = Status.NO_SUBMISSION, Status.NOT_IN_GRADEBOOK
@@ -50,6 +52,7 @@ class Student:
     scores: dict = field(default_factory=dict)  # question key -> points, None while not graded
     total: float = None  # nbgrader export's score (late penalty applied); None without usable grades
     diagnoses: dict = field(default_factory=dict)  # question key -> {misconception, hint, value}, from the batch grader
+    literal_data: list = field(default_factory=list)  # graders.outputs.literals.notices of the submission
 
     @property
     def usable(self) -> bool:
@@ -92,7 +95,10 @@ def read_class(course: Path, assignment: str):
                                           hidden.declared(code) if code else []))
         submissions = {s.student_id: s for s in gradebook.assignment_submissions(assignment)}
         names = sorted(set(submissions) | set(state) | {s.id for s in gradebook.students})
-        return questions, [_student(name, submissions.get(name), state.get(name)) for name in names]
+        students = [_student(name, submissions.get(name), state.get(name)) for name in names]
+    for student in students:
+        student.literal_data = literals.notices(course.folder("submitted", assignment, student.name))
+    return questions, students
 
 
 def _student(name: str, submission, known: dict) -> Student:
@@ -280,7 +286,7 @@ def write_csv(path: Path, questions, students) -> None:
 
 def _table(table_id: str, header, rows) -> str:
     def cells(tag, values):
-        return "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in values)
+        return "".join(f"<{tag}>{html.escape(plain(v, 0))}</{tag}>" for v in values)
     body = "\n".join(f"<tr>{cells('td', row)}</tr>" for row in rows)
     return f'<table id="{table_id}">\n<tr>{cells("th", header)}</tr>\n{body}\n</table>'
 
@@ -327,6 +333,7 @@ whether or not they kept the points. Shares are of the students scored on the qu
 {_table("misconceptions", ["question", "misconception", "students", "share", "example values", "who"],
         [[q.key, name, count, f"{100 * share:.0f}%", examples, ", ".join(who)]
          for q in questions if q.misconceptions for name, count, share, examples, who in misconception_rows(q, students)])}
+{_literal_section(students)}
 <h2>Grading status</h2>
 {_table("statuses", ["status", "students", "who"], [[status, len(names), ", ".join(names)] for status, names in _status_counts(students)])}
 {image("status_counts", "students per grading status")}
@@ -336,6 +343,18 @@ whether or not they kept the points. Shares are of the students scored on the qu
 </body></html>
 """
     path.write_text(page, encoding="utf-8")
+
+
+def _literal_section(students) -> str:
+    """The students whose submission carries large literal data (a table of answers?), for a TA to read."""
+    rows = [[s.name, "; ".join(s.literal_data)] for s in students if s.literal_data]
+    if not rows:
+        return ""
+    return f"""<h2>Large literal data</h2>
+<p>Submissions with more than {literals.LARGE_LITERAL_CHARS:,} characters of literals in a code cell, or an
+extra file over {literals.LARGE_FILE_BYTES >> 10} KB: an honest answer needs neither, a table of answers
+keyed by the test images' content does (docs/security.md). Read these notebooks; scores are unchanged.</p>
+{_table("literal-data", ["student", "where"], rows)}"""
 
 
 def write_report(course: Path, assignment: str, out: Path = None, log=print) -> Path:

@@ -5,7 +5,7 @@ server"): the course and its exchange, plus a Validate that tells the truth.
 """
 import os
 
-from graders.grading.validate import configure_validator
+from onions_student.validate import configure_validator
 
 c = get_config()  # noqa: F821 (provided by traitlets)
 c.CourseDirectory.course_id = "onions"

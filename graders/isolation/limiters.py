@@ -1,0 +1,208 @@
+"""Memory and process limits for one sandboxed run: a cgroup (the kernel enforces them), or a watchdog.
+
+`Cgroup` (root, or wherever one can be made): memory (tmpfs included) and pids capped by the
+kernel. `Watchdog` (an ordinary account): graders.isolation.watchdog in a process of its own
+kills the sandbox over the memory limit and counts its tasks. graders.isolation.sandbox picks one
+per way of isolating.
+"""
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from graders.isolation import watchdog
+from graders.isolation.boot import python_module
+from graders.isolation.watchdog import kill_until_gone
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot be set up: grading refuses to run unsandboxed unless told to."""
+
+
+class Cgroup:
+    """One cgroup (v2, or the memory and pids hierarchies of v1) capping memory and processes."""
+    kind = "cgroup"
+
+    def __init__(self, memory_bytes: int, processes: int):
+        name = f"onions-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # its maker's pid: see sweep
+        self.dirs = {}
+        if Path("/sys/fs/cgroup/cgroup.controllers").is_file():  # v2, under the root cgroup
+            self.version = 2
+            self.dirs = {"memory": Path("/sys/fs/cgroup") / name}
+            self.dirs["pids"] = self.dirs["cpuacct"] = self.dirs["memory"]
+        else:
+            self.version = 1
+            for controller in ("memory", "pids", "cpuacct"):
+                self.dirs[controller] = _v1_root(controller) / name
+        self.sweep({folder.parent for folder in self.dirs.values()})
+        try:
+            for folder in set(self.dirs.values()):
+                folder.mkdir()
+            if self.version == 2:
+                self._write("memory", "memory.max", memory_bytes)
+                self._write("memory", "memory.swap.max", 0, required=False)
+                self._write("pids", "pids.max", processes)
+            else:
+                self._write("memory", "memory.limit_in_bytes", memory_bytes)
+                self._write("memory", "memory.memsw.limit_in_bytes", memory_bytes, required=False)
+                self._write("pids", "pids.max", processes)
+        except OSError as error:
+            self.remove()
+            raise SandboxUnavailable(f"cannot create a cgroup for memory and process limits ({error})") from None
+
+    def _write(self, controller, filename, value, required=True):
+        try:
+            (self.dirs[controller] / filename).write_text(f"{value}\n")
+        except OSError:
+            if required:
+                raise
+
+    def prefix(self) -> str:
+        """Shell commands that move the sandbox's first process into the cgroup."""
+        return "".join(f"echo $$ > {folder / 'cgroup.procs'}; " for folder in dict.fromkeys(self.dirs.values()))
+
+    def watch(self, process) -> None:
+        """Nothing to watch: the kernel enforces the limits."""
+
+    def oom_killed(self) -> bool:
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        text = _read(self.dirs["memory"] / name)
+        return any(line.split()[:1] == ["oom_kill"] and line.split()[1] != "0" for line in text.splitlines())
+
+    def process_limit_hit(self) -> bool:
+        text = _read(self.dirs["pids"] / "pids.events")
+        return any(line.split()[:1] == ["max"] and line.split()[1] != "0" for line in text.splitlines())
+
+    def peak_memory(self) -> int:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        return int(_read(self.dirs["memory"] / name) or 0)
+
+    def cpu_seconds(self, rusage) -> float:
+        if self.version == 2:
+            stat = dict(line.split() for line in _read(self.dirs["cpuacct"] / "cpu.stat").splitlines() if line)
+            return int(stat.get("usage_usec", 0)) / 1e6
+        return int(_read(self.dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
+
+    def kill_all(self) -> None:
+        kill_until_gone(lambda: {int(p) for folder in dict.fromkeys(self.dirs.values())
+                                 for p in _read(folder / "cgroup.procs").split()})
+
+    @staticmethod
+    def sweep(parents) -> None:
+        """Remove the cgroups (and kill what is left in them) of graders that died without
+        removing theirs: a cluster worker killed with its students, say."""
+        for parent in parents:
+            for folder in parent.glob("onions-*-*"):
+                maker = folder.name.split("-")[1]
+                if maker.isdigit() and not _alive(int(maker)):
+                    leftover = Cgroup.__new__(Cgroup)
+                    leftover.dirs = {"memory": folder}
+                    leftover.remove()
+
+    def remove(self) -> None:
+        if all(folder.exists() for folder in self.dirs.values()):
+            self.kill_all()
+        for folder in dict.fromkeys(self.dirs.values()):
+            for _ in range(50):
+                try:
+                    folder.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+class Watchdog:
+    """Limits without cgroups: graders.isolation.watchdog, in a process of its own, kills the sandbox over
+    the memory limit and counts its tasks (see there); RLIMIT_DATA stops one process at 1.25x."""
+    kind = "watchdog"
+    # the share of the cap that counts as reaching it: the kernel refuses forks at the cap, but a
+    # fork bomb of kernels is seen at 395 to 502 of 512 tasks (its children die as fast as they
+    # start), where a TensorFlow notebook needs about 25; a run that really holds half the cap
+    # is called "too many processes" here and graded under a cgroup (docs/security.md)
+    NEAR_CAP = 0.5
+
+    def __init__(self, memory_bytes: int, processes: int, tmpfs=()):
+        self.memory_bytes, self.processes, self.tmpfs = memory_bytes, processes, tmpfs
+        self.root, self.watcher, self.seen = None, None, None
+
+    def prefix(self) -> str:
+        """Each process may hold at most the memory limit and a quarter in data (the hard stop
+        for one process allocating faster than the watchdog looks)."""
+        return f"ulimit -d {self.memory_bytes * 5 // 4 // 1024}; "
+
+    def watch(self, process) -> None:
+        self.root = process.pid
+        self.watcher = subprocess.Popen(
+            python_module("graders.isolation.watchdog", str(process.pid), str(self.memory_bytes), str(self.processes), *self.tmpfs),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+
+    def _seen(self) -> dict:
+        """What the watchdog saw, once the sandbox is gone (it ends then)."""
+        if self.seen is None:
+            self.seen = {}
+            if self.watcher:
+                try:
+                    output, _ = self.watcher.communicate(timeout=30)
+                    self.seen = json.loads(output.strip().splitlines()[-1])
+                except (subprocess.TimeoutExpired, ValueError, IndexError):
+                    self.watcher.kill()
+                    self.watcher.communicate()
+        return self.seen
+
+    def oom_killed(self) -> bool:
+        return self._seen().get("over_memory", False)
+
+    def process_limit_hit(self) -> bool:
+        return self._seen().get("most_tasks", 0) >= self.NEAR_CAP * self.processes
+
+    def peak_memory(self) -> int:
+        return self._seen().get("peak_memory_bytes", 0)
+
+    def cpu_seconds(self, rusage) -> float:
+        """CPU of the sandbox's processes (each with the children it reaped) at the last look, or as
+        reported by the first process when it ends (bubblewrap does not pass its children's on)."""
+        return max(self._seen().get("cpu_seconds", 0.0), rusage.ru_utime + rusage.ru_stime if rusage else 0.0)
+
+    def tree(self) -> list:
+        return watchdog.tree(self.root) if self.root else []
+
+    def kill_all(self) -> None:
+        if self.root:
+            watchdog.kill_tree(self.root)
+
+    def remove(self) -> None:
+        if self.watcher and self.watcher.poll() is None:
+            self.watcher.terminate()
+        self._seen()
+
+
+def _v1_root(controller: str) -> Path:
+    """Where this process's own v1 cgroup for `controller` is: new cgroups nest inside it."""
+    for line in _read(Path("/proc/self/cgroup")).splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+    raise SandboxUnavailable(f"no cgroup {controller} controller on this machine")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
