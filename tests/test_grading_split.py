@@ -54,8 +54,8 @@ def test_the_students_view_holds_no_grading_label(name, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_keras", lambda name: None)
     (_, _), (x_test, y_test) = data.load_dataset(name)
     assert x_test.shape == (5000, 28, 28)
-    with pytest.raises(data.DataUnavailable, match="grading images need the full test set"):
-        data.grading_images(name)
+    # a student's own machine: the public test images stand in (same shape), no grading image
+    assert np.array_equal(data.grading_images(name), view["x_test"])
     monkeypatch.setenv(data.GRADING_DIR_ENV, str(grading.images(name).parent))  # what the grader stages
     assert np.array_equal(data.grading_images(name), np.load(grading.images(name)))
     with pytest.raises(data.DataUnavailable, match="grading labels are the grader's"):

@@ -12,6 +12,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from graders.inside import untar
 from graders.isolation.sandbox import REPORT_FD, python_module
 
 UNREADABLE = 4  # graders.inside.run_notebook's exit status for a folder it cannot read
@@ -21,7 +22,7 @@ def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
-            tar.extractall(".", filter="data")
+            untar.extract(tar, ".")
     except (OSError, tarfile.TarError) as error:
         why = "do not fit the sandbox's disk quota (--disk)" if getattr(error, "errno", 0) == errno.ENOSPC else (
             f"could not be unpacked ({type(error).__name__})")
