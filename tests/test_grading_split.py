@@ -52,6 +52,7 @@ def test_the_students_view_holds_no_grading_label(name, tmp_path, monkeypatch):
     (tmp_path / f"{name}.npz").symlink_to(data.students_dir() / f"{name}.npz")
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
     monkeypatch.setattr(data, "_keras", lambda name: None)
+    monkeypatch.setenv("HOME", str(tmp_path))  # neither keras' cache nor the grader's full copy in ~/.cache
     (_, _), (x_test, y_test) = data.load_dataset(name)
     assert x_test.shape == (5000, 28, 28)
     # a student's own machine: the public test images stand in (same shape), no grading image
@@ -117,9 +118,9 @@ def test_a_kept_export_is_rechecked_only_under_the_secret_it_was_made_with(tmp_p
     manifest = json.dumps({"fingerprint": made, "files": {}, "checked": {}}).encode()
     (tmp_path / recheck.MANIFEST).write_bytes(manifest)
     recorded = hashlib.sha256(manifest).hexdigest()
-    assert recheck.plan(tmp_path, recorded, made, tmp_path, [], ("a", "b"))[0] == ""
+    assert recheck.plan(tmp_path, recorded, made, tmp_path, [], ("a", "b"), {})[0] == ""
     now = {**made, "grading secret": gradingsplit.key_id(b"b" * 32)}
-    assert recheck.plan(tmp_path, recorded, now, tmp_path, [], ("a", "b"))[0] == "changed since it was graded: grading secret"
+    assert recheck.plan(tmp_path, recorded, now, tmp_path, [], ("a", "b"), {})[0] == "changed since it was graded: grading secret"
 
 
 def test_the_disk_search_probe_finds_the_labels_where_they_are():
