@@ -266,6 +266,30 @@ def test_the_label_scan_finds_the_test_labels_in_every_format_and_nothing_else(n
     assert labelscan.scan(str(tmp_path / "decoys")) == []
 
 
+def test_a_view_found_clean_is_read_again_only_when_a_file_changes(tmp_path):
+    """A worker's next start skips reading an unchanged view; a file added, replaced or touched
+    (its ctime, which no account can set back) makes the scan read everything again."""
+    import os
+
+    from graders.inside import labelscan
+
+    labels = data.load_offline("mnist")[1][1]
+    (tmp_path / "view").mkdir()
+    (tmp_path / "view" / "notes.txt").write_text("nothing here\n" * 100)
+    hits, clean = labelscan.scan_view(str(tmp_path / "view"))
+    assert hits == [] and labelscan.scan_view(str(tmp_path / "view"), known_clean=clean) == ([], clean)
+    np.save(tmp_path / "view" / "copy.npy", labels)
+    found, changed = labelscan.scan_view(str(tmp_path / "view"), known_clean=clean)
+    assert found == [str(tmp_path / "view" / "copy.npy")] and changed != clean
+    # a file's bytes replaced in place, its size and mtime set back: its ctime moved
+    (tmp_path / "view" / "copy.npy").unlink()
+    target = tmp_path / "view" / "notes.txt"
+    before = target.stat()
+    target.write_bytes(labels.astype(np.uint8).tobytes()[:before.st_size].ljust(before.st_size, b"\0"))
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert labelscan.scan_view(str(tmp_path / "view"), known_clean=clean)[1] != clean
+
+
 @pytest.mark.parametrize("way", ["root", "user namespace"])
 def test_the_sandbox_shows_no_file_with_test_labels(way):
     """With Debian's dataset-fashion-mnist installed: its folder and every cache are hidden (the
@@ -279,9 +303,9 @@ def test_the_sandbox_shows_no_file_with_test_labels(way):
         pytest.skip("the root way needs root")
     assert labelscan.scan(str(data.DEB_FOLDER)) == [str(data.DEB_FOLDER / "t10k-labels-idx1-ubyte.gz")]  # installed here
     isolation = sandbox.RootSandbox() if way == "root" else sandbox.UserNamespaceSandbox()
-    labelscan.check(isolation)
+    labelscan.check(isolation, remember=False)  # the whole walk, whatever an earlier check remembered
     # without the hidden folders, the same check finds Debian's file
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sandbox, "hidden_folders", lambda shown: [])
         with pytest.raises(sandbox.SandboxUnavailable, match="t10k-labels-idx1-ubyte.gz"):
-            labelscan.check(isolation, root=str(data.DEB_FOLDER))
+            labelscan.check(isolation, root=str(data.DEB_FOLDER), remember=False)
