@@ -266,6 +266,7 @@ def test_the_label_scan_finds_the_test_labels_in_every_format_and_nothing_else(n
     assert labelscan.scan(str(tmp_path / "decoys")) == []
 
 
+@pytest.mark.slow  # trains or walks a sandbox's whole view
 @pytest.mark.parametrize("way", ["root", "user namespace"])
 def test_the_sandbox_shows_no_file_with_test_labels(way):
     """With Debian's dataset-fashion-mnist installed: its folder and every cache are hidden (the
