@@ -32,6 +32,25 @@ def handed_in_class(tmp_path_factory, name):
     return directory
 
 
+# The tiers (docs/internals.md, "Tests"): a test is `slow` when it grades a class, trains or runs a
+# hub, through one of these fixtures or its own mark; `browser` drives Chromium; `network` installs
+# from PyPI or npm. `pytest -m "not slow"` is the daily tier; CI runs everything.
+SLOW_FIXTURES = {"graded_class", "batch_class", "demo_class", "dask_cluster", "cheap_local", "cluster_class",
+                 "server", "term", "clean_run", "feedback_class", "formgrader", "hub", "class_course", "built",
+                 "account", "lms_class", "account_clone", "account_batch", "rechecked", "regenerated", "reported",
+                 "tiny_course", "edited_metadata"}
+BROWSER_FIXTURES = {"browser", "formgrader", "hub"}
+NETWORK_FIXTURES = {"hub", "account", "account_clone"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for mark, fixtures in (("slow", SLOW_FIXTURES), ("browser", BROWSER_FIXTURES), ("network", NETWORK_FIXTURES)):
+            if used & fixtures:
+                item.add_marker(mark)
+
+
 @pytest.fixture(scope="session")
 def graded_class(tmp_path_factory):
     directory = handed_in_class(tmp_path_factory, "class")

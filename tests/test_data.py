@@ -290,6 +290,7 @@ def test_a_view_found_clean_is_read_again_only_when_a_file_changes(tmp_path):
     assert labelscan.scan_view(str(tmp_path / "view"), known_clean=clean)[1] != clean
 
 
+@pytest.mark.slow  # walks a sandbox's whole view, both ways
 @pytest.mark.parametrize("way", ["root", "user namespace"])
 def test_the_sandbox_shows_no_file_with_test_labels(way):
     """With Debian's dataset-fashion-mnist installed: its folder and every cache are hidden (the

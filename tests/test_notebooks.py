@@ -6,6 +6,7 @@ import pytest
 import course
 
 
+@pytest.mark.slow  # runs the lesson's notebooks (trains)
 @pytest.mark.parametrize("name", course.NOTEBOOKS)
 def test_nbgrader_validate_passes_on_the_solution(name, tmp_path):
     notebook = course.REPO / "source" / course.ASSIGNMENT / f"{name}.ipynb"

@@ -49,6 +49,7 @@ def snapshot(folder) -> dict:
     return {path.name: path.read_bytes() for path in folder.iterdir()}
 
 
+@pytest.mark.slow  # runs the lesson's notebooks (trains)
 def test_the_untouched_release_is_not_answered_anywhere(tmp_path, capsys):
     for name in course.NOTEBOOKS:
         shutil.copy(course.REPO / "release" / course.ASSIGNMENT / f"{name}.ipynb", tmp_path)

@@ -62,11 +62,13 @@ def folder(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # runs the lesson's notebooks (trains)
 def test_stock_validate_fails_a_correct_but_noisy_notebook(folder):
     path = student_copy(folder, "stock", *NOTEBOOKS["correct"][:1])
     assert FAILED in validate(path, config=False)
 
 
+@pytest.mark.slow  # runs the lesson's notebooks (trains)
 @pytest.mark.parametrize("name", ["untouched", *NOTEBOOKS])
 def test_validate_agrees_with_selfcheck(folder, name, monkeypatch):
     monkeypatch.delenv("PYTEST_CURRENT_TEST")

@@ -55,7 +55,7 @@ def course_copies(keep: list) -> list:
     return found
 
 
-def kind(path: str, size: int, pattern, labels: list) -> str:
+def kind(path: str, size: int, lines: set, labels: list) -> str:
     """What secret the file holds, or ''."""
     try:
         with open(path, "rb") as file:
@@ -77,16 +77,26 @@ def kind(path: str, size: int, pattern, labels: list) -> str:
                 if npz["y_test"].shape == (10000,):
                     return "full dataset"
         return ""
-    if size <= SMALL and pattern.search(content):
+    if size <= SMALL and not lines.isdisjoint(map(_plain, content.splitlines())):
         return "solution or hidden-test line"
     return ""
+
+
+def _plain(line: bytes) -> bytes:
+    """A line as written in source/, whether it is in a .py file, a notebook's JSON ("    line\\n",)
+    or a text file: what a copy of a notebook or of its code holds, line for line."""
+    line = line.strip()
+    if line.startswith(b'"'):
+        line = line[1:-2] if line.endswith(b'",') else line[1:-1] if line.endswith(b'"') else line[1:]
+        line = (line[:-2] if line.endswith(b"\\n") else line).strip()
+    return line
 
 
 def secret_files(skip: list, since: float = 0, own: set = frozenset()) -> dict:
     """{path: kind} of the whole file system, less `skip` (and /proc, /sys, /dev, /run): every file is
     looked at, and read when it was made or changed (its ctime: a copy, a chmod) at `since` or later."""
     # `own`: lines the test's students typed themselves (a right answer is the student's own work)
-    pattern = re.compile(b"|".join(re.escape(line.encode()) for line in secret_lines() if line not in own))
+    lines = {line.encode() for line in secret_lines() if line not in own}
     labels = [np.ascontiguousarray(array).tobytes() for array in gradingsplit.known_label_arrays()]
     pruned = {*SKIPPED, *skip}
     found = {}
@@ -105,7 +115,7 @@ def secret_files(skip: list, since: float = 0, own: set = frozenset()) -> dict:
                         stack.append(entry.path)  # (a folder root alone may enter holds nothing for anyone else)
                 elif entry.is_file(follow_symlinks=False):
                     status = entry.stat(follow_symlinks=False)
-                    what = status.st_ctime >= since and kind(entry.path, status.st_size, pattern, labels)
+                    what = status.st_ctime >= since and kind(entry.path, status.st_size, lines, labels)
                     if what:
                         found[entry.path] = what
             except OSError:
