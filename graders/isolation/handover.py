@@ -9,6 +9,7 @@ starts). The runner's outputs come back as a tar stream on a pipe only the runne
 is written back: regular files named NAME.executed.ipynb or NAME.exports.tar.xz (STUDENT/NAME in
 a recheck group), each within the file size limit, all within the quota.
 """
+import errno
 import json
 import os
 import tarfile
@@ -75,7 +76,12 @@ def receive(descriptor: int, folder: Path, quota: int, file_bytes: int, problems
                         out.write(tar.extractfile(member).read())
         except OverQuota:
             problems.append(f"the outputs are over the sandbox's {quota >> 20} MB disk quota (--disk)")
-        except (OSError, tarfile.TarError) as error:
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):  # the grader's disk, not the student: the batch stops
+                problems.append(f"the runner's outputs could not be written: {os.strerror(error.errno)}")
+            else:
+                problems.append(f"the runner's outputs could not be read ({type(error).__name__})")
+        except tarfile.TarError as error:
             if not isinstance(error, tarfile.ReadError) or "empty" not in str(error):
                 problems.append(f"the runner's outputs could not be read ({type(error).__name__})")
         while stream.read(1 << 20):  # drained: the runner never blocks on a full pipe
