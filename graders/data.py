@@ -54,6 +54,7 @@ DEB_FOLDER = Path("/", DEB_DATA)  # where the installed package has them
 IDX_FILES = {"train": ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz"),
              "test": ("t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")}
 CACHE_DIR_ENV = "ONIONS_DATA_DIR"
+GRADER_DIR_ENV = "ONIONS_GRADER_DIR"
 REBUILD_HINT = "rebuild it with: python -m graders data --rebuild"
 SHAPES = {"x_train": (60000, 28, 28), "y_train": (60000,), "x_test": (10000, 28, 28), "y_test": (10000,)}
 # The private grading split (module docstring): half of the 10,000 test images, drawn at random
@@ -110,6 +111,13 @@ class DataUnavailable(RuntimeError):
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "onions")
+
+
+def grader_dir() -> Path:
+    """The grader's own files made from the data (grading sets, the label scan's memory): always
+    under the grader's home, because ONIONS_DATA_DIR may be a folder shared read-only by a hub's
+    instructors, where one grader can write nothing and must leave nothing for the others."""
+    return Path(os.environ.get(GRADER_DIR_ENV) or Path.home() / ".cache" / "onions")
 
 
 def cache_path(name: str = "mnist") -> Path:

@@ -134,11 +134,11 @@ class GradingSet:
 
 def build(secret: bytes, required=(), expected: dict = None) -> GradingSet:
     """The grading set of `secret` for every dataset whose full copy is here (`required` ones
-    must be), under the cache's grading/<key id>/: reused when its files still have the digests
+    must be), in the grader's own grading/<key id>/ (data.grader_dir()): reused when its files still have the digests
     written when they were made. `expected`: the digests another machine made (a cluster's
     client): a worker whose set differs refuses to grade."""
     key = key_id(secret)
-    folder = data.cache_dir() / "grading" / key
+    folder = data.grader_dir() / "grading" / key
     made = folder / "digests.json"
     try:
         known = json.loads(made.read_text())
@@ -187,7 +187,8 @@ def known_label_arrays() -> list:
     course's secret order) and the split's public order (from the full copy): what no file a
     student is given may contain (the student kit's guard, the hub's walk)."""
     found = []
-    for path in sorted((data.cache_dir() / "grading").glob("*/labels/*.npy")):
+    folders = sorted({data.grader_dir() / "grading", data.cache_dir() / "grading"})  # a shared data folder may hold some
+    for path in sorted(path for folder in folders for path in folder.glob("*/labels/*.npy")):
         try:
             found.append(np.load(path, allow_pickle=False))
         except (OSError, ValueError):

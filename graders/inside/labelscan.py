@@ -205,7 +205,7 @@ def check(isolation, limits=None, root: str = "/", remember: bool = True) -> Non
 
     limits = limits or sandbox.Limits(wall_seconds=600, memory_bytes=2 << 30)
     view_of = f"{type(isolation).__name__}:{root}"  # each way of sandboxing shows its own view
-    memory = data.cache_dir() / f"labelscan-clean-{hashlib.sha256(view_of.encode()).hexdigest()[:12]}"
+    memory = data.grader_dir() / f"labelscan-clean-{hashlib.sha256(view_of.encode()).hexdigest()[:12]}"
     try:
         known = memory.read_text().strip() if remember else ""
     except OSError:
@@ -224,6 +224,7 @@ def check(isolation, limits=None, root: str = "/", remember: bool = True) -> Non
                                          "(docs/administrators.md, 'What the sandbox hides')")
     if remember and str(reports[0].get("view", "")).isalnum():
         try:
+            memory.parent.mkdir(parents=True, exist_ok=True)
             memory.write_text(reports[0]["view"] + "\n")
         except OSError:
             pass  # not remembered: the next check reads everything again
