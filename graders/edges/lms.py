@@ -21,9 +21,10 @@ from nbgrader.api import MissingEntry
 
 from graders.course.coursedir import Course, penalised
 from graders.course.status import SCORED
+from graders.errors import GradersError
 
 
-class LmsError(RuntimeError):
+class LmsError(GradersError):
     """A file or course that does not fit: nothing was written."""
 
 

@@ -21,6 +21,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nbgrader.preprocessors import Execute
+
 from graders import data
 from graders.course import gradingsplit
 from graders.course.coursedir import Course, CourseError, DiskFull
@@ -121,7 +123,7 @@ class Batch:
         self.state = self.course.state(assignment)
         self.nbgrader = NbgraderSteps(self.course, assignment, self.settings.max_notebook_bytes, self.settings.max_cells)
         # one cell timeout: nbgrader's Execute.timeout, within the notebook's
-        self.cell_timeout = min(int(self.course.config.Execute.get("timeout", 30) or 30), int(limits.wall_seconds))
+        self.cell_timeout = min(int(Execute(config=self.course.config).timeout or 30), int(limits.wall_seconds))
 
     def run(self, wanted=None) -> list:
         self.course.check_assignment(self.assignment)
@@ -192,7 +194,8 @@ class Batch:
                     "grading": {"secret": self.secret.hex(), "digests": self.grading.digests}}  # over TLS, as the hidden tests
         client = cluster.connect(address, tls)
         try:
-            return cluster.DaskPool(client, settings, self.limits.memory_bytes, self.log)
+            return cluster.DaskPool(client, settings, self.limits.memory_bytes, self.log,
+                                    self.settings.cluster_window)
         except BaseException:
             client.close()
             raise
@@ -210,7 +213,7 @@ class Batch:
             self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {plain(student, 0)}: {results[student].status} "
                      f"({seconds:.0f} s){machine}")
 
-        waiting, size = [], recheck.group_size(len(todo), self.workers)  # rechecks, grouped: graders.grading.recheck
+        waiting, size = [], recheck.group_size(len(todo), self.workers, self.settings.recheck_group)  # rechecks, grouped: graders.grading.recheck
         for student in todo:
             self.ctrl_c.check()
             started[student] = time.monotonic()
@@ -273,7 +276,7 @@ class Batch:
             shutil.rmtree(store, ignore_errors=True)
         else:
             self.exports[student] = recheck.keep(store, job.folder, job.notebooks, execution.packs, self.produced_by[student],
-                                                 execution.diagnoses)
+                                                 execution.diagnoses, self.settings.kept_notebook_bytes)
         return self.finish(student, problem, started, execution)
 
     def finish(self, student, problem, started, execution=None) -> Result:

@@ -9,6 +9,7 @@ threads, longest expected first; graders.grading.cluster.DaskPool takes the same
 import concurrent.futures
 import dataclasses
 import json
+import logging
 import math
 import os
 import queue
@@ -25,6 +26,8 @@ from graders.course.plain import plain, plain_data
 from graders.course.status import Status
 from graders.inside import hidden, run_notebook
 from graders.isolation import sandbox
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -95,8 +98,10 @@ class SandboxExecutor(Executor):
             outcome = self.isolation.run(argv, job.folder, limits, self.data_dir, self.env, self.files)
         except sandbox.SandboxUnavailable as error:
             return Execution(Status.SANDBOX_REFUSED, str(error))
-        except Exception as error:  # keep the batch going; this student gets the status
-            return Execution(Status.EXECUTION_FAILED, f"{type(error).__name__}: {error}")
+        except Exception as error:  # a bug of the grader's: its traceback kept, the batch goes on
+            LOG.exception("the grader failed while running %s's sandbox (a bug in onions, not the student's code)", job.student)
+            return Execution(Status.EXECUTION_FAILED, f"the grader failed ({type(error).__name__}: {error}): a bug in "
+                                                      "onions, not in the submission; its traceback is in the grader's log")
         finally:  # never into autograded/ (the runner removed them, unless it never started)
             shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)

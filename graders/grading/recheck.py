@@ -29,8 +29,6 @@ from graders.inside import hidden, run_notebook
 from graders.isolation import sandbox
 
 MANIFEST = "manifest.json"
-GROUP = 25  # at most this many students' rechecks share a sandbox
-KEPT_NOTEBOOK_BYTES = 16 << 20  # an executed notebook larger than this (pages of output) is not kept: no recheck
 
 
 def folder(course: Course, assignment: str, student: str) -> Path:
@@ -75,7 +73,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: dict, diagnoses: dict) -> str:
+def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: dict, diagnoses: dict,
+         max_notebook_bytes: int) -> str:
     """After a full grading: move the runner's packs and copy the executed notebooks from the
     stage into `store`, with the manifest (which also holds the checks' diagnoses, for the checks a
     recheck does not run again); returns the manifest's digest (for the state), or ""
@@ -87,11 +86,11 @@ def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: di
         if name not in packs or not pack.is_file() or not executed.is_file() or _sha256(pack) != packs[name]["sha256"]:
             shutil.rmtree(store, ignore_errors=True)
             return ""
-        if executed.stat().st_size > KEPT_NOTEBOOK_BYTES:  # said on a recheck, which grades this student in full
+        if executed.stat().st_size > max_notebook_bytes:  # said on a recheck, which grades this student in full
             shutil.rmtree(store, ignore_errors=True)
             store.mkdir(parents=True)
             reason = (f"nothing kept: the executed {name} was {executed.stat().st_size >> 20} MB, "
-                      f"over the {KEPT_NOTEBOOK_BYTES >> 20} MB kept for a recheck")
+                      f"over the {max_notebook_bytes >> 20} MB kept for a recheck (c.GradersBatch.kept_notebook_bytes)")
             manifest = json.dumps({"fingerprint": produced_by, "not kept": reason}, sort_keys=True).encode()
             (store / MANIFEST).write_bytes(manifest)
             return hashlib.sha256(manifest).hexdigest()
@@ -172,10 +171,10 @@ def disk_bytes(store: Path) -> int:
     return sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
 
 
-def group_size(students: int, workers: int) -> int:
+def group_size(students: int, workers: int, most: int) -> int:
     """Students per recheck sandbox: enough to pay the sandbox's start and the checker's imports
     (TensorFlow, for a check that reads a model) once for many, few enough to keep every worker busy."""
-    return max(1, min(GROUP, -(-students // (2 * workers))))
+    return max(1, min(most, -(-students // (2 * workers))))
 
 
 def group(jobs: list, stage: Path, number: int) -> Job:

@@ -12,12 +12,13 @@ import time
 import uuid
 from pathlib import Path
 
+from graders.errors import GradersError
 from graders.isolation import watchdog
 from graders.isolation.boot import python_module
 from graders.isolation.watchdog import kill_until_gone
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(GradersError):
     """The sandbox cannot be set up: grading refuses to run unsandboxed unless told to."""
 
 

@@ -65,6 +65,14 @@ class Outcome:
     refused: list = field(default_factory=list)  # what of the outputs handed back was not written (graders.isolation.handover)
 
 
+def format_size(size: int) -> str:
+    """Bytes -> the shortest exact '4G', '512M', '1024' that parse_size reads back."""
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
 def parse_size(text: str) -> int:
     """'4G', '512M', '1024' (bytes) -> bytes."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
