@@ -63,3 +63,15 @@ def test_a_bad_setting_in_the_file_stops_in_one_line_and_a_flag_overrides_it(tmp
     flagged = graders("autograde", "lesson08", "--memory", "2G", cwd=folder)  # past the limits: on to the course
     assert flagged.returncode == 1 and "c.GradersBatch.memory" not in flagged.stderr, flagged.stderr
     assert len(flagged.stderr.strip().splitlines()) == 1 and flagged.stderr.startswith("error: "), flagged.stderr
+
+
+def test_every_environment_variable_has_one_prefix_and_a_row_in_the_docs():
+    """The environment says where things are; each variable is spelled ONIONS_* and documented."""
+    spelled = set()
+    for folder in ("graders", "student", "scripts", "hub", "tests"):
+        for path in (course.REPO / folder).rglob("*"):
+            if path.is_file() and path.suffix in ("", ".py", ".sh") and "__pycache__" not in path.parts:
+                spelled |= set(re.findall(r"\b((?:ONIONS|GRADERS)_[A-Z][A-Z_]*[A-Z])\b", path.read_text(errors="replace")))
+    assert spelled and all(name.startswith("ONIONS_") for name in spelled), sorted(spelled)
+    table = (course.REPO / "docs" / "administrators.md").read_text().split("(environment)=\n## ")[1].split("\n## ")[0]
+    assert not {name for name in spelled if f"`{name}`" not in table}, "add them to docs/administrators.md's table"

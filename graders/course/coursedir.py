@@ -147,10 +147,6 @@ class Course:
         name = getattr(self.directory, f"{kind}_directory")
         return Path(self.directory.format_path(name, student, assignment))
 
-    def notebooks(self, assignment: str) -> list:
-        """The assignment's notebook names, from its source folder."""
-        return sorted(path.stem for path in self.folder("source", assignment).glob("*.ipynb"))
-
     def students(self, assignment: str) -> list:
         """Everyone with a submitted/<student>/<assignment> folder."""
         pattern = f"*/{assignment}"

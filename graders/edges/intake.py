@@ -258,16 +258,6 @@ def lms_archive(path: Path, students: dict) -> Path:
     return Path(path)
 
 
-def moodle_archive(path: Path, students: dict) -> Path:
-    """Write a Moodle-style download of `students` ({participant id: (full name, {file name: bytes})}),
-    one folder each as Moodle >= 4.1 names it, to `path`."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for participant, (name, files) in sorted(students.items()):
-            for file_name, content in sorted(files.items()):
-                zipped.writestr(f"{name.replace('_', ' ')}_{participant}_assignsubmission_file/{file_name}", content)
-    return Path(path)
-
-
 def run(args) -> int:
     intake(args.course, args.archive, args.assignment, force=args.force)
     return 0

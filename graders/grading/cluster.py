@@ -39,7 +39,7 @@ from graders.isolation import sandbox
 
 MEMORY = "MEMORY"  # a worker's resource: the bytes it gives to sandboxes; a task takes its --memory
 CODE_KEY = "graders-code"  # the scheduler's metadata: the code of the latest batch's client
-KERNEL_THREADS = "GRADERS_KERNEL_THREADS"  # set by `graders worker`: TensorFlow threads per student
+KERNEL_THREADS = "ONIONS_KERNEL_THREADS"  # set by `graders worker`: TensorFlow threads per student
 SETUP_HINT = "docs/administrators.md, 'More than one machine'"
 
 

@@ -24,7 +24,7 @@ from graders.course.coursedir import first_line
 from graders.course.gradingsplit import GradingSet
 from graders.course.plain import plain, plain_data
 from graders.course.status import Status
-from graders.inside import hidden, run_notebook
+from graders.inside import hidden, runner_api
 from graders.isolation import sandbox
 
 LOG = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class SandboxExecutor(Executor):
             for member in group.members:
                 (group.folder / member.student).mkdir(parents=True)
                 for name in member.notebooks:
-                    for suffix in (".ipynb", run_notebook.PACK, run_notebook.PREVIOUS):
+                    for suffix in (".ipynb", runner_api.PACK, runner_api.PREVIOUS):
                         os.link(member.folder / f"{name}{suffix}", group.folder / member.student / f"{name}{suffix}")
         except OSError:  # no links here (another file system): each alone, as without groups
             shutil.rmtree(group.folder, ignore_errors=True)
@@ -153,7 +153,7 @@ def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
         return Status.TOO_MANY_PROCESSES, f"reached the limit of {limits.processes} processes and threads"
     if outcome.oom_killed:
         return Status.KILLED_FOR_MEMORY, f"over the {limits.memory_bytes >> 20} MB limit"
-    if outcome.timed_out or outcome.returncode == run_notebook.TIMED_OUT:
+    if outcome.timed_out or outcome.returncode == runner_api.TIMED_OUT:
         return Status.TIMED_OUT, f"still running after {limits.wall_seconds:g} s"
     if outcome.returncode == 0 and outcome.refused:  # outputs handed back over the quota, or not outputs
         return Status.EXECUTION_FAILED, plain(outcome.refused[0])
@@ -162,11 +162,11 @@ def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
     failure = plain(next((item["text"] for item in outcome.report if item.get("failure")), ""))
     if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner: bwrap's words
         return Status.SANDBOX_REFUSED, plain(first_line(outcome.output.splitlines()[-3:])) or f"exit status {outcome.returncode}"
-    if outcome.returncode == run_notebook.NOT_RECHECKABLE:
+    if outcome.returncode == runner_api.NOT_RECHECKABLE:
         return Status.EXECUTION_FAILED, f"not rechecked: {failure}"
-    if outcome.returncode == run_notebook.KERNEL_DIED:
+    if outcome.returncode == runner_api.KERNEL_DIED:
         return Status.KERNEL_CRASHED, failure
-    if failure and outcome.returncode in (run_notebook.UNREADABLE, run_notebook.CHECKER_STOPPED):
+    if failure and outcome.returncode in (runner_api.UNREADABLE, runner_api.CHECKER_STOPPED):
         return Status.EXECUTION_FAILED, failure
     return Status.EXECUTION_FAILED, ended(outcome.returncode)
 

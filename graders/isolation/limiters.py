@@ -138,7 +138,7 @@ class Watchdog:
     def watch(self, process) -> None:
         self.root = process.pid
         self.watcher = subprocess.Popen(
-            python_module("graders.isolation.watchdog", str(process.pid), str(self.memory_bytes), str(self.processes), *self.tmpfs),
+            python_module("graders.isolation.watchdog", str(process.pid), str(self.memory_bytes), *self.tmpfs),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
 
     def _seen(self) -> dict:
