@@ -40,16 +40,24 @@ class Job:
     members: list = field(default_factory=list)  # a recheck group: these students' rechecks in one sandbox
 
 
-@dataclass
-class Execution:
-    status: Status
-    detail: str = ""
-    wall_seconds: float = 0.0
+@dataclass(kw_only=True)
+class Measured:
+    """What a sandbox measured and said of one student: an Execution's, carried into the Result."""
     cpu_seconds: float = 0.0  # of the student's sandbox, all notebooks
-    peak_memory_bytes: int = 0
+    peak_memory_bytes: int = 0  # of the student's sandbox
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the host that ran it, when not this one
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value} (failed hidden checks)
+
+    def measured(self) -> dict:
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(Measured)}
+
+
+@dataclass
+class Execution(Measured):
+    status: Status
+    detail: str = ""
+    wall_seconds: float = 0.0
     packs: dict = field(default_factory=dict)  # notebook -> {sha256, checked} of the exports the runner packed
     members: dict = field(default_factory=dict)  # a recheck group's: student -> their Execution
     not_rechecked: list = field(default_factory=list)  # notebooks (STUDENT/NAME in a group) the runner could not recheck
@@ -105,8 +113,9 @@ class SandboxExecutor(Executor):
         finally:  # never into autograded/ (the runner removed them, unless it never started)
             shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)
-        return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
-                         measurements(outcome.report), diagnoses=diagnoses(outcome.report), packs=packs(outcome.report),
+        return Execution(status, detail, outcome.wall_seconds, cpu_seconds=outcome.cpu_seconds,
+                         peak_memory_bytes=outcome.peak_memory_bytes, notebooks=measurements(outcome.report),
+                         diagnoses=diagnoses(outcome.report), packs=packs(outcome.report),
                          not_rechecked=[str(item["not_rechecked"]) for item in outcome.report if "not_rechecked" in item])
 
     def run_group(self, group: Job) -> Execution:
@@ -136,8 +145,8 @@ class SandboxExecutor(Executor):
             for key, name in keys.items():
                 os.replace(group.folder / f"{key}.executed.ipynb", member.folder / f"{name}.executed.ipynb")
             executions[member.student] = Execution(
-                Status.GRADED, "", together.wall_seconds, together.cpu_seconds * share, together.peak_memory_bytes,
-                {keys[k]: v for k, v in together.notebooks.items() if k in keys},
+                Status.GRADED, "", together.wall_seconds, cpu_seconds=together.cpu_seconds * share,
+                peak_memory_bytes=together.peak_memory_bytes, notebooks={keys[k]: v for k, v in together.notebooks.items() if k in keys},
                 diagnoses={f"{keys[k.rpartition(':')[0]]}:{k.rpartition(':')[2]}": v for k, v in together.diagnoses.items()
                            if k.rpartition(":")[0] in keys})
         shutil.rmtree(group.folder, ignore_errors=True)
