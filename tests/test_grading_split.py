@@ -98,7 +98,8 @@ def test_every_machine_derives_the_same_grading_set(tmp_path, monkeypatch):
     """A worker (another cache, the same secret) has the client's set, or refuses to grade."""
     secret = gradingsplit.make_secret(tmp_path / "secret")
     here, full = gradingsplit.build(secret), {name: data.cache_path(name) for name in data.DATASETS}
-    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "worker"))
+    monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "worker"))  # another machine: its data cache,
+    monkeypatch.setenv(data.GRADER_DIR_ENV, str(tmp_path / "worker-grader"))  # and its grader's own folder
     (tmp_path / "worker").mkdir()
     for name, path in full.items():
         (tmp_path / "worker" / f"{name}.npz").symlink_to(path)
