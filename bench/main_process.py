@@ -38,7 +38,7 @@ import nbformat  # noqa: E402
 import test_second_assignment as tiny  # noqa: E402 (its tiny lesson09: notebook and configuration)
 from graders.course.status import Status  # noqa: E402
 from graders.grading import batch  # noqa: E402
-from graders.grading.executor import Execution  # noqa: E402
+from graders.grading.executor import Execution, Job  # noqa: E402
 from graders.isolation import sandbox  # noqa: E402
 
 GOAL = 3600 / 10_000  # seconds per student
@@ -95,14 +95,16 @@ def run(directory: Path, assignment: str, names: list, wrong: set) -> tuple:
     grader.finish = timed_finish  # to tell finish apart from the Autograde run in grade
     for name in names:
         started = time.perf_counter()
-        notebooks, problem, _ = grader.nbgrader.prepare(name)
+        student = grader.students[name] = batch.Student(name)
+        notebooks, problem, student.foreign = grader.nbgrader.prepare(name)
         seconds["prepare"].append(time.perf_counter() - started)
         assert not problem, problem
-        stand_in(grader.nbgrader.stage / name / assignment, notebooks, wrong=name in wrong)
+        student.job = Job(name, grader.nbgrader.stage / name / assignment, notebooks)
+        stand_in(student.job.folder, notebooks, wrong=name in wrong)
     results = []
     for name in names:
         started = time.perf_counter()
-        results.append(grader.grade(name, Execution(Status.GRADED), time.monotonic()))
+        results.append(grader.grade(grader.students[name], Execution(Status.GRADED)))
         seconds["grade"].append(time.perf_counter() - started - seconds["finish"][-1])
     return seconds, results
 

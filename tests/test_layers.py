@@ -11,7 +11,7 @@ from graders.isolation import sandbox
 
 PACKAGE = Path(__file__).resolve().parents[1] / "graders"
 # lowest first: a room may import its own and lower rooms, never a higher one
-LAYERS = [("graders.data", "graders.course"), ("graders.isolation",), ("graders.inside",), ("graders.grading",),
+LAYERS = [("graders.errors", "graders.data", "graders.course"), ("graders.isolation",), ("graders.inside",), ("graders.grading",),
           ("graders.edges", "graders.outputs"), ("graders.demo", "graders.__main__")]
 
 
@@ -43,7 +43,7 @@ GRAPH = {module_name(path): imports(path) for path in PACKAGE.rglob("*.py")}
 
 def test_every_module_is_in_a_room():
     for module in GRAPH:
-        if module not in ("graders",) and module.count(".") == 1 and module.split(".")[1] not in ("data", "demo", "__main__"):
+        if module not in ("graders",) and module.count(".") == 1 and module.split(".")[1] not in ("errors", "data", "demo", "__main__"):
             assert Path(PACKAGE, module.split(".")[1]).is_dir(), f"{module}: put it in one of the rooms"
         assert module == "graders" or layer(module) is not None
 
@@ -81,3 +81,14 @@ def test_hidden_delimiters_come_from_the_course_configuration(tmp_path):
     executor = SandboxExecutor(sandbox.NoSandbox(), sandbox.Limits(), 30, "", tmp_path, {}, {}, delimiters)
     argv = executor.argv(Job("s", tmp_path, ["one"]))
     assert argv[argv.index("--hidden-delimiters") + 1:][:2] == ["SECRET BELOW", "END HIDDEN TESTS"]
+
+
+def test_no_module_over_400_lines_and_the_batch_class_under_150():
+    """Rooms that say what they hold: a module past 400 lines holds two concerns; Batch only orders
+    the steps (its pools, its skip rule and each student's record live beside it)."""
+    long = {module: lines for module, lines in ((module_name(p), len(p.read_text().splitlines())) for p in PACKAGE.rglob("*.py"))
+            if lines > 400}
+    assert not long, long
+    source = (PACKAGE / "grading" / "batch.py").read_text()
+    batch = next(node for node in ast.parse(source).body if isinstance(node, ast.ClassDef) and node.name == "Batch")
+    assert batch.end_lineno - batch.lineno + 1 < 150, batch.end_lineno - batch.lineno + 1

@@ -28,6 +28,7 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config.loader import PyFileConfigLoader
 
 from graders.course.status import Status
+from graders.errors import GradersError
 
 WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
 
@@ -82,7 +83,7 @@ nbgrader.api.create_engine = _shared_engine
 nbgrader.nbgraderformat.common.jsonschema = _SchemasCheckedOnce()
 
 
-class CourseError(RuntimeError):
+class CourseError(GradersError):
     """Something is wrong with the course directory: one line naming it and the fix."""
 
 
@@ -145,10 +146,6 @@ class Course:
         """`kind` is "source", "release", "submitted", "autograded" or "feedback", as nbgrader names it."""
         name = getattr(self.directory, f"{kind}_directory")
         return Path(self.directory.format_path(name, student, assignment))
-
-    def notebooks(self, assignment: str) -> list:
-        """The assignment's notebook names, from its source folder."""
-        return sorted(path.stem for path in self.folder("source", assignment).glob("*.ipynb"))
 
     def students(self, assignment: str) -> list:
         """Everyone with a submitted/<student>/<assignment> folder."""
@@ -300,7 +297,7 @@ def run_nbgrader(course: Path, *args: str, log: Path = None) -> subprocess.Compl
             result = subprocess.run(command, cwd=course, env=env, stdout=stream, stderr=subprocess.STDOUT)
         output = f"see {log}"
     if result.returncode != 0:
-        raise RuntimeError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}): {output[-2000:]}")
+        raise GradersError(f"nbgrader {' '.join(args)} failed (exit {result.returncode}): {output[-2000:]}")
     return result
 
 

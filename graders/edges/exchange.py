@@ -11,6 +11,8 @@ import stat
 import sys
 from pathlib import Path
 
+from nbgrader.exchange.default.exchange import Exchange as DefaultExchange
+
 from graders.course.coursedir import Course
 
 # what nbgrader's release_assignment, submit and release_feedback make (not group-shared):
@@ -44,7 +46,7 @@ def problems(root: Path, course_id: str) -> list:
 
 def run(args) -> int:
     course = Course(args.course)
-    root = Path(args.root or course.config.Exchange.get("root", "/usr/local/share/nbgrader/exchange"))
+    root = Path(args.root or DefaultExchange(config=course.config).root)  # nbgrader's own default, read through it
     course_id = course.directory.course_id
     if not course_id:
         print("error: no c.CourseDirectory.course_id in nbgrader_config.py: the exchange keeps each course "

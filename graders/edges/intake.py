@@ -14,7 +14,11 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from traitlets import Integer
+from traitlets.config import Configurable
+
 from graders.course.coursedir import Course, run_nbgrader
+from graders.errors import GradersError
 
 # Canvas' "Download Submissions" names every file <lastfirst>_[LATE_]<user id>_<file id>_<uploaded
 # name>, and appends -1, -2 ... to the uploaded name of a re-upload. The user id is the nbgrader
@@ -34,14 +38,20 @@ MOODLE_SCHEME_TEXT = "<full name>_<participant id>_assignsubmission_file[_]/<not
 MOODLE_MARK = re.compile(r"(?:^|/)[^_/]+_[0-9]+_assignsubmission_")
 
 # an LMS download of notebooks is small; anything bigger is a mistake or a zip bomb
-MAX_MEMBERS = 10_000
-MAX_NOTEBOOK_BYTES = 100 << 20
-MAX_TOTAL_BYTES = 2 << 30
+MAX_MEMBERS, MAX_NOTEBOOK_BYTES, MAX_TOTAL_BYTES = 10_000, 100 << 20, 2 << 30  # GradersIntake's defaults
 ARCHIVE_NAME = "lms-download.zip"  # the checked copy that zip_collect extracts
 
 
-class IntakeError(RuntimeError):
+class IntakeError(GradersError):
     """A problem with the archive or the course: nothing was imported."""
+
+
+class GradersIntake(Configurable):
+    """What `python -m graders intake` accepts of an LMS download (nbgrader_config.py, c.GradersIntake.*):
+    beyond these, the archive is refused before anything is unpacked."""
+    max_members = Integer(MAX_MEMBERS, help="files and folders an archive may hold").tag(config=True)
+    max_notebook_bytes = Integer(MAX_NOTEBOOK_BYTES, help="bytes one handed-in notebook may unpack to").tag(config=True)
+    max_total_bytes = Integer(MAX_TOTAL_BYTES, help="bytes all of an archive's notebooks may unpack to").tag(config=True)
 
 
 def notebook_names(directory: Path, assignment: str) -> list:
@@ -89,14 +99,14 @@ def _handed_in(info: zipfile.ZipInfo, names: list, where: str, scheme=(SCHEME, S
     return match["student_id"], notebook
 
 
-def check_archive(archive: Path, names: list, label: str = None) -> dict:
+def check_archive(archive: Path, names: list, label: str = None, limits: GradersIntake = None) -> dict:
     """{student: {notebook: sha256}} of a well-formed archive; IntakeError naming the first bad member."""
-    where = label or Path(archive).name
+    where, limits = label or Path(archive).name, limits or GradersIntake()
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
-            if len(members) > MAX_MEMBERS:
-                raise IntakeError(f"{where} has {len(members)} members (limit {MAX_MEMBERS}): split the download")
+            if len(members) > limits.max_members:
+                raise IntakeError(f"{where} has {len(members)} members (limit {limits.max_members}): split the download")
             found, origin, total = {}, {}, 0
             scheme = layout(members)
             for info in members:
@@ -108,13 +118,13 @@ def check_archive(archive: Path, names: list, label: str = None) -> dict:
                 if (student, notebook) in origin:
                     raise IntakeError(f"{where}: members {origin[student, notebook]!r} and {info.filename!r} are both "
                                       f"{student}'s {notebook}: keep one of them")
-                if info.file_size > MAX_NOTEBOOK_BYTES:
+                if info.file_size > limits.max_notebook_bytes:
                     raise IntakeError(f"{where}: member {info.filename!r} is {info.file_size} bytes (limit "
-                                      f"{MAX_NOTEBOOK_BYTES}): remove it from the archive")
-                digest, size = _read(zipped, info, where)
+                                      f"{limits.max_notebook_bytes}): remove it from the archive")
+                digest, size = _read(zipped, info, where, limits.max_notebook_bytes)
                 total += size
-                if total > MAX_TOTAL_BYTES:
-                    raise IntakeError(f"{where} holds more than {MAX_TOTAL_BYTES} bytes: split the download")
+                if total > limits.max_total_bytes:
+                    raise IntakeError(f"{where} holds more than {limits.max_total_bytes} bytes: split the download")
                 found.setdefault(student, {})[notebook], origin[student, notebook] = digest, info.filename
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
         raise IntakeError(f"{where} is not a readable zip archive ({error}): download it again") from None
@@ -123,15 +133,15 @@ def check_archive(archive: Path, names: list, label: str = None) -> dict:
     return found
 
 
-def _read(zipped, info, where):
+def _read(zipped, info, where, max_bytes: int):
     """sha256 and size of a member, read in full: zipfile checks its CRC; a lying size header is caught."""
     digest, size = hashlib.sha256(), 0
     try:
         with zipped.open(info) as stream:
             while chunk := stream.read(1 << 20):
                 size += len(chunk)
-                if size > MAX_NOTEBOOK_BYTES:
-                    raise IntakeError(f"{where}: member {info.filename!r} unpacks to more than {MAX_NOTEBOOK_BYTES} bytes: "
+                if size > max_bytes:
+                    raise IntakeError(f"{where}: member {info.filename!r} unpacks to more than {max_bytes} bytes: "
                                       f"remove it from the archive")
                 digest.update(chunk)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as error:
@@ -211,7 +221,7 @@ def intake(directory: Path, archive: Path, assignment: str, force: bool = False,
         checked = staging / "downloaded" / assignment / "archive" / ARCHIVE_NAME
         checked.parent.mkdir(parents=True)
         shutil.copyfile(archive, checked)
-        expected = check_archive(checked, names, label=archive.name)
+        expected = check_archive(checked, names, label=archive.name, limits=GradersIntake(config=course_dir.config))
         with zipfile.ZipFile(checked) as zipped:
             members = zipped.infolist()
         scheme, _, lms = layout(members)
@@ -245,16 +255,6 @@ def lms_archive(path: Path, students: dict) -> Path:
             lastfirst = re.sub(r"[^a-z0-9]", "", student.lower()) or "student"
             for index, (name, content) in enumerate(sorted(files.items())):
                 zipped.writestr(f"{lastfirst}_{student}_{1000 * number + index}_{name}", content)
-    return Path(path)
-
-
-def moodle_archive(path: Path, students: dict) -> Path:
-    """Write a Moodle-style download of `students` ({participant id: (full name, {file name: bytes})}),
-    one folder each as Moodle >= 4.1 names it, to `path`."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zipped:
-        for participant, (name, files) in sorted(students.items()):
-            for file_name, content in sorted(files.items()):
-                zipped.writestr(f"{name.replace('_', ' ')}_{participant}_assignsubmission_file/{file_name}", content)
     return Path(path)
 
 

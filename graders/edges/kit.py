@@ -20,6 +20,7 @@ from nbgrader.preprocessors import ClearSolutions
 from graders.course import gradingsplit
 from graders.course.coursedir import Course
 from graders.edges import kit_guard
+from graders.errors import GradersError
 
 STUDENT = Path(__file__).resolve().parents[2] / "student"  # the student package's project (pyproject.toml)
 DATE = (2026, 1, 1, 0, 0, 0)  # every member's timestamp: the same course gives the same zip
@@ -71,7 +72,7 @@ def build(course_dir: Path, assignment: str) -> dict:
     released = course_dir / "release" / assignment
     notebooks = sorted(path for path in released.glob("*") if path.is_file())
     if not any(path.suffix == ".ipynb" for path in notebooks):
-        raise RuntimeError(f"{released} holds no notebook: run nbgrader generate_assignment {assignment} first")
+        raise GradersError(f"{released} holds no notebook: run nbgrader generate_assignment {assignment} first")
     top = f"{assignment}-student"
     files = {f"{top}/{path.name}": path.read_bytes() for path in notebooks}
     names = [path.name for path in notebooks if path.suffix == ".ipynb"]
@@ -106,7 +107,7 @@ def build_wheel() -> tuple:
                                 capture_output=True, text=True)
         wheels = list((Path(tmp) / "wheel").glob("*.whl"))
         if result.returncode or len(wheels) != 1:
-            raise RuntimeError(f"pip could not build the student package's wheel: {(result.stderr.strip() or '?').splitlines()[-1]}")
+            raise GradersError(f"pip could not build the student package's wheel: {(result.stderr.strip() or '?').splitlines()[-1]}")
         return wheels[0].name, wheels[0].read_bytes()
 
 

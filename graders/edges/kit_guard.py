@@ -12,13 +12,14 @@ import re
 import zipfile
 from pathlib import Path
 
+from graders.errors import GradersError
 
 MIN_LINE = 10  # shorter lines ("else:", "x = 1") are too common to call a leak
 NUMPY_MAGIC = b"\x93NUMPY"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-class KitRefused(RuntimeError):
+class KitRefused(GradersError):
     """The kit would give something away: one line naming the file."""
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from graders import data
 from graders.course import gradingsplit
 from graders.course.status import Status
+from graders.errors import GradersError
 from graders.grading.executor import Execution, Job, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files
 from graders.inside import labelscan
@@ -38,11 +39,11 @@ from graders.isolation import sandbox
 
 MEMORY = "MEMORY"  # a worker's resource: the bytes it gives to sandboxes; a task takes its --memory
 CODE_KEY = "graders-code"  # the scheduler's metadata: the code of the latest batch's client
-KERNEL_THREADS = "GRADERS_KERNEL_THREADS"  # set by `graders worker`: TensorFlow threads per student
+KERNEL_THREADS = "ONIONS_KERNEL_THREADS"  # set by `graders worker`: TensorFlow threads per student
 SETUP_HINT = "docs/administrators.md, 'More than one machine'"
 
 
-class ClusterError(RuntimeError):
+class ClusterError(GradersError):
     """One line: what is wrong with the cluster and how to fix it."""
 
 
@@ -128,7 +129,7 @@ def first(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
-WINDOW = 64  # students sent to the scheduler at once: a few per worker thread of a large cluster
+WINDOW = GradersBatch.cluster_window.default_value  # students sent to the scheduler at once (c.GradersBatch.cluster_window)
 
 
 class DaskPool:

@@ -79,6 +79,9 @@ class InvalidExecution(Exception):
     """The executed notebook that came back from the sandbox is not the notebook that went in."""
 
 
+MAX_OUTPUT_CHARS = 200_000  # StagedExecute.max_output_chars' default
+
+
 class StagedExecute(NbGraderPreprocessor):
     """Take the outputs from the copy that the sandbox executed, instead of executing here.
 
@@ -89,12 +92,15 @@ class StagedExecute(NbGraderPreprocessor):
 
     stage_directory = Unicode("", help="where the sandbox left <student>/<assignment>/<notebook>.executed.ipynb").tag(config=True)
     max_bytes = Integer(256 << 20, help="the largest executed notebook read back").tag(config=True)
+    max_output_chars = Integer(MAX_OUTPUT_CHARS, help="the largest output kept of a cell, in characters of its JSON "
+                               "(a larger one is cut to half this, with a note): beside nbgrader's LimitOutput, "
+                               "which this step replaces").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         info = resources["nbgrader"]
         path = Path(self.stage_directory) / info["student"] / info["assignment"] / f"{info['notebook']}.executed.ipynb"
         executed = read_executed(path, self.max_bytes)
-        copy_outputs(executed, nb)
+        copy_outputs(executed, nb, self.max_output_chars)
         relabel_stderr(nb)
         return nb, resources
 
@@ -112,7 +118,7 @@ def read_executed(path: Path, max_bytes: int):
     return executed
 
 
-def copy_outputs(executed, nb) -> None:
+def copy_outputs(executed, nb, limit: int = MAX_OUTPUT_CHARS) -> None:
     """Copy outputs from `executed` into `nb`, refusing any other difference in the cells."""
     if len(executed.cells) != len(nb.cells):
         raise InvalidExecution("the executed notebook has a different number of cells")
@@ -120,23 +126,20 @@ def copy_outputs(executed, nb) -> None:
         if (theirs.get("id"), theirs.cell_type, theirs.source) != (ours.get("id"), ours.cell_type, ours.source):
             raise InvalidExecution(f"cell {ours.get('id')} changed during execution")
         if ours.cell_type == "code":
-            ours.outputs = [capped(output) for output in theirs.get("outputs", [])]
+            ours.outputs = [capped(output, limit) for output in theirs.get("outputs", [])]
             ours.execution_count = theirs.get("execution_count")
 
 
-MAX_OUTPUT_CHARS = 200_000
-
-
-def capped(output):
-    """One output of at most about MAX_OUTPUT_CHARS: 50 MB of print must not reach the gradebook or the TA."""
+def capped(output, limit: int = MAX_OUTPUT_CHARS):
+    """One output of at most about `limit` characters: 50 MB of print must not reach the gradebook or the TA."""
     size = len(json.dumps(output))
-    if size <= MAX_OUTPUT_CHARS:
+    if size <= limit:
         return output
-    note = f"\n[graders: {size:,} characters of output cut to the first {MAX_OUTPUT_CHARS // 2:,}]\n"
+    note = f"\n[graders: {size:,} characters of output cut to the first {limit // 2:,}]\n"
     if output.get("output_type") == "error":
         output["traceback"] = [line[:2000] for line in output.get("traceback", [])[-20:]]
         output["evalue"] = output.get("evalue", "")[:2000]
         output["ename"] = output.get("ename", "")[:200]
         return output
     text = output.get("text", "") if output.get("output_type") == "stream" else json.dumps(output.get("data", {}))
-    return nbformat.v4.new_output("stream", name=output.get("name", "stdout"), text=text[: MAX_OUTPUT_CHARS // 2] + note)
+    return nbformat.v4.new_output("stream", name=output.get("name", "stdout"), text=text[: limit // 2] + note)

@@ -9,6 +9,7 @@ threads, longest expected first; graders.grading.cluster.DaskPool takes the same
 import concurrent.futures
 import dataclasses
 import json
+import logging
 import math
 import os
 import queue
@@ -23,8 +24,10 @@ from graders.course.coursedir import first_line
 from graders.course.gradingsplit import GradingSet
 from graders.course.plain import plain, plain_data
 from graders.course.status import Status
-from graders.inside import hidden, run_notebook
+from graders.inside import hidden, runner_api
 from graders.isolation import sandbox
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,16 +40,24 @@ class Job:
     members: list = field(default_factory=list)  # a recheck group: these students' rechecks in one sandbox
 
 
-@dataclass
-class Execution:
-    status: Status
-    detail: str = ""
-    wall_seconds: float = 0.0
+@dataclass(kw_only=True)
+class Measured:
+    """What a sandbox measured and said of one student: an Execution's, carried into the Result."""
     cpu_seconds: float = 0.0  # of the student's sandbox, all notebooks
-    peak_memory_bytes: int = 0
+    peak_memory_bytes: int = 0  # of the student's sandbox
     notebooks: dict = field(default_factory=dict)  # name -> wall_seconds, cpu_seconds (its kernel's), check_...
     machine: str = ""  # the host that ran it, when not this one
     diagnoses: dict = field(default_factory=dict)  # "notebook:grade id" -> {misconception, hint, value} (failed hidden checks)
+
+    def measured(self) -> dict:
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(Measured)}
+
+
+@dataclass
+class Execution(Measured):
+    status: Status
+    detail: str = ""
+    wall_seconds: float = 0.0
     packs: dict = field(default_factory=dict)  # notebook -> {sha256, checked} of the exports the runner packed
     members: dict = field(default_factory=dict)  # a recheck group's: student -> their Execution
     not_rechecked: list = field(default_factory=list)  # notebooks (STUDENT/NAME in a group) the runner could not recheck
@@ -95,13 +106,16 @@ class SandboxExecutor(Executor):
             outcome = self.isolation.run(argv, job.folder, limits, self.data_dir, self.env, self.files)
         except sandbox.SandboxUnavailable as error:
             return Execution(Status.SANDBOX_REFUSED, str(error))
-        except Exception as error:  # keep the batch going; this student gets the status
-            return Execution(Status.EXECUTION_FAILED, f"{type(error).__name__}: {error}")
+        except Exception as error:  # a bug of the grader's: its traceback kept, the batch goes on
+            LOG.exception("the grader failed while running %s's sandbox (a bug in onions, not the student's code)", job.student)
+            return Execution(Status.EXECUTION_FAILED, f"the grader failed ({type(error).__name__}: {error}): a bug in "
+                                                      "onions, not in the submission; its traceback is in the grader's log")
         finally:  # never into autograded/ (the runner removed them, unless it never started)
             shutil.rmtree(job.folder / data.LABELS_FOLDER, ignore_errors=True)
         status, detail = classify(outcome, self.limits)
-        return Execution(status, detail, outcome.wall_seconds, outcome.cpu_seconds, outcome.peak_memory_bytes,
-                         measurements(outcome.report), diagnoses=diagnoses(outcome.report), packs=packs(outcome.report),
+        return Execution(status, detail, outcome.wall_seconds, cpu_seconds=outcome.cpu_seconds,
+                         peak_memory_bytes=outcome.peak_memory_bytes, notebooks=measurements(outcome.report),
+                         diagnoses=diagnoses(outcome.report), packs=packs(outcome.report),
                          not_rechecked=[str(item["not_rechecked"]) for item in outcome.report if "not_rechecked" in item])
 
     def run_group(self, group: Job) -> Execution:
@@ -114,7 +128,7 @@ class SandboxExecutor(Executor):
             for member in group.members:
                 (group.folder / member.student).mkdir(parents=True)
                 for name in member.notebooks:
-                    for suffix in (".ipynb", run_notebook.PACK, run_notebook.PREVIOUS):
+                    for suffix in (".ipynb", runner_api.PACK, runner_api.PREVIOUS):
                         os.link(member.folder / f"{name}{suffix}", group.folder / member.student / f"{name}{suffix}")
         except OSError:  # no links here (another file system): each alone, as without groups
             shutil.rmtree(group.folder, ignore_errors=True)
@@ -131,8 +145,8 @@ class SandboxExecutor(Executor):
             for key, name in keys.items():
                 os.replace(group.folder / f"{key}.executed.ipynb", member.folder / f"{name}.executed.ipynb")
             executions[member.student] = Execution(
-                Status.GRADED, "", together.wall_seconds, together.cpu_seconds * share, together.peak_memory_bytes,
-                {keys[k]: v for k, v in together.notebooks.items() if k in keys},
+                Status.GRADED, "", together.wall_seconds, cpu_seconds=together.cpu_seconds * share,
+                peak_memory_bytes=together.peak_memory_bytes, notebooks={keys[k]: v for k, v in together.notebooks.items() if k in keys},
                 diagnoses={f"{keys[k.rpartition(':')[0]]}:{k.rpartition(':')[2]}": v for k, v in together.diagnoses.items()
                            if k.rpartition(":")[0] in keys})
         shutil.rmtree(group.folder, ignore_errors=True)
@@ -148,7 +162,7 @@ def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
         return Status.TOO_MANY_PROCESSES, f"reached the limit of {limits.processes} processes and threads"
     if outcome.oom_killed:
         return Status.KILLED_FOR_MEMORY, f"over the {limits.memory_bytes >> 20} MB limit"
-    if outcome.timed_out or outcome.returncode == run_notebook.TIMED_OUT:
+    if outcome.timed_out or outcome.returncode == runner_api.TIMED_OUT:
         return Status.TIMED_OUT, f"still running after {limits.wall_seconds:g} s"
     if outcome.returncode == 0 and outcome.refused:  # outputs handed back over the quota, or not outputs
         return Status.EXECUTION_FAILED, plain(outcome.refused[0])
@@ -157,11 +171,11 @@ def classify(outcome: sandbox.Outcome, limits: sandbox.Limits) -> tuple:
     failure = plain(next((item["text"] for item in outcome.report if item.get("failure")), ""))
     if not any(item.get("started") for item in outcome.report):  # the sandbox never ran the runner: bwrap's words
         return Status.SANDBOX_REFUSED, plain(first_line(outcome.output.splitlines()[-3:])) or f"exit status {outcome.returncode}"
-    if outcome.returncode == run_notebook.NOT_RECHECKABLE:
+    if outcome.returncode == runner_api.NOT_RECHECKABLE:
         return Status.EXECUTION_FAILED, f"not rechecked: {failure}"
-    if outcome.returncode == run_notebook.KERNEL_DIED:
+    if outcome.returncode == runner_api.KERNEL_DIED:
         return Status.KERNEL_CRASHED, failure
-    if failure and outcome.returncode in (run_notebook.UNREADABLE, run_notebook.CHECKER_STOPPED):
+    if failure and outcome.returncode in (runner_api.UNREADABLE, runner_api.CHECKER_STOPPED):
         return Status.EXECUTION_FAILED, failure
     return Status.EXECUTION_FAILED, ended(outcome.returncode)
 

@@ -25,12 +25,11 @@ import nbformat
 
 from graders.course.coursedir import Course
 from graders.grading.executor import Job
-from graders.inside import hidden, run_notebook
+from graders.inside import hidden, runner_api
+from graders.inside.merge import RecheckError, merge
 from graders.isolation import sandbox
 
 MANIFEST = "manifest.json"
-GROUP = 25  # at most this many students' rechecks share a sandbox
-KEPT_NOTEBOOK_BYTES = 16 << 20  # an executed notebook larger than this (pages of output) is not kept: no recheck
 
 
 def folder(course: Course, assignment: str, student: str) -> Path:
@@ -75,7 +74,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: dict, diagnoses: dict) -> str:
+def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: dict, diagnoses: dict,
+         max_notebook_bytes: int) -> str:
     """After a full grading: move the runner's packs and copy the executed notebooks from the
     stage into `store`, with the manifest (which also holds the checks' diagnoses, for the checks a
     recheck does not run again); returns the manifest's digest (for the state), or ""
@@ -83,22 +83,22 @@ def keep(store: Path, stage: Path, notebooks: list, packs: dict, produced_by: di
     shutil.rmtree(store, ignore_errors=True)
     files, checked = {}, {}
     for name in notebooks:
-        pack, executed = stage / f"{name}{run_notebook.PACK}", stage / f"{name}.executed.ipynb"
+        pack, executed = stage / f"{name}{runner_api.PACK}", stage / f"{name}.executed.ipynb"
         if name not in packs or not pack.is_file() or not executed.is_file() or _sha256(pack) != packs[name]["sha256"]:
             shutil.rmtree(store, ignore_errors=True)
             return ""
-        if executed.stat().st_size > KEPT_NOTEBOOK_BYTES:  # said on a recheck, which grades this student in full
+        if executed.stat().st_size > max_notebook_bytes:  # said on a recheck, which grades this student in full
             shutil.rmtree(store, ignore_errors=True)
             store.mkdir(parents=True)
             reason = (f"nothing kept: the executed {name} was {executed.stat().st_size >> 20} MB, "
-                      f"over the {KEPT_NOTEBOOK_BYTES >> 20} MB kept for a recheck")
+                      f"over the {max_notebook_bytes >> 20} MB kept for a recheck (c.GradersBatch.kept_notebook_bytes)")
             manifest = json.dumps({"fingerprint": produced_by, "not kept": reason}, sort_keys=True).encode()
             (store / MANIFEST).write_bytes(manifest)
             return hashlib.sha256(manifest).hexdigest()
         store.mkdir(parents=True, exist_ok=True)
         shutil.move(pack, store / pack.name)
-        shutil.copyfile(executed, store / f"{name}{run_notebook.PREVIOUS}")
-        files.update({pack.name: packs[name]["sha256"], f"{name}{run_notebook.PREVIOUS}": _sha256(store / f"{name}{run_notebook.PREVIOUS}")})
+        shutil.copyfile(executed, store / f"{name}{runner_api.PREVIOUS}")
+        files.update({pack.name: packs[name]["sha256"], f"{name}{runner_api.PREVIOUS}": _sha256(store / f"{name}{runner_api.PREVIOUS}")})
         checked[name] = packs[name]["checked"]
     manifest = json.dumps({"fingerprint": produced_by, "files": files, "checked": checked, "diagnoses": diagnoses},
                           sort_keys=True).encode()
@@ -131,7 +131,7 @@ def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebook
     changed = [part for part in produced_by if kept.get(part) != produced_by[part]]
     if changed:
         return f"changed since it was graded: {', '.join(changed)}", None
-    expected = {f"{name}{suffix}" for name in notebooks for suffix in (run_notebook.PACK, run_notebook.PREVIOUS)}
+    expected = {f"{name}{suffix}" for name in notebooks for suffix in (runner_api.PACK, runner_api.PREVIOUS)}
     if set(manifest.get("files", {})) != expected:
         return "the kept exports are not those of these notebooks", None
     for name, digest in sorted(manifest["files"].items()):
@@ -141,11 +141,11 @@ def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebook
     for name in notebooks:
         carried = []
         try:
-            previous = nbformat.read(str(store / f"{name}{run_notebook.PREVIOUS}"), as_version=4)
+            previous = nbformat.read(str(store / f"{name}{runner_api.PREVIOUS}"), as_version=4)
             notebook = nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4)
-            result.checks += len(run_notebook.merge(notebook, previous, set(manifest["checked"][name]), delimiters,
+            result.checks += len(merge(notebook, previous, set(manifest["checked"][name]), delimiters,
                                                     tests.get(name, ()), carried))
-        except run_notebook.RecheckError as error:
+        except RecheckError as error:
             return f"{name}: {error}", None
         result.merged[name] = notebook
         for index in carried:
@@ -164,7 +164,7 @@ def write_executed(merged: dict, prepared: Path) -> None:
 def stage(store: Path, prepared: Path, notebooks: list) -> None:
     """The kept files beside the prepared notebooks, for the sandbox (verified just before: plan)."""
     for name in notebooks:
-        for suffix in (run_notebook.PACK, run_notebook.PREVIOUS):
+        for suffix in (runner_api.PACK, runner_api.PREVIOUS):
             shutil.copyfile(store / f"{name}{suffix}", prepared / f"{name}{suffix}")
 
 
@@ -172,10 +172,10 @@ def disk_bytes(store: Path) -> int:
     return sum(path.stat().st_size for path in store.rglob("*") if path.is_file())
 
 
-def group_size(students: int, workers: int) -> int:
+def group_size(students: int, workers: int, most: int) -> int:
     """Students per recheck sandbox: enough to pay the sandbox's start and the checker's imports
     (TensorFlow, for a check that reads a model) once for many, few enough to keep every worker busy."""
-    return max(1, min(GROUP, -(-students // (2 * workers))))
+    return max(1, min(most, -(-students // (2 * workers))))
 
 
 def group(jobs: list, stage: Path, number: int) -> Job:

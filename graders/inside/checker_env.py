@@ -23,9 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from graders import data
+
 NOWHERE = "/proc/nonexistent/onions-checker"  # nobody can create a folder in /proc
 KEPT = ("PATH", "LANG", "LC_ALL", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS",
-        "NBGRADER_EXECUTION", "ONIONS_DATA_DIR")  # the grader's values, needed by the checks
+        "NBGRADER_EXECUTION", data.CACHE_DIR_ENV)  # the grader's values, needed by the checks
 HOMES = ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR",
          "MPLCONFIGDIR", "IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "DASK_CONFIG",
          "KERAS_HOME", "TFHUB_CACHE_DIR", "HF_HOME", "TORCH_HOME", "PYTHONUSERBASE")  # config, cache, startup folders
@@ -34,9 +36,8 @@ HOMES = ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STAT
 def seal(writable: list) -> None:
     """Before any kernel exists: the checker's environment is its own (`KEPT`, and `HOMES` at NOWHERE),
     and `sys.path` has no entry in or under `writable` (the kernels' folders) or that does not exist."""
-    from graders import data
     kept = {key: os.environ[key] for key in KEPT if key in os.environ}
-    kept.setdefault("ONIONS_DATA_DIR", str(data.cache_dir()))  # as resolved now, with the runner's HOME
+    kept.setdefault(data.CACHE_DIR_ENV, str(data.cache_dir()))  # as resolved now, with the runner's HOME
     os.environ.clear()
     os.environ.update(kept, **{key: NOWHERE for key in HOMES})
     roots = [os.path.realpath(folder) for folder in writable]

@@ -13,9 +13,8 @@ import tarfile
 from pathlib import Path
 
 from graders.inside import untar
+from graders.inside.runner_api import UNREADABLE  # the runner's status for a folder it cannot read
 from graders.isolation.sandbox import REPORT_FD, python_module
-
-UNREADABLE = 4  # graders.inside.run_notebook's exit status for a folder it cannot read
 
 
 def main(argv=None) -> int:

@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 
 from graders import data
+from graders.isolation.sandbox import REPORT_FD
 
 SKIP = ("/proc", "/sys", "/dev")
 FRESH = ("/tmp/", "/submission/", "/dev/shm/")  # a sandbox's own folders (a scan of /), empty at its start: always read
@@ -236,7 +237,7 @@ def main() -> int:
     wanted = targets(json.loads(sys.argv[2]) if len(sys.argv) > 2 else ())
     hits, view = scan_view(sys.argv[1] if len(sys.argv) > 1 else "/", wanted, sys.argv[3] if len(sys.argv) > 3 else "")
     line = json.dumps({"labels_found": hits, "view": view}) + "\n"
-    descriptor = os.environ.get("GRADERS_REPORT_FD")
+    descriptor = os.environ.get(REPORT_FD)
     if descriptor:
         os.write(int(descriptor), line.encode())
     print(line, end="")

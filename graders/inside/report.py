@@ -1,6 +1,6 @@
 """The runner's two lines back to the grader: its report, and its outputs.
 
-Both are pipes the grader opened for the runner alone ($GRADERS_REPORT_FD, $GRADERS_OUTPUT_FD):
+Both are pipes the grader opened for the runner alone ($ONIONS_REPORT_FD, $ONIONS_OUTPUT_FD):
 taken (and their variables removed from the environment) before any kernel exists, closed in the
 zygote (graders.inside.kernel_fork), so no student process ever holds one; the runner is not
 dumpable, so none can borrow its descriptors through /proc either. The sandbox's stdout is the

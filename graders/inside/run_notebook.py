@@ -1,6 +1,7 @@
 """Execute a student's notebooks as nbgrader's Execute step would: what runs inside the sandbox.
 
-Usage: python -m graders.inside.run_notebook NOTEBOOK... --cell-timeout S --notebook-timeout W
+Usage: python -m graders.inside.run_notebook NOTEBOOK... --cell-timeout S --test-cells JSON
+       [--notebook-timeout W] [--preload MODULES] [--hidden-delimiters BEGIN END] [--recheck] [--sandboxed]
 Each NAME.ipynb is read into memory and removed from the disk before any student code runs,
 then executed, in order, each in a kernel of its own forked from one zygote
 (graders.inside.kernel_fork) that imported the `--preload` modules once. The kernel never sees a
@@ -10,10 +11,11 @@ hidden test: it runs each test cell's public part and exports what the hidden pa
 as they came, are written beside them at the end, when nothing of the student's runs any more.
 Reports (on the grader's private line, graders.inside.report, and as RUNNER lines on stdout) when
 it starts, "ran NAME in W s, kernel CPU C s" and "checked NAME in W s, checker CPU C s, exports E
-s" per notebook, and what went wrong. Stops at the
-first notebook that fails, with exit status 3 when its kernel died, 4 when it could not be read
-or written, 5 when it ran past its wall time, 7 when the checker was stopped; 0 when all ran to the
-end (cells may have failed: that is for the grade to say). In a sandbox the executed notebooks and
+s" per notebook, and what went wrong. Stops at the first notebook that fails, with the exit
+status (graders.inside.runner_api) 3 when its kernel died, 4 when it could not be read or
+written, 5 when it ran past its wall time, 6 when a --recheck could not recheck one, 7 when the
+checker was stopped; 0 when all ran to the end (cells may have failed: that is for the grade to
+say). In a sandbox the executed notebooks and
 packs go back on the grader's output line instead (graders.isolation.handover).
 
 This is nbclient with the settings of nbgrader's Execute preprocessor (`EXECUTE_SETTINGS`,
@@ -49,10 +51,10 @@ from graders.inside.merge import RecheckError, merge  # noqa: E402,F401 (the gra
 from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
 from graders.inside.report import hand_back, hands_back, report  # noqa: E402
 from graders.inside.report import take as take_lines  # noqa: E402
+from graders.inside.runner_api import (CHECKER_STOPPED, KERNEL_DIED, NOT_RECHECKABLE, PACK, PREVIOUS,  # noqa: E402,F401
+                                       TIMED_OUT, UNREADABLE)
 from graders.isolation.watchdog import kill_until_gone  # noqa: E402
 
-KERNEL_DIED, UNREADABLE, TIMED_OUT, NOT_RECHECKABLE, CHECKER_STOPPED = 3, 4, 5, 6, 7
-PACK, PREVIOUS = ".exports.tar.xz", ".previous.ipynb"  # NAME + these: a notebook's kept exports, its last executed copy
 
 # nbgrader 0.9's Execute (nbgrader/preprocessors/execute.py): keep going after errors, and a
 # cell that times out gets an error output, so its test fails rather than hangs.

@@ -5,7 +5,7 @@ folder of the grader's disk: what student code writes stays within that quota, i
 memory (counted by its memory limit too), and is gone when the sandbox ends. The folder's files
 go in as a tar stream on the sandbox's stdin (graders.inside.handin unpacks it before the runner
 starts). The runner's outputs come back as a tar stream on a pipe only the runner holds
-($GRADERS_OUTPUT_FD, as the report line: never inherited by a kernel), and only what is expected
+($ONIONS_OUTPUT_FD, as the report line: never inherited by a kernel), and only what is expected
 is written back: regular files named NAME.executed.ipynb or NAME.exports.tar.xz (STUDENT/NAME in
 a recheck group), each within the file size limit, all within the quota.
 """
@@ -15,7 +15,7 @@ import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
-OUTPUT_FD = "GRADERS_OUTPUT_FD"  # the environment variable naming the runner's line for its outputs
+OUTPUT_FD = "ONIONS_OUTPUT_FD"  # the environment variable naming the runner's line for its outputs
 KEPT = (".executed.ipynb", ".exports.tar.xz")  # what the runner hands back
 
 

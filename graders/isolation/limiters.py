@@ -12,12 +12,13 @@ import time
 import uuid
 from pathlib import Path
 
+from graders.errors import GradersError
 from graders.isolation import watchdog
 from graders.isolation.boot import python_module
 from graders.isolation.watchdog import kill_until_gone
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(GradersError):
     """The sandbox cannot be set up: grading refuses to run unsandboxed unless told to."""
 
 
@@ -137,7 +138,7 @@ class Watchdog:
     def watch(self, process) -> None:
         self.root = process.pid
         self.watcher = subprocess.Popen(
-            python_module("graders.isolation.watchdog", str(process.pid), str(self.memory_bytes), str(self.processes), *self.tmpfs),
+            python_module("graders.isolation.watchdog", str(process.pid), str(self.memory_bytes), *self.tmpfs),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
 
     def _seen(self) -> dict:

@@ -25,12 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from graders import data
 from graders.isolation import handover, watchdog
 from graders.isolation.boot import PACKAGE, PACKAGE_INSIDE, python_module
 from graders.isolation.limiters import Cgroup, SandboxUnavailable, Watchdog  # noqa: F401 (SandboxUnavailable: this module's API)
 
 SANDBOX_USER = "onions-sandbox"
-REPORT_FD = "GRADERS_REPORT_FD"  # the environment variable that names the command's private report line
+REPORT_FD = "ONIONS_REPORT_FD"  # the environment variable that names the command's private report line
 SETUP_HINT = "run scripts/setup as root to install it, or pass --no-sandbox to grade without a sandbox"
 USERNS_HINT = ("ask an administrator to allow unprivileged user namespaces (sysctl user.max_user_namespaces > 0; "
                "Debian's kernel.unprivileged_userns_clone=1; Ubuntu 24.04's kernel.apparmor_restrict_unprivileged_userns=0 "
@@ -61,8 +62,16 @@ class Outcome:
     cpu_seconds: float
     peak_memory_bytes: int
     output: str  # the command's stdout and stderr, last 20,000 characters
-    report: list = field(default_factory=list)  # JSON objects the command wrote to $GRADERS_REPORT_FD
+    report: list = field(default_factory=list)  # JSON objects the command wrote to $ONIONS_REPORT_FD
     refused: list = field(default_factory=list)  # what of the outputs handed back was not written (graders.isolation.handover)
+
+
+def format_size(size: int) -> str:
+    """Bytes -> the shortest exact '4G', '512M', '1024' that parse_size reads back."""
+    for unit, factor in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
 
 
 def parse_size(text: str) -> int:
@@ -101,7 +110,7 @@ SUBMISSION = "/submission"  # the working copy: a tmpfs of the disk quota, the s
 # packages, and the caches of keras, pip and this package (graders.data) wherever they are
 SHOWN_TOPS = tuple(f"/{top}" for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"))  # host folders shown as they are
 DATASET_FOLDERS = ("/usr/share/datasets", "/usr/local/share/datasets")
-CACHE_VARIABLES = ("KERAS_HOME", "XDG_CACHE_HOME", "PIP_CACHE_DIR", "ONIONS_DATA_DIR", "TFDS_DATA_DIR", "HF_HOME")
+CACHE_VARIABLES = ("KERAS_HOME", "XDG_CACHE_HOME", "PIP_CACHE_DIR", data.CACHE_DIR_ENV, "TFDS_DATA_DIR", "HF_HOME")
 
 
 def hidden_folders(shown: list) -> list:
@@ -159,7 +168,7 @@ def bwrap_command(argv: list, workdir: Path, data_dir: Path, env: dict, files: d
     command += ["--ro-bind", str(data_dir), "/data", "--perms", "1777", "--size", str(disk_bytes), "--tmpfs", SUBMISSION,
                 "--chdir", SUBMISSION,
                 "--remount-ro", "/dev", "--remount-ro", "/"]
-    for key, value in {**env, "HOME": "/tmp", "ONIONS_DATA_DIR": "/data", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}.items():
+    for key, value in {**env, "HOME": "/tmp", data.CACHE_DIR_ENV: "/data", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}.items():
         command += ["--setenv", key, value]
     return command + ["--", *argv]
 
@@ -212,9 +221,9 @@ class Isolation:
     def run(self, argv: list, workdir: Path, limits: Limits, data_dir: Path, env: dict, files: dict = None) -> Outcome:
         """Run `argv` with cwd `workdir` within `limits`; file size and wall time are capped in every way.
 
-        The command gets a private line back, the descriptor $GRADERS_REPORT_FD, for JSON objects
+        The command gets a private line back, the descriptor $ONIONS_REPORT_FD, for JSON objects
         (one per line): unlike its stdout, it must not pass it on to the code it runs. In a sandbox
-        (`copies`), the workdir's files go in on stdin and the outputs come back on $GRADERS_OUTPUT_FD."""
+        (`copies`), the workdir's files go in on stdin and the outputs come back on $ONIONS_OUTPUT_FD."""
         workdir = Path(workdir)
         limiter = self.limiter(limits)
         report_read, report_write = os.pipe()
@@ -340,7 +349,7 @@ class NoSandbox(Isolation):
         # a folder the sandbox would show a file in is, here, the folder the file is in
         shown = {str(Path(inside).parent): str(Path(host).parent) for inside, host in files.items()}
         env = {key: shown.get(value, value) for key, value in env.items()}
-        return argv, {**os.environ, **env, "ONIONS_DATA_DIR": str(data_dir)}
+        return argv, {**os.environ, **env, data.CACHE_DIR_ENV: str(data_dir)}
 
 
 def choose(sandbox: bool = True) -> Isolation:

@@ -1,6 +1,6 @@
 """Limits without cgroups, watched from a process of its own: python -m graders.isolation.watchdog.
 
-Usage: python -m graders.isolation.watchdog PID MEMORY_BYTES PROCESSES [TMPFS_FOLDER ...]
+Usage: python -m graders.isolation.watchdog PID MEMORY_BYTES [TMPFS_FOLDER ...]
 Every INTERVAL seconds it sums the memory of process PID and its descendants (resident anonymous
 and shared memory, plus what the sandbox's tmpfs folders hold) and counts their threads; over
 MEMORY_BYTES it kills them all. The quick sum counts pages that a forked kernel shares
@@ -196,10 +196,10 @@ def _mount_namespace(pid) -> str:
 
 def main(argv=None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 3:
+    if len(args) < 2:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    watch = Watch(int(args[0]), int(args[1]), tuple(args[3:]))
+    watch = Watch(int(args[0]), int(args[1]), tuple(args[2:]))
 
     def stop(*_):
         watch.stopped = True

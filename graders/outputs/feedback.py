@@ -23,9 +23,10 @@ from nbgrader.converters import GenerateFeedback
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from traitlets import Dict, List, Unicode
 
-from graders.course.coursedir import Course, penalised, run_converter, reason
+from graders.course.coursedir import Course, penalised, reason, run_converter
 from graders.course.plain import plain as plain_text
 from graders.course.status import SCORED
+from graders.errors import GradersError
 
 MIN_SECRET = 8  # shorter hidden lines ("else:", "])") are not worth hiding, and match anywhere
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -195,7 +196,7 @@ class Feedback:
         begin, end = course.hidden_delimiters()
         sources = sorted((self.course / self.coursedir.source_directory / assignment).glob("*.ipynb"))
         if not sources:
-            raise RuntimeError(f"no notebooks in {self.course / self.coursedir.source_directory / assignment}: "
+            raise GradersError(f"no notebooks in {self.course / self.coursedir.source_directory / assignment}: "
                                "feedback needs the assignment's source, to know its hidden tests")
         self.secrets = hidden_lines([nbformat.read(str(path), as_version=4) for path in sources], begin, end)
         self.marker = begin
@@ -255,7 +256,7 @@ class Feedback:
         """{student: (WRITTEN, folder) | (NOT_GRADED, why) | (FAILED, why)}; logs one line per student."""
         students = sorted(students or self.students())
         if not students:
-            raise RuntimeError(f"no submissions of {self.assignment} in {self.course}: grade them first with "
+            raise GradersError(f"no submissions of {self.assignment} in {self.course}: grade them first with "
                                f"python -m graders autograde {self.assignment}")
         outcomes = {}
         for student in students:

@@ -23,6 +23,7 @@ from nbgrader.api import MissingEntry
 from graders.course.coursedir import Course
 from graders.course.plain import plain
 from graders.course.status import Status
+from graders.errors import GradersError
 from graders.inside import hidden
 from graders.outputs import literals
 
@@ -83,7 +84,7 @@ def read_class(course: Path, assignment: str):
             found = gradebook.find_assignment(assignment)
         except MissingEntry:
             known = ", ".join(sorted(a.name for a in gradebook.assignments)) or "none"
-            raise RuntimeError(f"assignment {assignment!r} is not in the gradebook (it has: {known}): check the name") from None
+            raise GradersError(f"assignment {assignment!r} is not in the gradebook (it has: {known}): check the name") from None
         questions = []
         for notebook in sorted(found.notebooks, key=lambda n: n.name):
             source = _source_cells(course.folder("source", assignment) / f"{notebook.name}.ipynb")
