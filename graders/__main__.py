@@ -226,16 +226,16 @@ def build_data(args) -> int:
 def autograde(args) -> int:
     flags = {name: getattr(args, name) for name in ("workers", "timeout", "memory", "disk", "processes")
              if getattr(args, name) is not None}
-    chosen = settings.GradersBatch(config=Course(args.course).config, **flags)  # the flags win over the file
-    limits = chosen.limits()
-    workers = chosen.worker_count()
     where = None
-    if args.scheduler or args.scheduler_file:
+    if args.scheduler or args.scheduler_file:  # refused before the course is read, let alone anything sent
         if args.no_sandbox or "workers" in flags:
             raise cluster.ClusterError("--no-sandbox and --workers are for one machine: on a cluster, every worker "
                                        "sandboxes and sets its own (python -m graders worker --students N)")
         address = cluster.scheduler_address(args.scheduler, args.scheduler_file)
         where = (address, cluster.tls_files(address, args.tls_ca_file, args.tls_cert, args.tls_key))
+    chosen = settings.GradersBatch(config=Course(args.course).config, **flags)  # the flags win over the file
+    limits = chosen.limits()
+    workers = chosen.worker_count()
     grader = batch.Batch(args.course, args.assignment, limits, workers, use_sandbox=not args.no_sandbox, force=args.force,
                          cluster=where, recheck=args.recheck)
     try:

@@ -6,9 +6,6 @@ is a bug: it keeps its traceback, under a line saying where to report it (``--de
 traceback of a GradersError too). nbgrader's NbGraderException plays the same part there.
 """
 
-ISSUES_URL = "https://github.com/onions-course/onions/issues"
-
-
 class GradersError(RuntimeError):
     """A problem the user can fix (a RuntimeError, as the errors it replaces were)."""
 
@@ -16,5 +13,6 @@ class GradersError(RuntimeError):
 
 
 def bug_line() -> str:
-    return (f"error: this is a bug in onions, not something you did: please report it at {ISSUES_URL} "
-            "with the traceback above and the command you ran")
+    return ("error: this is a bug in onions, not something you did: please report it to the course's "
+            "maintainers with the traceback above, the command you ran and `python -m graders --version` "
+            "(docs/internals.md, 'Reporting a bug')")
