@@ -144,7 +144,7 @@ def plan(store: Path, recorded: str, produced_by: dict, prepared: Path, notebook
             previous = nbformat.read(str(store / f"{name}{runner_api.PREVIOUS}"), as_version=4)
             notebook = nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4)
             result.checks += len(merge(notebook, previous, set(manifest["checked"][name]), delimiters,
-                                                    tests.get(name, ()), carried))
+                                       tests.get(name, ()), carried))
         except RecheckError as error:
             return f"{name}: {error}", None
         result.merged[name] = notebook
