@@ -21,6 +21,7 @@ Usage: .venv/bin/python bench/main_process.py [--students N] [--lesson08] [--pro
 """
 import argparse
 import cProfile
+import logging
 import os
 import platform
 import pstats
@@ -82,7 +83,7 @@ def stand_in(folder: Path, notebooks: list, wrong: bool) -> None:
 
 def run(directory: Path, assignment: str, names: list, wrong: set) -> tuple:
     """Prepare everyone, stand in for execution, grade everyone; seconds per phase per student."""
-    grader = batch.Batch(directory, assignment, sandbox.Limits(), workers=1, use_sandbox=False, log=lambda line: None)
+    grader = batch.Batch(directory, assignment, sandbox.Limits(), workers=1, use_sandbox=False)
     seconds = {"prepare": [], "grade": [], "finish": []}
     finish = grader.finish
 
@@ -137,8 +138,11 @@ def resident_mb() -> float:
 def flat(directory: Path, assignment: str, names: list, wrong: set) -> None:
     """The whole batch through the main process: seconds and MB per student, first tenth to last."""
     marks = []  # (perf_counter, resident MB, process_time) as each student is recorded
-    grader = batch.Batch(directory, assignment, sandbox.Limits(), workers=1, use_sandbox=False,
-                         log=lambda line: marks.append((time.perf_counter(), resident_mb(), time.process_time())))
+    grader = batch.Batch(directory, assignment, sandbox.Limits(), workers=1, use_sandbox=False)
+    marker = logging.Handler()  # each line the batch logs (its header, then one per student) is a mark
+    marker.emit = lambda record: marks.append((time.perf_counter(), resident_mb(), time.process_time()))
+    logging.getLogger(batch.__name__).addHandler(marker)
+    logging.getLogger(batch.__name__).setLevel(logging.INFO)
     batch.LocalPool = lambda *args: StandInPool(assignment, wrong)
     started = time.perf_counter()
     results = grader.run()

@@ -58,7 +58,7 @@ def edit(root: Path) -> None:
 def grade(root: Path, workers: int, **options) -> tuple:
     """(results, wall seconds, CPU seconds: the grader's process and the sandboxes')."""
     cpu, wall = time.process_time(), time.monotonic()
-    results = batch.Batch(root, course.ASSIGNMENT, LIMITS, workers=workers, log=lambda line: None, **options).run()
+    results = batch.Batch(root, course.ASSIGNMENT, LIMITS, workers=workers, **options).run()
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
     return results, wall, cpu + sum(r.cpu_seconds for r in results)
 
@@ -110,7 +110,7 @@ def main() -> int:
             edit(root)
             wanted = sample if mode == "full regrade" else None
             cpu, wall = time.process_time(), time.monotonic()
-            results = batch.Batch(root, course.ASSIGNMENT, LIMITS, workers=args.workers, log=lambda line: None,
+            results = batch.Batch(root, course.ASSIGNMENT, LIMITS, workers=args.workers,
                                   **options).run(wanted)
             wall, cpu = time.monotonic() - wall, time.process_time() - cpu + sum(r.cpu_seconds for r in results)
             runs[mode] = (results, wall, cpu, course.grades(root))

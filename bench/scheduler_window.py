@@ -39,7 +39,7 @@ def measure(folder: Path, students: int, window: int) -> tuple:
         while not (file.is_file() and file.stat().st_size):
             time.sleep(0.1)
         client = cluster.connect(json.loads(file.read_text())["address"], {})
-        pool = cluster.DaskPool(client, {}, 1 << 30, log=lambda line: None, window=window)
+        pool = cluster.DaskPool(client, {}, 1 << 30, window=window)
         before = resident_mb(scheduler.pid)
         for number in range(students):
             pool.add(Job(f"student{number:05d}", folder / "prepared", ["check_your_learning", "mnist_exercise"]))

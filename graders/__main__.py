@@ -16,7 +16,7 @@ from importlib import metadata
 sys.modules.setdefault("rfc3987_syntax", None)
 from pathlib import Path  # noqa: E402 (after the line above, on purpose)
 
-from graders import data, demo  # noqa: E402
+from graders import data, demo, logs  # noqa: E402
 from graders.course import datacache  # noqa: E402
 from graders.course.coursedir import Course  # noqa: E402
 from graders.course.status import Status  # noqa: E402
@@ -172,7 +172,8 @@ def main(argv=None) -> int:
     # as in an activated virtualenv, when it is run as /path/to/.venv/bin/python
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     try:
-        return run(args)
+        with logs.on_terminal(args.debug):  # progress lines on stdout, warnings on stderr
+            return run(args)
     except GradersError as error:  # what the user can fix: one line that says how
         if args.debug:
             traceback.print_exc()

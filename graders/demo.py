@@ -5,6 +5,7 @@ Runs in a course directory of its own (a copy of source/ and nbgrader_config.py)
 nbgrader's own commands, its embedded SQLite gradebook and the sandboxed batch grader.
 """
 import copy
+import logging
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from graders.errors import GradersError
 from graders.grading import batch, settings
 from graders.isolation import sandbox
 from graders.outputs import feedback, report, selfcheck
+
+logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]  # the course this demo copies
 ASSIGNMENT = "lesson08"
@@ -131,35 +134,35 @@ def students(directory: Path) -> dict:
     }
 
 
-def run(directory: Path, use_sandbox: bool = True, log=print) -> list:
+def run(directory: Path, use_sandbox: bool = True) -> list:
     directory = Path(directory).resolve()  # nbgrader runs in it: a relative path would point elsewhere
     if (directory / MARKER).is_file():
         shutil.rmtree(directory)
     copy_course(directory)
     (directory / MARKER).write_text("made by: python -m graders demo (replaced on the next run)\n")
     nbgrader_log = directory / "nbgrader.log"
-    log(f"demo class in {directory}")
+    logger.info(f"demo class in {directory}")
     run_nbgrader(directory, "generate_assignment", ASSIGNMENT, "--force", log=nbgrader_log)
-    log(f"generated release/{ASSIGNMENT} with nbgrader generate_assignment")
+    logger.info(f"generated release/{ASSIGNMENT} with nbgrader generate_assignment")
     handed_in = students(directory)
     draft = directory / "student-draft" / "check_your_learning.ipynb"  # demo-partial's, before handing in
     draft.parent.mkdir()
     draft.write_bytes(handed_in["demo-partial"]["check_your_learning.ipynb"])
-    log("a student checks their notebook before handing it in: python -m graders selfcheck check_your_learning.ipynb")
-    log(selfcheck.report(str(draft.relative_to(directory)), selfcheck.check(draft)))
+    logger.info("a student checks their notebook before handing it in: python -m graders selfcheck check_your_learning.ipynb")
+    logger.info(selfcheck.report(str(draft.relative_to(directory)), selfcheck.check(draft)))
     archive = intake.lms_archive(directory / "lms-download.zip", handed_in)
-    log(f"the class hands in through an LMS: {archive.name}, as Canvas' 'Download Submissions' names it")
-    intake.intake(directory, archive, ASSIGNMENT, log=log)
+    logger.info(f"the class hands in through an LMS: {archive.name}, as Canvas' 'Download Submissions' names it")
+    intake.intake(directory, archive, ASSIGNMENT)
     limits = sandbox.Limits()
     grader = batch.Batch(directory, ASSIGNMENT, limits, settings.default_workers(limits.memory_bytes),
-                         use_sandbox=use_sandbox, log=log)
+                         use_sandbox=use_sandbox)
     results = grader.run()
-    log(batch.summary(results))
-    feedback.Feedback(directory, ASSIGNMENT).run(log=log)
+    logger.info(batch.summary(results))
+    feedback.Feedback(directory, ASSIGNMENT).run()
     run_nbgrader(directory, "export", "--to", str(directory / "grades.csv"), log=nbgrader_log)
-    log(f"grades exported by nbgrader export: {directory / 'grades.csv'}")
-    log(f"written answers: TAs grade them in formgrader (docs/tas.md, 'Grade the written answers in formgrader'): "
-        f"cd {directory} && jupyter server, then open /formgrader")
-    path = report.write_report(directory, ASSIGNMENT, log=log)
-    log(f"class report: {path}")
+    logger.info(f"grades exported by nbgrader export: {directory / 'grades.csv'}")
+    logger.info(f"written answers: TAs grade them in formgrader (docs/tas.md, 'Grade the written answers in formgrader'): "
+                f"cd {directory} && jupyter server, then open /formgrader")
+    path = report.write_report(directory, ASSIGNMENT)
+    logger.info(f"class report: {path}")
     return results

@@ -101,10 +101,8 @@ def batch_class(tmp_path_factory):
         before = tree_digest(directory / "submitted")
         everyone = sorted(p.name for p in (directory / "submitted").iterdir())
         slow = ["fork-bomb", "infinite-loop"]
-        results = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(**BatchClass.LIMITS), workers=2,
-                              log=lambda line: None).run([s for s in everyone if s not in slow])
-        results += batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(**BatchClass.SHORT), workers=2,
-                               log=lambda line: None).run(slow)
+        results = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(**BatchClass.LIMITS), workers=2).run([s for s in everyone if s not in slow])
+        results += batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(**BatchClass.SHORT), workers=2).run(slow)
     finally:
         secret.unlink()
     expected = {student: status for student, (_, status) in bad.items()}
@@ -121,5 +119,5 @@ def demo_class(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("demo") / "course"
     # relative, as the README's `python -m graders demo --dir demo` gives it
-    results = demo.run(Path(os.path.relpath(directory)), log=lambda line: None)
+    results = demo.run(Path(os.path.relpath(directory)))
     return directory, {r.student: r for r in results}

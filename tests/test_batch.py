@@ -165,7 +165,7 @@ def test_no_control_character_reaches_the_summary_the_journal_or_feedback(batch_
     for line in journal.splitlines():
         walk(json.loads(line))
     assert strings and not [text for text in strings if _control_characters(text)]
-    pages = Feedback(batch_class.directory, course.ASSIGNMENT).run(["escape-grade-id", "forges-report-line"], log=lambda line: None)
+    pages = Feedback(batch_class.directory, course.ASSIGNMENT).run(["escape-grade-id", "forges-report-line"])
     for student, (kind, folder) in pages.items():
         assert kind == "feedback", (student, kind, folder)
         for page in folder.glob("*.html"):

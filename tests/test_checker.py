@@ -206,7 +206,7 @@ def edited_metadata(tmp_path_factory):
     for student, change in VARIANTS.items():
         course.submit(directory, student, {"check_your_learning": variant(reference, change)})
     results = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(wall_seconds=300, memory_bytes=3 << 30),
-                          workers=2, log=lambda line: None).run()
+                          workers=2).run()
     return directory, {r.student: r for r in results}
 
 

@@ -125,8 +125,7 @@ def cheap_local(tmp_path_factory, demo_class):
     """The CHEAP corpus students graded by the local pool (the demo's are in demo_class)."""
     directory = tmp_path_factory.mktemp("cheap-local") / "course"
     hand_in(directory, demo_class[0])
-    results = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(wall_seconds=300, memory_bytes=3 << 30), workers=2,
-                          log=lambda line: None).run(CHEAP)
+    results = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(wall_seconds=300, memory_bytes=3 << 30), workers=2).run(CHEAP)
     return directory, {r.student: r for r in results}
 
 

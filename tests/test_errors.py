@@ -47,3 +47,18 @@ def test_a_bug_keeps_its_traceback_and_says_it_is_one(monkeypatch, capsys):
                                   SandboxUnavailable])
 def test_every_error_a_user_can_fix_is_a_graders_error(kind):
     assert issubclass(kind, GradersError) and issubclass(kind, RuntimeError)  # `except RuntimeError` still holds
+
+
+def test_progress_is_logging_the_command_prints_and_a_library_caller_does_not_see(capsys, caplog, tmp_path):
+    import logging
+    from graders.course import datacache
+
+    datacache.build_cache("mnist")  # as a library: logged, never printed
+    assert capsys.readouterr().out == ""
+    with caplog.at_level(logging.INFO, logger="graders"):
+        datacache.build_cache("mnist")
+    assert caplog.messages[-1].startswith("offline MNIST already built and verified")
+    assert cli.main(["data", "mnist", "--course", str(tmp_path)]) == 0  # the command: the same line, plain, on stdout
+    out = capsys.readouterr().out
+    assert out.startswith("offline MNIST already built and verified: ") and "INFO" not in out
+    assert not logging.getLogger("graders").handlers  # nothing left behind for the next caller

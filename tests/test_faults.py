@@ -207,7 +207,7 @@ def test_the_dask_window_sends_at_most_its_size_and_yields_everyone_once(tmp_pat
     resources = {cluster.MEMORY: 1 << 30, cluster.code_resource(): 2}
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources=resources, dashboard_address=None) as dask, \
             Client(dask) as client:
-        pool = cluster.DaskPool(client, {}, 1 << 30, log=lambda line: None, window=3)
+        pool = cluster.DaskPool(client, {}, 1 << 30, window=3)
         seen, most = [], 0
         for number in range(12):
             pool.add(Job(f"s{number:02d}", tmp_path / "prepared", ["squares"]))

@@ -84,7 +84,7 @@ def feedback_class(demo_class, tmp_path_factory):
     edited(notebook, "q3_more_or_fewer", 'q3_answer = "fewer"',
            f'q3_answer = "maybe"\nprint({hidden_q3[::-1]!r}[::-1])  # a hidden line, not in this source')
     course.submit(directory, MESSAGES, {"check_your_learning": notebook})  # no mnist_exercise: "missing notebook"
-    [result] = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(), workers=1, log=lambda line: None).run([MESSAGES])
+    [result] = batch.Batch(directory, course.ASSIGNMENT, sandbox.Limits(), workers=1).run([MESSAGES])
     assert result.status == "missing notebook", result
 
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))

@@ -75,7 +75,7 @@ def test_the_students_view_holds_no_grading_label(name, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", data.DATASETS)
 def test_the_secret_order_is_not_the_public_one(name, tmp_path):
     """A table of labels in the public order (any laptop can make it) lines up with nothing."""
-    grading = gradingsplit.course_secret(tmp_path, log=lambda line: None)
+    grading = gradingsplit.course_secret(tmp_path)
     assert (tmp_path / ".graders" / "grading-secret").stat().st_mode & 0o777 == 0o600
     built = gradingsplit.build(grading)
     secret_labels, public_labels = np.load(built.labels(name)), data.grading_labels(name)
@@ -210,5 +210,5 @@ def test_large_literal_data_is_a_notice_in_the_class_report(batch_class, tmp_pat
     flagged = {folder.name for folder in submitted.iterdir() if literals.notices(folder / "lesson08")}
     assert "cheat-giveaways-by-public-order" in flagged
     assert not flagged & {"reference", "stderr-noise", "fashion-mnist", "mnist-weak", "trained-also-on-test"}, flagged
-    page = report.write_report(batch_class.directory, "lesson08", tmp_path, log=lambda line: None).read_text()
+    page = report.write_report(batch_class.directory, "lesson08", tmp_path).read_text()
     assert "Large literal data" in page and "cheat-giveaways-by-public-order" in page

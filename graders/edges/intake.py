@@ -6,6 +6,7 @@ it into a staging folder under .graders/, and only then is each student's folder
 submitted/. Any problem stops the whole import with one line and leaves submitted/ as it was.
 """
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from traitlets.config import Configurable
 
 from graders.course.coursedir import Course, run_nbgrader
 from graders.errors import GradersError
+
+logger = logging.getLogger(__name__)
 
 # Canvas' "Download Submissions" names every file <lastfirst>_[LATE_]<user id>_<file id>_<uploaded
 # name>, and appends -1, -2 ... to the uploaded name of a re-upload. The user id is the nbgrader
@@ -202,7 +205,7 @@ def _move_in(course_dir: Course, staging: Path, assignment: str, folders: dict) 
     return replaced
 
 
-def intake(directory: Path, archive: Path, assignment: str, force: bool = False, log=print) -> dict:
+def intake(directory: Path, archive: Path, assignment: str, force: bool = False) -> dict:
     """Hand in every student of an LMS archive under submitted/; {student: [notebooks]}.
 
     Without `force`, a student who already has submitted/<student>/<assignment> stops the import.
@@ -238,13 +241,13 @@ def intake(directory: Path, archive: Path, assignment: str, force: bool = False,
         shutil.rmtree(staging, ignore_errors=True)
     for student, notebooks in sorted(expected.items()):
         missing = [n for n in names if n not in notebooks]
-        log(f"{student}: {', '.join(sorted(notebooks))} -> submitted/{student}/{assignment}/"
-            + (" (replaced the earlier hand-in)" if student in replaced else "")
-            + (f"; missing {', '.join(missing)}" if missing else "")
-            + ("; LATE_ in Canvas (no time: Canvas' late policy applies when the grade is imported)"
-               if student in late else ""))
-    log(f"imported {len(expected)} student(s) from {archive.name}"
-        + (" (Moodle's Download all submissions)" if lms == "Moodle" else "") + " with nbgrader zip_collect")
+        logger.info(f"{student}: {', '.join(sorted(notebooks))} -> submitted/{student}/{assignment}/"
+                    + (" (replaced the earlier hand-in)" if student in replaced else "")
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + ("; LATE_ in Canvas (no time: Canvas' late policy applies when the grade is imported)"
+                       if student in late else ""))
+    logger.info(f"imported {len(expected)} student(s) from {archive.name}"
+                + (" (Moodle's Download all submissions)" if lms == "Moodle" else "") + " with nbgrader zip_collect")
     return {student: sorted(notebooks) for student, notebooks in expected.items()}
 
 

@@ -1,5 +1,6 @@
 """Moodle's grading worksheet, its Grade column filled, and the feedback files' zip
 (`python -m graders moodle-grades`; graders.edges.lms says how and why the rest stays byte for byte)."""
+import logging
 import re
 import zipfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from graders.edges.gradesheet import (
     scaled,
     write_atomically,
 )
+
+logger = logging.getLogger(__name__)
 
 # The worksheet's English headers, as mod/assign/lang/en/assign.php names them: the importer
 # (mod/assign/feedback/offline/importgradeslib.php) finds its columns by these exact names.
@@ -32,7 +35,7 @@ def moodle_feedback_folder(full_name: str, participant: str) -> str:
 
 
 def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, feedback_zip: Path = None,
-                  scale: bool = False, force: bool = False, log=print) -> dict:
+                  scale: bool = False, force: bool = False) -> dict:
     """Fill the Grade column of Moodle's grading worksheet (and write the feedback-files zip);
     {participant id: grade written}."""
     course = Course(course_dir)
@@ -110,11 +113,11 @@ def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, fe
         write_atomically(feedback_zip, feedback_archive(files), worksheet, force)
     write_atomically(output, replaced(text, cells).encode("utf-8"), worksheet, force)
     for line in listed:
-        log(line)
-    log(f"filled the Grade of {len(written)} of {len(students)} participants in {output}"
-        + (f"; feedback of {len(files)} in {feedback_zip}" if feedback_zip is not None else "")
-        + f"; {len(listed)} listed above; upload in Moodle: Grading action, Upload grading worksheet"
-        + (" (then Upload multiple feedback files in a zip)" if feedback_zip is not None else ""))
+        logger.info(line)
+    logger.info(f"filled the Grade of {len(written)} of {len(students)} participants in {output}"
+                + (f"; feedback of {len(files)} in {feedback_zip}" if feedback_zip is not None else "")
+                + f"; {len(listed)} listed above; upload in Moodle: Grading action, Upload grading worksheet"
+                + (" (then Upload multiple feedback files in a zip)" if feedback_zip is not None else ""))
     return written
 
 

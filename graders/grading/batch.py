@@ -14,6 +14,7 @@ resumes where it stopped, and an unchanged, graded submission is skipped.
 import functools
 import hashlib
 import json
+import logging
 import shutil
 import signal
 import threading
@@ -33,6 +34,8 @@ from graders.grading.executor import Execution, Job, LocalPool, Measured, Sandbo
 from graders.grading.settings import GradersBatch, font_files, thread_env
 from graders.grading.steps import NbgraderSteps
 from graders.isolation import sandbox
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -116,14 +119,14 @@ class CtrlC:
 
 class Batch:
     def __init__(self, course: Path, assignment: str, limits: sandbox.Limits, workers: int,
-                 use_sandbox: bool = True, force: bool = False, log=print, cluster=None, recheck: bool = False):
+                 use_sandbox: bool = True, force: bool = False, cluster=None, recheck: bool = False):
         """`cluster`: (scheduler address, TLS files) to execute on a Dask cluster (graders.grading.cluster);
         `recheck`: regrade everyone, running only the hidden checks where the kept exports allow
         (graders.grading.recheck), else in full."""
         if recheck and cluster:
             raise CourseError("--recheck runs on this machine: leave out --scheduler (the checks take seconds)")
         self.course, self.assignment, self.limits = Course(course), assignment, limits
-        self.workers, self.force, self.log, self.cluster = workers, force or recheck, log, cluster
+        self.workers, self.force, self.cluster = workers, force or recheck, cluster
         self.recheck, self.students, self.kept = recheck, {}, {}  # kept: student -> manifest digest, from the journal
         self.ctrl_c = CtrlC()
         self.isolation = sandbox.choose(use_sandbox)
@@ -139,15 +142,15 @@ class Batch:
             self.isolation.check()
             for name in self.settings.datasets:  # the students' view
                 data.load_view(name)
-        self.secret = gradingsplit.course_secret(self.course.root, self.settings.grading_secret_file, self.log)
+        self.secret = gradingsplit.course_secret(self.course.root, self.settings.grading_secret_file)
         self.grading = gradingsplit.build(self.secret, () if self.cluster else self.settings.datasets)
         state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
         self.kept = {student: entry.get("exports", "") for student, entry in state.items()}  # manifest digests
         results, todo = sort_out(self, students, state)
         pool = cluster_pool(self) if self.cluster else local_pool(self, state)
         where = pool.describe() if self.cluster else f"{self.workers} workers\n{self.isolation.describe(self.limits)}"
-        self.log(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
-                 f"{len(students) - len(todo)} skipped; {where}")
+        logger.info(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
+                    f"{len(students) - len(todo)} skipped; {where}")
         with self.ctrl_c:
             try:
                 self._grade_all(pool, todo, results)
@@ -180,8 +183,8 @@ class Batch:
             results[student.name], done = result, done + 1
             self.ctrl_c.check()
             machine = f" on {plain(result.machine)}" if result.machine else ""
-            self.log(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {plain(student.name, 0)}: {result.status} "
-                     f"({seconds:.0f} s){machine}")
+            logger.info(f"[{_bar(done, len(todo))}] {done}/{len(todo)} {plain(student.name, 0)}: {result.status} "
+                        f"({seconds:.0f} s){machine}")
 
         def collect(wait: bool) -> None:
             for returned, execution in pool.finished(wait=wait):
@@ -305,7 +308,7 @@ def cluster_pool(batch: Batch):
                 "grading": {"secret": batch.secret.hex(), "digests": batch.grading.digests}}  # over TLS, as the hidden tests
     client = cluster.connect(address, tls)
     try:
-        return cluster.DaskPool(client, settings, batch.limits.memory_bytes, batch.log, batch.settings.cluster_window)
+        return cluster.DaskPool(client, settings, batch.limits.memory_bytes, batch.settings.cluster_window)
     except BaseException:
         client.close()
         raise

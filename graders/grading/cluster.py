@@ -37,6 +37,8 @@ from graders.grading.settings import GradersBatch, font_files
 from graders.inside import labelscan
 from graders.isolation import sandbox
 
+logger = logging.getLogger(__name__)
+
 MEMORY = "MEMORY"  # a worker's resource: the bytes it gives to sandboxes; a task takes its --memory
 CODE_KEY = "graders-code"  # the scheduler's metadata: the code of the latest batch's client
 KERNEL_THREADS = "ONIONS_KERNEL_THREADS"  # set by `graders worker`: TensorFlow threads per student
@@ -136,7 +138,7 @@ class DaskPool:
     """`LocalPool`'s interface on a Dask cluster: `add` submits a task per student, `finished`
     yields (job, execution) as tasks end, `stop` cancels them and kills their sandboxes."""
 
-    def __init__(self, client, settings: dict, memory_bytes: int, log=print, window: int = WINDOW):
+    def __init__(self, client, settings: dict, memory_bytes: int, window: int = WINDOW):
         """`window`: students on the cluster at once (sent, not yet yielded); more wait here."""
         self.client, self.settings, self.window = client, settings, window
         self.waiting = collections.deque()  # prepared, not yet sent
@@ -145,15 +147,15 @@ class DaskPool:
         self.jobs = {}  # future -> job, until finished() yields it
         self.completed = None  # distributed.as_completed of the jobs' futures
         client.set_metadata(CODE_KEY, code_fingerprint())
-        self._check_workers(memory_bytes, log)
+        self._check_workers(memory_bytes)
 
-    def _check_workers(self, memory_bytes: int, log) -> None:
+    def _check_workers(self, memory_bytes: int) -> None:
         workers = self.client.scheduler_info(n_workers=-1)["workers"].values()
         mine = [w for w in workers if w.get("resources", {}).get(code_resource())]
         for worker in workers:
             if worker not in mine:
-                log(f"worker {worker.get('name')} runs other code or pins: it grades no one "
-                    "(update it: git pull; scripts/setup; restart it)")
+                logger.warning(f"worker {worker.get('name')} runs other code or pins: it grades no one "
+                               "(update it: git pull; scripts/setup; restart it)")
         if workers and not mine:
             raise ClusterError(f"no worker runs this code ({code_fingerprint()}): update them (git pull; scripts/setup) "
                                "and restart them with python -m graders worker")
@@ -162,7 +164,7 @@ class DaskPool:
             raise ClusterError(f"no worker offers --memory {memory_bytes >> 20} MB (the largest offers {int(offered) >> 20} MB): "
                                "lower --memory, or start the workers with a larger --memory")
         if not workers:
-            log("no worker has joined the scheduler yet: students wait for the first (python -m graders worker ADDRESS)")
+            logger.info("no worker has joined the scheduler yet: students wait for the first (python -m graders worker ADDRESS)")
 
     def describe(self) -> str:
         workers = [w for w in self.client.scheduler_info(n_workers=-1)["workers"].values()

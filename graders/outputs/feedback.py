@@ -11,6 +11,7 @@ written is then scanned for the hidden lines once more, and removed if one is fo
 """
 import copy
 import html
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -27,6 +28,8 @@ from graders.course.coursedir import Course, penalised, reason, run_converter
 from graders.course.plain import plain as plain_text
 from graders.course.status import SCORED
 from graders.errors import GradersError
+
+logger = logging.getLogger(__name__)
 
 MIN_SECRET = 8  # shorter hidden lines ("else:", "])") are not worth hiding, and match anywhere
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
@@ -252,7 +255,7 @@ class Feedback:
         except MissingEntry:
             return "not in the gradebook"
 
-    def run(self, students=None, log=print) -> dict:
+    def run(self, students=None) -> dict:
         """{student: (WRITTEN, folder) | (NOT_GRADED, why) | (FAILED, why)}; logs one line per student."""
         students = sorted(students or self.students())
         if not students:
@@ -264,9 +267,9 @@ class Feedback:
             kind, detail = outcomes[student]
             if kind == WRITTEN:
                 files = ", ".join(path.name for path in sorted(detail.glob("*.html")))
-                log(f"{plain_text(student, 0)}: {detail.relative_to(self.course)}/ {files} ({self.score(student)})")
+                logger.info(f"{plain_text(student, 0)}: {detail.relative_to(self.course)}/ {files} ({self.score(student)})")
             else:
-                log(plain_text(f"{student}: {kind}, {detail}", 400))
+                logger.info(plain_text(f"{student}: {kind}, {detail}", 400))
         return outcomes
 
     def one(self, student: str):

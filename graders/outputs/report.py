@@ -12,6 +12,7 @@ import base64
 import csv
 import html
 import io
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from graders.course.status import Status
 from graders.errors import GradersError
 from graders.inside import hidden
 from graders.outputs import literals
+
+logger = logging.getLogger(__name__)
 
 GRADED_BY_NBGRADER, NOT_GRADED = Status.GRADED_BY_NBGRADER, Status.NOT_GRADED
 NOT_SUBMITTED, NOT_IN_GRADEBOOK = Status.NO_SUBMISSION, Status.NOT_IN_GRADEBOOK
@@ -358,7 +361,7 @@ keyed by the test images' content does (docs/security.md). Read these notebooks;
 {_table("literal-data", ["student", "where"], rows)}"""
 
 
-def write_report(course: Path, assignment: str, out: Path = None, log=print) -> Path:
+def write_report(course: Path, assignment: str, out: Path = None) -> Path:
     """Write report.html, its PNGs and scores_by_question.csv into `out`; return report.html's path."""
     questions, students = read_class(course, assignment)
     out = Path(out) if out else Path(course) / "reports" / assignment
@@ -371,8 +374,8 @@ def write_report(course: Path, assignment: str, out: Path = None, log=print) -> 
         (out / f"{name}.png").write_bytes(png)
     write_csv(out / "scores_by_question.csv", questions, students)
     write_html(out / "report.html", assignment, questions, students, images)
-    log(f"{len(students)} students: " + "; ".join(f"{len(names)} {status}" for status, names in _status_counts(students)))
-    log(f"per question: {out / 'scores_by_question.csv'}")
+    logger.info(f"{len(students)} students: " + "; ".join(f"{len(names)} {status}" for status, names in _status_counts(students)))
+    logger.info(f"per question: {out / 'scores_by_question.csv'}")
     return out / "report.html"
 
 
