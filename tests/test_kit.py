@@ -28,7 +28,7 @@ from graders.course import gradingsplit
 from graders.edges import kit_guard
 
 KIT_FILES = {"README.md", "check_your_learning.ipynb", "mnist_exercise.ipynb", "constraints.txt", "requirements.txt",
-             "onions_student-0.1.0-py3-none-any.whl"}
+             "nbgrader_config.json", "onions_student-0.1.0-py3-none-any.whl"}
 REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1\n?", re.S)
 ACCOUNT = "onions-kit-student"
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -145,9 +146,24 @@ def test_the_command_line_prints_error_and_exits_1(tmp_path):
                                           "give the path of a saved .ipynb file"], result.stderr
 
 
-def test_cell_timeout_is_nbgrader_configs():
+def test_the_cell_timeout_is_the_courses_from_the_kit_and_stops_a_long_cell(tmp_path):
+    """The kit carries the course's c.Execute.timeout as JSON; the self-check reads it beside the notebook."""
+    from graders.edges import kit
+
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course.REPO)).load_config()
-    assert selfcheck.CELL_TIMEOUT == config.Execute.timeout
+    shipped = kit.build(course.REPO, course.ASSIGNMENT)[f"{course.ASSIGNMENT}-student/{selfcheck.COURSE_CONFIG}"]
+    (tmp_path / selfcheck.COURSE_CONFIG).write_bytes(shipped)
+    assert selfcheck.cell_timeout(tmp_path) == config.Execute.timeout
+    assert selfcheck.cell_timeout(tmp_path / "elsewhere") == selfcheck.CELL_TIMEOUT  # no config: not nbgrader's 30 s
+    (tmp_path / selfcheck.COURSE_CONFIG).write_text('{"Execute": {"timeout": 3}}')
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(30)", id="slow")])
+    notebook.cells[0].metadata["nbgrader"] = {"grade": True, "grade_id": "slow", "locked": True, "points": 1,
+                                              "schema_version": 3, "solution": False, "task": False}
+    nbformat.write(notebook, str(tmp_path / "slow.ipynb"))
+    started = time.monotonic()
+    [question] = selfcheck.check(tmp_path / "slow.ipynb")
+    assert question.status == selfcheck.FAILED and "limit per cell" in question.detail, question
+    assert time.monotonic() - started < 25
 
 
 @pytest.mark.parametrize("name", course.NOTEBOOKS)

@@ -7,14 +7,16 @@ import sys
 from pathlib import Path
 
 import course
-from graders.course.coursedir import Course
+from graders.course import coursedir
+from graders.course.coursedir import Course, GradersGradebook
 from graders.edges.intake import GradersIntake
 from graders.grading.execute import StagedExecute
 from graders.grading.settings import GradersBatch
 
 DOCS = course.REPO / "docs" / "instructors.md"
 TRAITS = [(GradersBatch, name) for name in GradersBatch.class_own_traits(config=True)] + \
-         [(GradersIntake, name) for name in GradersIntake.class_own_traits(config=True)] + [(StagedExecute, "max_output_chars")]
+         [(GradersIntake, name) for name in GradersIntake.class_own_traits(config=True)] + [(StagedExecute, "max_output_chars")] + \
+         [(GradersGradebook, "busy_timeout")]
 
 
 def graders(*args, cwd):
@@ -75,3 +77,12 @@ def test_every_environment_variable_has_one_prefix_and_a_row_in_the_docs():
     assert spelled and all(name.startswith("ONIONS_") for name in spelled), sorted(spelled)
     table = (course.REPO / "docs" / "administrators.md").read_text().split("(environment)=\n## ")[1].split("\n## ")[0]
     assert not {name for name in spelled if f"`{name}`" not in table}, "add them to docs/administrators.md's table"
+
+
+def test_the_gradebook_waits_as_long_as_the_course_says_for_another_writer(tmp_path):
+    default, configured = Course(a_course(tmp_path / "a")), Course(a_course(tmp_path / "b", "c.GradersGradebook.busy_timeout = 7.5"))
+    for course_dir, milliseconds in ((default, 120_000), (configured, 7_500)):
+        engine = coursedir._shared_engine(course_dir.directory.db_url)  # as nbgrader's Gradebook makes it
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == milliseconds
+        engine.dispose()

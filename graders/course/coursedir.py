@@ -25,6 +25,8 @@ import nbgrader.nbgraderformat.common
 import sqlalchemy
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
+from traitlets import Float
+from traitlets.config import Configurable
 from traitlets.config.loader import PyFileConfigLoader
 
 from graders.course.status import Status
@@ -38,8 +40,15 @@ WORK = ".graders"  # the batch grader's state, staging and logs, inside the cour
 # about 20 times and validates every graded cell's metadata three times. What it ran and wrote stays
 # the same (the same SQL on the same database, the same validation); only the set-up is kept.
 
+class GradersGradebook(Configurable):
+    """How the grader opens the course's gradebook (c.GradersGradebook.* in nbgrader_config.py)."""
+    busy_timeout = Float(120, help="seconds the grader waits for another writer of an SQLite gradebook "
+                         "(Formgrader, a TA) to let go of its lock before 'database is locked'; SQLite's own "
+                         "default is 5").tag(config=True)
+
+
 _engines, _engines_lock = {}, threading.Lock()
-BUSY_SECONDS = 120  # how long the grader waits for another writer of the gradebook (Formgrader)
+_busy_seconds = {}  # gradebook URL -> its course's c.GradersGradebook.busy_timeout (Course sets it)
 
 
 def _shared_engine(url, **kwargs):
@@ -47,11 +56,12 @@ def _shared_engine(url, **kwargs):
     Gradebook makes a new engine at every open, and with it an empty cache of compiled statements,
     so every query was compiled anew (a third of the batch's main process). Gradebook.close still
     closes the connections (engine.dispose), so nothing stays open between opens."""
-    key = (str(url), tuple(sorted(kwargs.items())))
     if str(url).startswith("sqlite") and "connect_args" not in kwargs:
         # Formgrader may be writing the same gradebook: wait for its lock as long as a loaded
         # machine may hold it, not SQLite's default 5 s ("database is locked" into a status)
-        kwargs["connect_args"] = {"timeout": BUSY_SECONDS}
+        default = GradersGradebook.class_traits()["busy_timeout"].default_value
+        kwargs["connect_args"] = {"timeout": _busy_seconds.get(str(url), default)}
+    key = (str(url), repr(sorted(kwargs.items())))
     with _engines_lock:
         if key not in _engines:
             _engines[key] = sqlalchemy.create_engine(url, **kwargs)
@@ -126,6 +136,7 @@ class Course:
         self.config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
         self.config.CourseDirectory.root = str(self.root)
         self.directory = CourseDirectory(config=self.config)
+        _busy_seconds[self.directory.db_url] = GradersGradebook(config=self.config).busy_timeout
 
     def hidden_delimiters(self) -> tuple:
         """(begin, end): the hidden-test delimiters as this course configures nbgrader's ClearHiddenTests,

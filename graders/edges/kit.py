@@ -3,10 +3,11 @@
 The kit is one zip: the released notebooks (from `release/`, never `source/`), a short README,
 the student side (`student/`, the package the notebooks import) as a pure-Python wheel, and
 the course's lock (`constraints.txt`) with a `requirements.txt` that installs the wheel with
-every package pinned. It is built in memory and written only once the guard
+every package pinned, and the course's cell timeout (`nbgrader_config.json`) for the self-check. It is built in memory and written only once the guard
 (`graders.edges.kit_guard`) has passed every file, nested archives too.
 """
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from nbgrader.preprocessors import ClearSolutions
+from nbgrader.preprocessors import ClearSolutions, Execute
+from onions_student import selfcheck
 
 from graders.course import gradingsplit
 from graders.course.coursedir import Course
@@ -57,6 +59,7 @@ you one. Half of each test set is held back for grading: you get the other half.
 
 One line per question: passed, failed public test (and why), not answered; written answers
 say answered (graded by hand). Passing the public tests does not mean the hidden ones pass.
+Each cell may run as long as the course allows when it grades (`nbgrader_config.json`, here).
 
 ## Hand in
 
@@ -85,8 +88,11 @@ def build(course_dir: Path, assignment: str) -> dict:
     files[f"{top}/requirements.txt"] = (
         "# The course's student side, every package pinned (constraints.txt: the versions it is graded with)\n"
         f"-c constraints.txt\n./{wheel_name}\n").encode()
+    # the course's cell timeout for the self-check (and nbgrader validate), as JSON: reading it runs no code
+    timeout = Execute(config=course.config).timeout
+    files[f"{top}/{selfcheck.COURSE_CONFIG}"] = (json.dumps({"Execute": {"timeout": timeout}}, indent=1) + "\n").encode()
     allowed = {f"{top}/{name}" for name in (*[p.name for p in notebooks], "README.md", wheel_name,
-                                             "constraints.txt", "requirements.txt")}
+                                             "constraints.txt", "requirements.txt", selfcheck.COURSE_CONFIG)}
     solutions = ClearSolutions(config=course.config)
     delimiters = dict([(solutions.begin_solution_delimeter, solutions.end_solution_delimeter),
                        course.hidden_delimiters()])

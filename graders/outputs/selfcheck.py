@@ -3,10 +3,10 @@
 The code lives in the student package, which the student kit ships (``python -m graders
 student-kit``); graders keep their command and names.
 """
-from onions_student.selfcheck import (BY_HAND, CELL_TIMEOUT, CODE_PLACEHOLDER, FAILED, NOT_ANSWERED,  # noqa: F401
+from onions_student.selfcheck import (BY_HAND, CELL_TIMEOUT, CODE_PLACEHOLDER, COURSE_CONFIG, FAILED, NOT_ANSWERED,  # noqa: F401
                                       PASSED, TEXT_PLACEHOLDER, WHAT_RUNS_WHERE, Question, QuietExecute, check,
-                                      describe, first_error, print_progress, questions, read, report, run_copy,
-                                      status_of)
+                                      cell_timeout, course_config, describe, first_error, print_progress, questions,
+                                      read, report, run_copy, status_of)
 from onions_student.selfcheck import add_command as add_students_command
 from onions_student.selfcheck import run as run_for_students
 

@@ -16,8 +16,12 @@ import nbformat
 from nbclient.exceptions import DeadKernelError
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, Execute
+from traitlets.config.loader import Config, JSONFileConfigLoader
 
-CELL_TIMEOUT = 300  # seconds per cell: c.Execute.timeout of nbgrader_config.py (a test keeps them equal)
+# seconds per cell: the course's c.Execute.timeout, from the nbgrader_config.json beside the notebook
+# (the student kit has one); without it this, not nbgrader's 30 s, which would stop any training
+CELL_TIMEOUT = 300
+COURSE_CONFIG = "nbgrader_config.json"  # JSON, not nbgrader_config.py: reading it runs no code
 CODE_PLACEHOLDER = "raise NotImplementedError()"  # what nbgrader leaves in an unanswered code cell
 TEXT_PLACEHOLDER = "YOUR ANSWER HERE"  # ... and in an unanswered written answer
 
@@ -84,8 +88,21 @@ def run_copy(notebook, folder: Path, progress=lambda cell, number, total: None):
         progress(cell, cell_index + 1, len(notebook.cells))
 
     with utils.setenv(NBGRADER_EXECUTION="validate"):  # as nbgrader validate runs it: ungraded long cells skip
-        QuietExecute(timeout=CELL_TIMEOUT, on_cell_execute=started).preprocess(notebook, {"metadata": {"path": str(folder)}})
+        QuietExecute(config=course_config(folder), on_cell_execute=started).preprocess(
+            notebook, {"metadata": {"path": str(folder)}})
     return notebook
+
+
+def course_config(folder: Path) -> Config:
+    """The course's settings for nbgrader's Execute: the JSON config in `folder`, if any, over CELL_TIMEOUT."""
+    config = Config({"Execute": {"timeout": CELL_TIMEOUT}})
+    if (Path(folder) / COURSE_CONFIG).is_file():
+        config.merge(JSONFileConfigLoader(COURSE_CONFIG, path=str(folder)).load_config())
+    return config
+
+
+def cell_timeout(folder: Path) -> int:
+    return Execute(config=course_config(folder)).timeout
 
 
 def questions(executed) -> list:
@@ -139,7 +156,7 @@ def first_error(cell):
 def describe(error) -> str:
     """One line for an error output: an assertion's own message, else the exception."""
     if error.ename in ("CellTimeoutError", "KeyboardInterrupt"):
-        return f"still running after {CELL_TIMEOUT} s, the limit per cell"
+        return "still running at the limit per cell (c.Execute.timeout)"
     text = (error.evalue or error.ename) if error.ename == "AssertionError" else f"{error.ename}: {error.evalue}"
     return (text.strip().splitlines() or [""])[0][:300]
 
