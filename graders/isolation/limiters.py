@@ -23,35 +23,37 @@ class SandboxUnavailable(GradersError):
 
 
 class Cgroup:
-    """One cgroup (v2, or the memory and pids hierarchies of v1) capping memory and processes."""
+    """One cgroup capping memory (tmpfs included) and processes, made with `Cgroup.make`: the
+    kernel's v2 hierarchy (`CgroupV2`) or v1's memory, pids and cpuacct ones (`CgroupV1`)."""
     kind = "cgroup"
+    version = 0
+    OOM_FILE = PEAK_FILE = ""  # the memory controller's files for "killed for memory" and the peak
+
+    @staticmethod
+    def make(memory_bytes: int, processes: int) -> "Cgroup":
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").is_file()
+        return (CgroupV2 if v2 else CgroupV1)(memory_bytes, processes)
 
     def __init__(self, memory_bytes: int, processes: int):
-        name = f"onions-{os.getpid()}-{uuid.uuid4().hex[:12]}"  # its maker's pid: see sweep
-        self.dirs = {}
-        if Path("/sys/fs/cgroup/cgroup.controllers").is_file():  # v2, under the root cgroup
-            self.version = 2
-            self.dirs = {"memory": Path("/sys/fs/cgroup") / name}
-            self.dirs["pids"] = self.dirs["cpuacct"] = self.dirs["memory"]
-        else:
-            self.version = 1
-            for controller in ("memory", "pids", "cpuacct"):
-                self.dirs[controller] = _v1_root(controller) / name
+        self.dirs = self.folders(f"onions-{os.getpid()}-{uuid.uuid4().hex[:12]}")  # its maker's pid: see sweep
         self.sweep({folder.parent for folder in self.dirs.values()})
         try:
             for folder in set(self.dirs.values()):
                 folder.mkdir()
-            if self.version == 2:
-                self._write("memory", "memory.max", memory_bytes)
-                self._write("memory", "memory.swap.max", 0, required=False)
-                self._write("pids", "pids.max", processes)
-            else:
-                self._write("memory", "memory.limit_in_bytes", memory_bytes)
-                self._write("memory", "memory.memsw.limit_in_bytes", memory_bytes, required=False)
-                self._write("pids", "pids.max", processes)
+            self.set_limits(memory_bytes, processes)
         except OSError as error:
             self.remove()
             raise SandboxUnavailable(f"cannot create a cgroup for memory and process limits ({error})") from None
+
+    def folders(self, name: str) -> dict:
+        """{controller: the new cgroup's folder} for memory, pids and cpuacct."""
+        raise NotImplementedError
+
+    def set_limits(self, memory_bytes: int, processes: int) -> None:
+        raise NotImplementedError
+
+    def cpu_seconds(self, rusage) -> float:
+        raise NotImplementedError
 
     def _write(self, controller, filename, value, required=True):
         try:
@@ -68,23 +70,13 @@ class Cgroup:
         """Nothing to watch: the kernel enforces the limits."""
 
     def oom_killed(self) -> bool:
-        name = "memory.events" if self.version == 2 else "memory.oom_control"
-        text = _read(self.dirs["memory"] / name)
-        return any(line.split()[:1] == ["oom_kill"] and line.split()[1] != "0" for line in text.splitlines())
+        return _counted(_read(self.dirs["memory"] / self.OOM_FILE), "oom_kill")
 
     def process_limit_hit(self) -> bool:
-        text = _read(self.dirs["pids"] / "pids.events")
-        return any(line.split()[:1] == ["max"] and line.split()[1] != "0" for line in text.splitlines())
+        return _counted(_read(self.dirs["pids"] / "pids.events"), "max")
 
     def peak_memory(self) -> int:
-        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
-        return int(_read(self.dirs["memory"] / name) or 0)
-
-    def cpu_seconds(self, rusage) -> float:
-        if self.version == 2:
-            stat = dict(line.split() for line in _read(self.dirs["cpuacct"] / "cpu.stat").splitlines() if line)
-            return int(stat.get("usage_usec", 0)) / 1e6
-        return int(_read(self.dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
+        return int(_read(self.dirs["memory"] / self.PEAK_FILE) or 0)
 
     def kill_all(self) -> None:
         kill_until_gone(lambda: {int(p) for folder in dict.fromkeys(self.dirs.values())
@@ -114,6 +106,47 @@ class Cgroup:
                     break
                 except OSError:
                     time.sleep(0.05)
+
+
+class CgroupV2(Cgroup):
+    """One folder under the root of the unified hierarchy, all three controllers in it."""
+    version = 2
+    OOM_FILE, PEAK_FILE = "memory.events", "memory.peak"
+
+    def folders(self, name: str) -> dict:
+        folder = Path("/sys/fs/cgroup") / name
+        return {"memory": folder, "pids": folder, "cpuacct": folder}
+
+    def set_limits(self, memory_bytes: int, processes: int) -> None:
+        self._write("memory", "memory.max", memory_bytes)
+        self._write("memory", "memory.swap.max", 0, required=False)
+        self._write("pids", "pids.max", processes)
+
+    def cpu_seconds(self, rusage) -> float:
+        stat = dict(line.split() for line in _read(self.dirs["cpuacct"] / "cpu.stat").splitlines() if line)
+        return int(stat.get("usage_usec", 0)) / 1e6
+
+
+class CgroupV1(Cgroup):
+    """A folder in each v1 hierarchy, nested in this process's own cgroup there."""
+    version = 1
+    OOM_FILE, PEAK_FILE = "memory.oom_control", "memory.max_usage_in_bytes"
+
+    def folders(self, name: str) -> dict:
+        return {controller: _v1_root(controller) / name for controller in ("memory", "pids", "cpuacct")}
+
+    def set_limits(self, memory_bytes: int, processes: int) -> None:
+        self._write("memory", "memory.limit_in_bytes", memory_bytes)
+        self._write("memory", "memory.memsw.limit_in_bytes", memory_bytes, required=False)
+        self._write("pids", "pids.max", processes)
+
+    def cpu_seconds(self, rusage) -> float:
+        return int(_read(self.dirs["cpuacct"] / "cpuacct.usage") or 0) / 1e9
+
+
+def _counted(events: str, name: str) -> bool:
+    """Whether a cgroup events file (`NAME COUNT` lines) counts `name` at least once."""
+    return any(line.split()[:1] == [name] and line.split()[1] != "0" for line in events.splitlines())
 
 
 class Watchdog:

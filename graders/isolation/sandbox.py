@@ -292,7 +292,7 @@ class RootSandbox(Isolation):
 
     def limiter(self, limits: Limits):
         try:
-            return Cgroup(limits.memory_bytes, limits.processes)
+            return Cgroup.make(limits.memory_bytes, limits.processes)
         except SandboxUnavailable:  # root in a container without cgroups of its own
             return Watchdog(limits.memory_bytes, limits.processes, tmpfs=(*TMPFS, SUBMISSION))
 
@@ -341,7 +341,7 @@ class NoSandbox(Isolation):
 
     def limiter(self, limits: Limits):
         try:
-            return Cgroup(limits.memory_bytes, limits.processes)
+            return Cgroup.make(limits.memory_bytes, limits.processes)
         except SandboxUnavailable:
             return Watchdog(limits.memory_bytes, limits.processes)
 
