@@ -285,11 +285,3 @@ def _statistics_problem(spec: Dataset, arrays) -> str:
     if abs(float(arrays["x_train"].mean()) - spec.train_pixel_mean) > 1e-9:
         return f"training pixel mean differs from {spec.title}'s"
     return ""
-
-
-def _write_atomically(target: Path, write) -> None:
-    """`write(path)` to a partial file, then renamed: a crash never leaves a half-written cache."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".partial-{target.name}")
-    write(partial)
-    os.replace(partial, target)

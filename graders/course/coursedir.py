@@ -31,6 +31,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from graders.course.status import Status
 from graders.errors import GradersError
+from graders.files import write_atomically
 
 WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
 
@@ -275,12 +276,8 @@ class BatchState:
 
     def rewrite(self, state: dict) -> None:
         """Replace the journal with one line per student of `state`; a crash leaves the old one whole."""
-        partial = self.path.with_suffix(".partial")
-        self.work.mkdir(parents=True, exist_ok=True)
-        with open(partial, "w", encoding="utf-8") as journal:
-            for student, entry in sorted(state.items()):
-                journal.write(json.dumps([student, entry], sort_keys=True) + "\n")
-        os.replace(partial, self.path)
+        lines = "".join(json.dumps([student, entry], sort_keys=True) + "\n" for student, entry in sorted(state.items()))
+        write_atomically(self.path, lambda journal: journal.write(lines.encode("utf-8")))
 
 
 def _last_byte(path: Path) -> bytes:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from graders.files import write_atomically
 from graders.data import (GRADING_SIZE, PUBLIC_TEST_SIZE, SPECS, DataUnavailable, _problem, _public_view,
-                          _statistics_problem, _write_atomically, cache_path, load_offline, load_view, students_dir)
+                          _statistics_problem, cache_path, load_offline, load_view, students_dir)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False)
         problem = _problem(spec, arrays) or _statistics_problem(spec, arrays)
         if problem:
             raise DataUnavailable(f"{spec.title} from {origin} failed verification: {problem}")
-        _write_atomically(target, lambda path: np.savez_compressed(path, **arrays))
+        write_atomically(target, lambda stream: np.savez_compressed(stream, **arrays))
         logger.info(f"offline {spec.title} built and verified: {target}")
         full = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
     try:
@@ -63,7 +64,7 @@ def build_cache(name: str = "mnist", source: Path = None, rebuild: bool = False)
         load_view(name)
     except DataUnavailable:
         view = _public_view(*full)
-        _write_atomically(students_dir() / f"{name}.npz", lambda path: np.savez_compressed(path, **view))
+        write_atomically(students_dir() / f"{name}.npz", lambda stream: np.savez_compressed(stream, **view))
         load_view(name)
         logger.info(f"students' view of {spec.title} built and verified: {students_dir() / f'{name}.npz'} (the training set "
                     f"and {PUBLIC_TEST_SIZE} test images; the other {GRADING_SIZE} are the grading split's)")

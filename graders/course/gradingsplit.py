@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from graders import data
+from graders.files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def build(secret: bytes, required=(), expected: dict = None) -> GradingSet:
                                        "(another dataset copy or code): run scripts/setup and python -m graders data")
         result.digests[name] = entry
     folder.mkdir(parents=True, exist_ok=True)
-    data._write_atomically(made, lambda path: path.write_text(json.dumps(result.digests, sort_keys=True)))
+    write_atomically(made, lambda stream: stream.write(json.dumps(result.digests, sort_keys=True).encode()))
     return result
 
 
@@ -175,14 +176,8 @@ def _write(result: GradingSet, name: str, images, labels) -> dict:
     for path, array, mode in ((result.images(name), images, 0o644), (result.labels(name), labels, 0o600)):
         path.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(result.folder, 0o700)
-        data._write_atomically(path, lambda partial: _save(partial, array, mode))
+        write_atomically(path, lambda stream: np.save(stream, array, allow_pickle=False), mode)
     return {"images": _digest(result.images(name)), "labels": _digest(result.labels(name))}
-
-
-def _save(path: Path, array, mode: int) -> None:
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as stream:
-        np.save(stream, array, allow_pickle=False)
-    os.chmod(path, mode)
 
 
 def known_label_arrays() -> list:

@@ -1,14 +1,13 @@
 """What the Canvas and Moodle commands share (graders.edges.lms): nbgrader's final scores, and an
 LMS's CSV read and rewritten with every byte but the filled cells as the LMS wrote it."""
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from nbgrader.api import MissingEntry
 
 from graders.course.coursedir import Course, penalised
 from graders.course.status import SCORED
+from graders import files
 from graders.errors import GradersError
 
 
@@ -143,17 +142,7 @@ def write_atomically(path: Path, data: bytes, source: Path, force: bool) -> None
         raise LmsError(f"{path} exists: choose another -o or pass --force to replace it")
     if not path.parent.is_dir():
         raise LmsError(f"{path.parent} is not a directory: create it or choose another -o")
-    descriptor, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    files.write_atomically(path, lambda stream: stream.write(data), 0o644, sync=True)
 
 
 def scaled(score: float, max_score: float, lms_max: float, scale: bool, where: str) -> float:

@@ -23,6 +23,7 @@ from graders.course import gradingsplit
 from graders.course.coursedir import Course
 from graders.edges import kit_guard
 from graders.errors import GradersError
+from graders.files import write_atomically
 
 STUDENT = Path(__file__).resolve().parents[2] / "student"  # the student package's project (pyproject.toml)
 DATE = (2026, 1, 1, 0, 0, 0)  # every member's timestamp: the same course gives the same zip
@@ -124,9 +125,7 @@ def write(files: dict, target: Path) -> None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name in sorted(files):
             archive.writestr(zipfile.ZipInfo(name, DATE), files[name], zipfile.ZIP_DEFLATED)
-    partial = target.with_name(f".partial-{target.name}")
-    partial.write_bytes(buffer.getvalue())
-    partial.replace(target)
+    write_atomically(target, lambda stream: stream.write(buffer.getvalue()))
 
 
 def run(args) -> int:

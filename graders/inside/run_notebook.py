@@ -46,6 +46,7 @@ from nbclient.util import ensure_async  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
 from graders.data import LABELS_FOLDER  # noqa: E402
+from graders.files import read_or_empty as _read, write_atomically  # noqa: E402
 from graders.inside import artifacts, hidden  # noqa: E402
 from graders.inside.merge import RecheckError, merge  # noqa: E402,F401 (the grader's run_notebook.merge)
 from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
@@ -232,10 +233,7 @@ def key(path: Path) -> str:
 
 def replace(content: bytes, path: Path) -> None:
     """Replace `path` (whatever a student left there) with `content`."""
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".pack-")
-    with os.fdopen(handle, "wb") as stream:
-        stream.write(content)
-    os.replace(partial, path)
+    write_atomically(path, lambda stream: stream.write(content))
 
 
 def _kill_kernel(zygote: Zygote, timed_out: threading.Event) -> None:
@@ -266,19 +264,9 @@ def _our_processes() -> list:
     return found
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def write(notebook, path: Path) -> None:
     """Replace `path` (whatever a student left there: a symlink, a read-only file) with `notebook`."""
-    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".executed-")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        nbformat.write(notebook, stream)
-    os.replace(partial, path)
+    write_atomically(path, lambda stream: stream.write(nbformat.writes(notebook).encode("utf-8")))
 
 
 def main(argv=None) -> int:

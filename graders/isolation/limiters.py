@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from graders.errors import GradersError
+from graders.files import read_or_empty as _read
 from graders.isolation import watchdog
 from graders.isolation.boot import python_module
 from graders.isolation.watchdog import kill_until_gone
@@ -233,10 +234,5 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 

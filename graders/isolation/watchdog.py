@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from graders.files import read_or_empty as _read
+
 INTERVAL = 0.1
 TICK = 0.01  # between looks at the host's pid counter: a burst of new tasks is counted at once
 BURST = 16  # new pids on the host within a tick that make the watchdog count the sandbox's tasks
@@ -120,13 +122,6 @@ def kill_until_gone(list_pids, attempts: int = 50, pause: float = 0.05) -> None:
             except OSError:
                 pass
         time.sleep(pause)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
 
 
 def _stat(pid) -> list:
