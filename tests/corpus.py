@@ -6,6 +6,7 @@ prints what it saw, so the tests can prove that every attempt failed inside the 
 """
 import copy
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -58,6 +59,25 @@ def probes(course_dir, secret=None) -> dict:
 
 
 HIDDEN = "n_parameters == 307300"  # a line of the hidden test of Q1
+HOSTILE = "hostile-probes"  # the student who tries every probe, one after another in one kernel
+
+
+def every_probe(found: dict) -> str:
+    """One cell body that runs each probe in turn, announced by a `PROBE name` line."""
+    return "".join(f"print('PROBE', {name!r})\n" + hostile(code) for name, code in found.items())
+
+
+def probe_outputs(notebook) -> dict:
+    """{probe name: what it printed} from the hostile student's executed notebook."""
+    text = "".join(output.get("text", "") for output in submissions.cell(notebook, "q1_answer").outputs)
+    parts = re.split(r"^PROBE (.+)$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def blocked(seen: dict, course_dir) -> list:
+    """The probes of `probes(course_dir)` that did not run, or did not fail, with what they printed."""
+    return [(name, seen.get(name)) for name in probes(course_dir) if name not in seen or "BLOCKED" not in seen[name]
+            or any(word in seen[name] for word in ("SAW", "WROTE", "CONNECTED"))]
 
 SEARCH_DISK = f"""import os
 hits = []
@@ -188,9 +208,7 @@ def build(course_dir, secret=None) -> dict:
         "monkeypatch": ({f"{CYL}.ipynb": dump(monkeypatched), f"{MNIST}.ipynb": blank}, "graded"),
         "foreign-cells": ({f"{CYL}.ipynb": dump(foreign), f"{MNIST}.ipynb": blank}, "graded"),
     }
-    for name, code in probes(course_dir, secret).items():
-        student = "hostile-" + name.replace(",", "").replace("'", "").replace(" ", "-")
-        students[student] = (cyl(hostile(code)), "graded")
+    students[HOSTILE] = (cyl(every_probe(probes(course_dir, secret))), "graded")
     students.update(text_and_caps(reference, notebook("release", MNIST), cyl))
     return students
 

@@ -40,12 +40,9 @@ def test_graded_bad_submissions_score_like_the_reference_except_where_they_are_w
 
 
 def test_hostile_reads_writes_and_connections_fail_inside_the_sandbox(batch_class):
-    hostile = [s for s in batch_class.expected if s.startswith("hostile-")]
-    assert len(hostile) == len(corpus.probes(batch_class.directory))
-    for student in hostile:
-        cell = submissions.cell(batch_class.executed(student, "check_your_learning"), "q1_answer")
-        text = "".join(o.get("text", "") for o in cell.outputs)
-        assert "BLOCKED" in text and not any(word in text for word in ("SAW", "WROTE", "CONNECTED")), f"{student}: {text}"
+    seen = corpus.probe_outputs(batch_class.executed(corpus.HOSTILE, "check_your_learning"))
+    assert len(seen) == len(corpus.probes(batch_class.directory)) > 15, seen
+    assert not corpus.blocked(seen, batch_class.directory)
     assert not (batch_class.directory / "pwned.txt").exists()
     with sqlite3.connect(batch_class.directory / "gradebook.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

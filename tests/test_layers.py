@@ -11,7 +11,8 @@ from graders.isolation import sandbox
 
 PACKAGE = Path(__file__).resolve().parents[1] / "graders"
 # lowest first: a room may import its own and lower rooms, never a higher one
-LAYERS = [("graders.errors", "graders.logs", "graders.files", "graders.data", "graders.course"), ("graders.isolation",), ("graders.inside",), ("graders.grading",),
+LAYERS = [("graders.errors", "graders.logs", "graders.files", "graders.data", "graders.course"), ("graders.isolation",),
+          ("graders.inside",), ("graders.grading",),
           ("graders.edges", "graders.outputs"), ("graders.demo", "graders.__main__")]
 
 

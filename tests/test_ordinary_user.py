@@ -130,12 +130,10 @@ def test_scores_equal_the_root_batch_cell_for_cell(account_batch, batch_class):
 
 
 def test_every_hostile_attempt_is_blocked_for_the_account_too(account_batch):
-    hostile = [s for s in account_batch.expected if s.startswith("hostile-")]
-    assert len(hostile) == len(corpus.probes(account_batch.directory))
-    for student in hostile:
-        executed = course.read_notebook(account_batch.directory / "autograded" / student / course.ASSIGNMENT / "check_your_learning.ipynb")
-        text = "".join(o.get("text", "") for o in submissions.cell(executed, "q1_answer").outputs)
-        assert "BLOCKED" in text and not any(word in text for word in ("SAW", "WROTE", "CONNECTED")), f"{student}: {text}"
+    executed = course.read_notebook(account_batch.directory / "autograded" / corpus.HOSTILE / course.ASSIGNMENT / "check_your_learning.ipynb")
+    seen = corpus.probe_outputs(executed)
+    assert len(seen) == len(corpus.probes(account_batch.directory)) > 15, seen
+    assert not corpus.blocked(seen, account_batch.directory)
     assert not (account_batch.directory / "pwned.txt").exists()
     assert tree_digest(account_batch.directory / "submitted") == account_batch.submitted_before
     with sqlite3.connect(account_batch.directory / "gradebook.db") as db:

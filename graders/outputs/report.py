@@ -11,7 +11,6 @@ each, from the diagnoses the batch grader recorded: what the class got wrong, an
 import base64
 import csv
 import html
-import io
 import logging
 import math
 import time
@@ -26,7 +25,7 @@ from graders.course.plain import plain
 from graders.course.status import Status
 from graders.errors import GradersError
 from graders.inside import hidden
-from graders.outputs import literals
+from graders.outputs import literals, report_plots
 
 logger = logging.getLogger(__name__)
 
@@ -153,96 +152,6 @@ def misconception_rows(question: Question, students) -> list:
     return rows
 
 
-# -- plots ------------------------------------------------------------------------------------
-def _figure(**options):
-    """A bare matplotlib Figure: it saves to PNG with Agg, no display, no pyplot state.
-
-    matplotlib is imported here, not at the top: every `python -m graders` command loads this
-    module, and the import costs half a second.
-    """
-    from matplotlib.figure import Figure
-    return Figure(**options)
-
-
-def _integers():
-    from matplotlib.ticker import MaxNLocator
-    return MaxNLocator(integer=True)
-
-
-def _png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
-
-
-def _full_points(question: Question, students) -> tuple:
-    """(students with full points, students scored) on one question, among those with usable grades."""
-    scored = [s.scores[question.key] for s in students if s.usable and s.scores.get(question.key) is not None]
-    return sum(score >= question.max_score for score in scored), len(scored)
-
-
-def score_histogram(questions, students) -> bytes:
-    graded = [s for s in students if s.usable]
-    pending = sum(s.scores.get(q.key) is None for s in graded for q in questions)
-    parts = [("Autograded points", [s.autograded(questions) for s in graded], sum(q.max_score for q in questions if q.autograded)),
-             ("Total so far", [s.total for s in graded], sum(q.max_score for q in questions))]
-    figure = _figure(figsize=(10, 3.6), layout="constrained")
-    for axes, (title, values, top) in zip(figure.subplots(1, 2), parts):
-        top = math.ceil(max([top, *values]))
-        axes.hist(values, bins=[edge - 0.5 for edge in range(top + 2)], color="tab:blue", edgecolor="white")
-        axes.set_xlim(-0.5, top + 0.5)
-        axes.xaxis.set_major_locator(_integers())
-        axes.yaxis.set_major_locator(_integers())
-        axes.set_title(f"{title} (of {top:g})")
-        axes.set_xlabel("points")
-        axes.set_ylabel("students")
-    if pending:
-        figure.axes[1].set_xlabel(f"points ({pending} answers not yet graded by hand count 0)")
-    others = len(students) - len(graded)
-    figure.suptitle(f"{len(graded)} students with grades" + (f"; {others} without (see grading status)" if others else ""))
-    return _png(figure)
-
-
-def pass_rate(questions, students) -> bytes:
-    tests = [q for q in questions if q.autograded]
-    figure = _figure(figsize=(8, 1.2 + 0.4 * len(tests)), layout="constrained")
-    axes = figure.subplots()
-    counts = [_full_points(q, students) for q in tests]
-    rates = [100 * full / scored if scored else 0.0 for full, scored in counts]
-    axes.barh([q.key for q in tests], rates, color="tab:green")
-    for row, ((full, scored), rate) in enumerate(zip(counts, rates)):
-        axes.text(rate + 1, row, f"{rate:.0f}% ({full}/{scored})", va="center")
-    axes.set_xlim(0, 118)
-    axes.set_xticks(range(0, 101, 20))
-    axes.invert_yaxis()  # first question on top
-    axes.set_xlabel("% of students with grades who got full points")
-    axes.set_title("Pass rate per autograded test cell")
-    return _png(figure)
-
-
-def misconceptions(questions, students) -> bytes:
-    """One bar chart per question that declares misconceptions: the share of students scored on
-    it who made each ("other" last)."""
-    diagnosed = [q for q in questions if q.misconceptions]
-    heights = [len(q.misconceptions) + 1 for q in diagnosed]
-    figure = _figure(figsize=(9, 0.8 * len(diagnosed) + 0.32 * sum(heights)), layout="constrained")
-    grid = figure.subplots(len(diagnosed), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
-    for axes, question in zip(grid[:, 0], diagnosed):
-        rows = misconception_rows(question, students)
-        shares = [100 * share for _, _, share, _, _ in rows]
-        axes.barh([name for name, *_ in rows], shares,
-                  color=["tab:gray" if name == hidden.OTHER else "tab:orange" for name, *_ in rows])
-        for row, (_, count, share, _, _) in enumerate(rows):
-            axes.text(100 * share + 1, row, f"{100 * share:.0f}% ({count})", va="center")
-        axes.set_xlim(0, 118)
-        axes.set_xticks(range(0, 101, 20))
-        axes.invert_yaxis()
-        axes.set_title(question.key, loc="left", fontsize=10)
-    grid[-1, 0].set_xlabel("% of the students scored on the question")
-    figure.suptitle("What the class got wrong: misconceptions per question")
-    return _png(figure)
-
-
 def _status_counts(students) -> list:
     """[(status, [student names])], statuses with usable grades first, then the most frequent."""
     by_status = {}
@@ -251,20 +160,28 @@ def _status_counts(students) -> list:
     return sorted(by_status.items(), key=lambda item: (item[0] not in USABLE, -len(item[1]), item[0]))
 
 
-def status_counts(students) -> bytes:
-    counts = _status_counts(students)
-    figure = _figure(figsize=(8, 1.2 + 0.4 * len(counts)), layout="constrained")
-    axes = figure.subplots()
-    colours = ["tab:green" if status in USABLE else "tab:gray" if status == NOT_SUBMITTED else "tab:red" for status, _ in counts]
-    axes.barh([status for status, _ in counts], [len(names) for _, names in counts], color=colours)
-    for row, (_, names) in enumerate(counts):
-        axes.text(len(names), row, f" {len(names)}", va="center")
-    axes.xaxis.set_major_locator(_integers())
-    axes.set_xlim(0, max([len(names) for _, names in counts] or [1]) * 1.15 + 0.5)
-    axes.invert_yaxis()
-    axes.set_xlabel("students")
-    axes.set_title("Grading status (green: graded; red: no usable grades)")
-    return _png(figure)
+def plots(questions, students) -> dict:
+    """{name: PNG} of the report's plots (graders.outputs.report_plots draws what is counted here)."""
+    graded = [s for s in students if s.usable]
+    parts = [("Autograded points", [s.autograded(questions) for s in graded], sum(q.max_score for q in questions if q.autograded)),
+             ("Total so far", [s.total for s in graded], sum(q.max_score for q in questions))]
+    pending = sum(s.scores.get(q.key) is None for s in graded for q in questions)
+    tests = [q for q in questions if q.autograded]
+    images = {
+        "score_histogram": report_plots.score_histogram(parts, pending, len(graded), len(students) - len(graded)),
+        "pass_rate": report_plots.pass_rate([(q.key, *_full_points(q, students)) for q in tests]),
+        "status_counts": report_plots.status_counts(_status_counts(students), USABLE, NOT_SUBMITTED),
+    }
+    diagnosed = [q for q in questions if q.misconceptions]
+    if diagnosed:
+        images["misconceptions"] = report_plots.misconceptions([(q.key, misconception_rows(q, students)) for q in diagnosed])
+    return images
+
+
+def _full_points(question: Question, students) -> tuple:
+    """(students with full points, students scored) on one question, among those with usable grades."""
+    scored = [s.scores[question.key] for s in students if s.usable and s.scores.get(question.key) is not None]
+    return sum(score >= question.max_score for score in scored), len(scored)
 
 
 # -- files ------------------------------------------------------------------------------------
@@ -366,10 +283,7 @@ def write_report(course: Path, assignment: str, out: Path = None) -> Path:
     questions, students = read_class(course, assignment)
     out = Path(out) if out else Path(course) / "reports" / assignment
     out.mkdir(parents=True, exist_ok=True)
-    images = {"score_histogram": score_histogram(questions, students), "pass_rate": pass_rate(questions, students),
-              "status_counts": status_counts(students)}
-    if any(q.misconceptions for q in questions):
-        images["misconceptions"] = misconceptions(questions, students)
+    images = plots(questions, students)
     for name, png in images.items():
         (out / f"{name}.png").write_bytes(png)
     write_csv(out / "scores_by_question.csv", questions, students)
