@@ -1,7 +1,8 @@
 """The class the tests grade: the reference solution, the untouched release, and students who
 each get one thing wrong (or are noisy on stderr). Each is made from the source notebooks by
 replacing text in one cell, so the difference from the reference is exactly that edit (and,
-to save time, a dropout model trained on two batches where the wrong answer is not about it).
+to save time, a dropout model trained on two batches and a main model trained one epoch where
+the wrong answer is about neither).
 """
 import copy
 
@@ -103,6 +104,16 @@ def edited(notebook, cell_id, old, new=None):
     return notebook
 
 
+FIT = "history = model.fit(train_data, epochs=2, validation_data=test_data, verbose=2)"
+
+
+def one_epoch(notebook):
+    """The main model trained one epoch instead of two: 0.977 on the MNIST grading images (measured,
+    softmax or logits alike), over the 0.97 bar, and a third of a student's training less. For the
+    students whose one wrong answer is not about accuracy."""
+    return edited(notebook, "training_answer", FIT, FIT.replace("epochs=2", "epochs=1"))
+
+
 DROPOUT_FIT = "history_dropout = model_dropout.fit(train_data, epochs=1, validation_data=test_data, verbose=2)"
 
 
@@ -123,18 +134,21 @@ def build(course_dir) -> dict:
         "reference": reference,
         "blank": {name: load("release", name) for name in course.NOTEBOOKS},
     }
-    for student, (name, cell_id, *edits, _) in WRONG_ANSWERS.items():
-        students[student] = {name: cheap_dropout(edited(reference[name], cell_id, *edits)) if name == MNIST
-                             else edited(reference[name], cell_id, *edits)}
+    for student, (name, cell_id, *edits, failing) in WRONG_ANSWERS.items():
+        notebook = edited(reference[name], cell_id, *edits)
+        if name == MNIST:
+            notebook = cheap_dropout(notebook if "accuracy_test" in failing else one_epoch(notebook))
+        students[student] = {name: notebook}
 
     for student, (edits, _) in FASHION_STUDENTS.items():
         notebook = edited(reference[MNIST], "dataset", *FASHION)
         for cell_id, (old, new) in edits.items():
             notebook = edited(notebook, cell_id, old, new)
-        students[student] = {MNIST: cheap_dropout(notebook) if edits else notebook}
+        students[student] = {MNIST: cheap_dropout(notebook)}  # Fashion's bar: the reference's two epochs
 
     noisy_cyl = edited(reference[CYL], "q1_answer", "width, height", NOISY_CELLS + "\nwidth, height")
-    noisy_mnist = edited(reference[MNIST], "preprocess_answer", "def preprocess(images):\n", NOISY_PREPROCESS)
+    noisy_mnist = edited(cheap_dropout(one_epoch(reference[MNIST])), "preprocess_answer", "def preprocess(images):\n",
+                         NOISY_PREPROCESS)
     probe = copy.deepcopy(cell(noisy_mnist, "gap_answer"))
     probe.update(id="metrics_probe", metadata={}, source=METRICS_PROBE, outputs=[], execution_count=None)
     noisy_mnist.cells.append(probe)
