@@ -266,8 +266,9 @@ def test_tls_between_scheduler_workers_and_grader_as_the_readme_says(tmp_path, d
 def test_losing_the_scheduler_stops_the_batch_in_a_line_and_keeps_what_is_graded(tmp_path, demo_class):
     directory = tmp_path / "course"
     hand_in(directory, demo_class[0])
-    for trains in ("demo-reference", "demo-mixed"):  # no training here
-        shutil.rmtree(directory / "submitted" / trains)
+    for student in (directory / "submitted").glob("demo-*"):  # the CHEAP corpus and two of the demo's are enough
+        if student.name not in ("demo-partial", "demo-blank"):
+            shutil.rmtree(student)
     students = sorted(p.name for p in (directory / "submitted").iterdir())
     (tmp_path / "first").mkdir()
     first = Cluster(tmp_path / "first", directory)

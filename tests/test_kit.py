@@ -186,7 +186,7 @@ def answered(release: Path, source: Path):
             text = reference[cell.id].source
             cell.source = "\n".join(line for line in text.splitlines() if "### BEGIN SOLUTION" not in line
                                     and "### END SOLUTION" not in line)
-    return submissions.cheap_dropout(notebook) if source.stem == "mnist_exercise" else notebook
+    return submissions.cheap_dropout(submissions.one_epoch(notebook)) if source.stem == "mnist_exercise" else notebook
 
 
 def as_account(command: list, cwd: Path, env: dict = None) -> subprocess.CompletedProcess:
