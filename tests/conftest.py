@@ -1,4 +1,5 @@
 """One real class, graded once per test session by nbgrader's own generate_assignment and autograde."""
+import concurrent.futures
 import hashlib
 import os
 import uuid
@@ -53,9 +54,22 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def graded_class(tmp_path_factory):
+    """The class graded by stock nbgrader's own `nbgrader autograde`: two of them side by side, each
+    over half the students (--CourseDirectory.student_id_exclude the other half), so that both cores
+    work; each notebook is graded on its own either way."""
     directory = handed_in_class(tmp_path_factory, "class")
-    course.nbgrader(directory, "autograde", course.ASSIGNMENT, log=directory / "autograde.log")
-    return GradedClass(directory)
+    students = sorted(path.name for path in (directory / "submitted").iterdir())
+    halves = [students[0::2], students[1::2]]  # sorted: the students who train fall in both
+
+    def autograde(half: int):
+        course.nbgrader(directory, "autograde", course.ASSIGNMENT, f"--CourseDirectory.student_id_exclude={','.join(halves[1 - half])}",
+                        log=directory / f"autograde-{half}.log")
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(autograde, (0, 1)))
+    graded = GradedClass(directory)
+    assert sorted(graded.table) == students, "each half graded its own students, and only them"
+    return graded
 
 
 def tree_digest(folder):

@@ -15,7 +15,7 @@ from graders.isolation import sandbox
 
 
 
-def test_parallel_sandboxed_scores_equal_stock_serial_nbgrader(batch_class, graded_class):
+def test_parallel_sandboxed_scores_equal_stock_nbgraders(batch_class, graded_class):
     for student in [s for s in graded_class.table if s not in cheats.CHEATS]:  # cheats fool stock nbgrader
         assert batch_class.results[student].status in ("graded", "missing notebook"), batch_class.results[student]
         assert batch_class.table[student] == graded_class.table[student], student
