@@ -36,17 +36,17 @@ from graders.files import write_atomically
 WORK = ".graders"  # the batch grader's state, staging and logs, inside the course directory
 
 
-# -- nbgrader without its repeated set-up -----------------------------------------------------------
-# Per student the batch grader runs nbgrader's Autograde twice; in them nbgrader opens its Gradebook
-# about 20 times and validates every graded cell's metadata three times. What it ran and wrote stays
-# the same (the same SQL on the same database, the same validation); only the set-up is kept.
-
 class GradersGradebook(Configurable):
     """How the grader opens the course's gradebook (c.GradersGradebook.* in nbgrader_config.py)."""
     busy_timeout = Float(120, help="seconds the grader waits for another writer of an SQLite gradebook "
                          "(Formgrader, a TA) to let go of its lock before 'database is locked'; SQLite's own "
                          "default is 5").tag(config=True)
 
+
+# -- nbgrader without its repeated set-up -----------------------------------------------------------
+# Per student the batch grader runs nbgrader's Autograde twice; in them nbgrader opens its Gradebook
+# about 20 times and validates every graded cell's metadata three times. What it ran and wrote stays
+# the same (the same SQL on the same database, the same validation); only the set-up is kept.
 
 _engines, _engines_lock = {}, threading.Lock()
 _busy_seconds = {}  # gradebook URL -> its course's c.GradersGradebook.busy_timeout (Course sets it)
