@@ -34,16 +34,8 @@ def moodle_feedback_folder(full_name: str, participant: str) -> str:
     return f"{name}_{participant}_assignsubmission_file_"
 
 
-def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, feedback_zip: Path = None,
-                  scale: bool = False, force: bool = False) -> dict:
-    """Fill the Grade column of Moodle's grading worksheet (and write the feedback-files zip);
-    {participant id: grade written}."""
-    course = Course(course_dir)
-    text = read_text(worksheet, "grading worksheet (Moodle: Assignment, View all submissions, Download grading worksheet)")
-    rows = records(text, ",")  # Moodle writes and reads the worksheet comma-separated
-    if not rows:
-        raise LmsError(f"{worksheet} is empty: download the grading worksheet again")
-    header = [value.lstrip("\ufeff") for value in rows[0][0]]
+def _columns(header: list, worksheet: Path) -> dict:
+    """{what: its column} of the worksheet's header, refused in one line if Moodle's are not all there."""
     for needed in (MOODLE_ID, MOODLE_GRADE, MOODLE_MODIFIED):
         if header.count(needed) != 1:
             raise LmsError(f"{worksheet} is not Moodle's grading worksheet (no single {needed!r} column; Moodle "
@@ -52,9 +44,13 @@ def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, fe
     maxima = [i for i, name in enumerate(header) if name.lower() == MOODLE_MAX.lower()]
     if len(maxima) != 1:
         raise LmsError(f"{worksheet} has no {MOODLE_MAX!r} column: the assignment is graded on a scale, not points")
-    at_id, at_grade, at_max = header.index(MOODLE_ID), header.index(MOODLE_GRADE), maxima[0]
-    at_name = header.index(MOODLE_NAME) if MOODLE_NAME in header else None
-    at_changeable = header.index(MOODLE_CHANGEABLE) if MOODLE_CHANGEABLE in header else None
+    return {"id": header.index(MOODLE_ID), "grade": header.index(MOODLE_GRADE), "max": maxima[0],
+            "name": header.index(MOODLE_NAME) if MOODLE_NAME in header else None,
+            "changeable": header.index(MOODLE_CHANGEABLE) if MOODLE_CHANGEABLE in header else None}
+
+
+def _participants(rows: list, header: list, at_id: int, worksheet: Path) -> list:
+    """[(participant id, values, spans)] of the worksheet's rows, each participant once."""
     students, seen = [], {}
     for number_, (values, spans) in enumerate(rows[1:], start=2):
         if values == [""]:
@@ -70,6 +66,30 @@ def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, fe
                            f"download again (nothing written)")
         seen[participant] = number_
         students.append((participant, values, spans))
+    return students
+
+
+def _grade_text(score, max_score, maximum: str, scale: bool, worksheet: Path) -> str:
+    """The Grade as Moodle writes it (format_float with the Maximum grade's decimals and separator)."""
+    decimals = len(re.split(r"[.,]", maximum)[1]) if re.search(r"[.,]", maximum) else 0
+    value = scaled(score, max_score, parse_number(maximum), scale, f"{worksheet} (Maximum grade {maximum})")
+    raw = f"{round(value, decimals):.{decimals}f}"
+    return raw.replace(".", ",") if "," in maximum else raw
+
+
+def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, feedback_zip: Path = None,
+                  scale: bool = False, force: bool = False) -> dict:
+    """Fill the Grade column of Moodle's grading worksheet (and write the feedback-files zip);
+    {participant id: grade written}."""
+    course = Course(course_dir)
+    text = read_text(worksheet, "grading worksheet (Moodle: Assignment, View all submissions, Download grading worksheet)")
+    rows = records(text, ",")  # Moodle writes and reads the worksheet comma-separated
+    if not rows:
+        raise LmsError(f"{worksheet} is empty: download the grading worksheet again")
+    header = [value.lstrip("\ufeff") for value in rows[0][0]]
+    at = _columns(header, worksheet)
+    students = _participants(rows, header, at["id"], worksheet)
+    seen = {participant for participant, _, _ in students}
     scores, problems = final_scores(course, assignment)
     feedback = {}
     if feedback_zip is not None:
@@ -81,20 +101,14 @@ def moodle_grades(course_dir, assignment: str, worksheet: Path, output: Path, fe
     for participant, values, spans in students:
         if participant in scores:
             score, max_score, note = scores[participant]
-            if at_changeable is not None and values[at_changeable].strip() == "No":
+            if at["changeable"] is not None and values[at["changeable"]].strip() == "No":
                 listed.append(f"{participant}: Moodle locks this grade (Grade can be changed: No): left as Moodle wrote it")
                 continue
-            maximum = values[at_max].strip()
-            lms_max = parse_number(maximum)
-            decimals = len(re.split(r"[.,]", maximum)[1]) if re.search(r"[.,]", maximum) else 0
-            value = scaled(score, max_score, lms_max, scale, f"{worksheet} (Maximum grade {maximum})")
-            # format_float($grade, decimals of the grade item), as Moodle writes Grade and Maximum grade
-            raw = f"{round(value, decimals):.{decimals}f}"
-            raw = raw.replace(".", ",") if "," in maximum else raw
-            cells[spans[at_grade]], written[participant] = raw, raw
+            raw = _grade_text(score, max_score, values[at["max"]].strip(), scale, worksheet)
+            cells[spans[at["grade"]]], written[participant] = raw, raw
             if feedback_zip is not None:
                 if feedback.get(participant):
-                    name = values[at_name] if at_name is not None else "Participant"
+                    name = values[at["name"]] if at["name"] is not None else "Participant"
                     files[moodle_feedback_folder(name, participant)] = feedback[participant]
                 else:
                     listed.append(f"{participant}: no feedback HTML (python -m graders feedback {assignment}): grade only")
