@@ -9,6 +9,7 @@ depend on nothing a student hands in (below, "nbgrader without its repeated set-
 """
 import contextlib
 import copy
+import dataclasses
 import errno
 import json
 import logging
@@ -354,6 +355,21 @@ def reason(messages) -> str:
             last = [line.strip() for line in message.splitlines() if line.strip()][-1]
             return last.removeprefix("ERROR ")[:300]
     return first_line(m.removeprefix("ERROR ") for m in messages)
+
+
+def hashed_files(course: Course, paths) -> bytes:
+    """Files as the grade's fingerprints hash them (graders.grading.batch and recheck): each one's
+    path in the course, then its bytes."""
+    return b"".join(str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0" for path in paths)
+
+
+def files_under(folder: Path) -> list:
+    return [path for path in sorted(folder.rglob("*")) if path.is_file()]
+
+
+def limits_bytes(limits) -> bytes:
+    """A sandbox's limits (graders.isolation.sandbox.Limits) as the fingerprints hash them."""
+    return json.dumps({k: float(v) for k, v in dataclasses.asdict(limits).items()}, sort_keys=True).encode()
 
 
 def first_line(lines) -> str:

@@ -13,7 +13,6 @@ resumes where it stopped, and an unchanged, graded submission is skipped.
 """
 import functools
 import hashlib
-import json
 import logging
 import shutil
 import signal
@@ -26,7 +25,7 @@ from nbgrader.preprocessors import Execute
 
 from graders import data
 from graders.course import gradingsplit
-from graders.course.coursedir import Course, CourseError, DiskFull
+from graders.course.coursedir import Course, CourseError, DiskFull, files_under, hashed_files, limits_bytes
 from graders.course.plain import plain, plain_data
 from graders.course.status import SCORED, Status
 from graders.grading import recheck
@@ -67,26 +66,15 @@ class Student:
 def fingerprint(course: Course, assignment: str, student: str, limits: sandbox.Limits, shared: bytes = None) -> str:
     """What a grade depends on: the submission, the assignment's source, the configuration, the limits.
     `shared`: `assignment_files(course, assignment)` if already read (it is the same for every student)."""
-    digest = hashlib.sha256()
-    for path in _files(course.folder("submitted", assignment, student)):
-        digest.update(_hashed(course, path))
+    digest = hashlib.sha256(hashed_files(course, files_under(course.folder("submitted", assignment, student))))
     digest.update(assignment_files(course, assignment) if shared is None else shared)
-    digest.update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
+    digest.update(limits_bytes(limits))
     return digest.hexdigest()
 
 
 def assignment_files(course: Course, assignment: str) -> bytes:
     """The source folder and nbgrader_config.py as the fingerprint hashes them, after the submission."""
-    paths = _files(course.folder("source", assignment)) + [course.root / "nbgrader_config.py"]
-    return b"".join(_hashed(course, path) for path in paths)
-
-
-def _files(folder: Path) -> list:
-    return [path for path in sorted(folder.rglob("*")) if path.is_file()]
-
-
-def _hashed(course: Course, path: Path) -> bytes:
-    return str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0"
+    return hashed_files(course, files_under(course.folder("source", assignment)) + [course.root / "nbgrader_config.py"])
 
 
 class CtrlC:

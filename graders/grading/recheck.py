@@ -18,12 +18,11 @@ import functools
 import hashlib
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
 
-from graders.course.coursedir import Course
+from graders.course.coursedir import Course, files_under, hashed_files, limits_bytes
 from graders.grading.executor import Job
 from graders.inside import hidden, runner_api
 from graders.inside.merge import RecheckError, merge
@@ -51,10 +50,7 @@ def fingerprint(course: Course, assignment: str, student: str, prepared: Path, n
     full grading can say which part changed. `tests`: {notebook: its test cells' grade ids}, the gradebook's."""
     parts = {part: hashlib.sha256() for part in ("submission", "notebooks' public parts", "nbgrader_config.py", "limits", "code",
                                            "grading secret")}
-    digest = parts["submission"]
-    for path in sorted(course.folder("submitted", assignment, student).rglob("*")):
-        if path.is_file():
-            digest.update(str(path.relative_to(course.root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    parts["submission"].update(hashed_files(course, files_under(course.folder("submitted", assignment, student))))
     for name in notebooks:
         cells = []
         for cell in nbformat.read(str(prepared / f"{name}.ipynb"), as_version=4).cells:
@@ -64,7 +60,7 @@ def fingerprint(course: Course, assignment: str, student: str, prepared: Path, n
             cells.append([cell.get("id"), cell.cell_type, source, meta])
         parts["notebooks' public parts"].update(json.dumps([name, cells], sort_keys=True).encode())
     parts["nbgrader_config.py"].update((course.root / "nbgrader_config.py").read_bytes())
-    parts["limits"].update(json.dumps({k: float(v) for k, v in asdict(limits).items()}, sort_keys=True).encode())
+    parts["limits"].update(limits_bytes(limits))
     parts["code"].update(_code().encode())
     parts["grading secret"].update(grading_key.encode())
     return {part: digest.hexdigest() for part, digest in parts.items()}
