@@ -28,6 +28,7 @@ from graders.course.coursedir import Course, penalised, reason, run_converter
 from graders.course.plain import plain as plain_text
 from graders.course.status import SCORED
 from graders.errors import GradersError
+from graders.inside import hidden
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +62,10 @@ def quotes(text: str, secrets, marker: str) -> bool:
     return any(marker in seen or any(secret in seen for secret in secrets) for seen in (plain(text), rendered(text)))
 
 
-def hidden_lines(notebooks, begin="BEGIN HIDDEN TESTS", end="END HIDDEN TESTS") -> set:
-    """The lines of the hidden-test regions that appear nowhere else in `notebooks` (as plain text)."""
-    hidden, public = set(), set()
+def hidden_lines(notebooks, begin=hidden.BEGIN, end=hidden.END) -> set:
+    """The lines between the hidden-test markers, as nbgrader's ClearHiddenTests removes them (a
+    line after the end marker is public), that appear nowhere else in `notebooks` (as plain text)."""
+    secret, public = set(), set()
     for nb in notebooks:
         for cell in nb.cells:
             inside = False
@@ -71,8 +73,8 @@ def hidden_lines(notebooks, begin="BEGIN HIDDEN TESTS", end="END HIDDEN TESTS") 
                 if begin in line or end in line:
                     inside = begin in line
                     continue
-                (hidden if inside else public).add(plain(line))
-    return {line for line in hidden - public if len(line) >= MIN_SECRET}
+                (secret if inside else public).add(plain(line))
+    return {line for line in secret - public if len(line) >= MIN_SECRET}
 
 
 def question(cell) -> str:
@@ -126,16 +128,16 @@ class RedactHiddenTests(ClearHiddenTests):
     def redact_test_cell(self, cell) -> None:
         """Cut the hidden region; keep only the errors, rewritten (what a test cell prints may come from its hidden part)."""
         lines, label = cell.source.split("\n"), question(cell)
-        hidden, inside = set(), False
+        hidden_numbers, inside = set(), False
         for number, line in enumerate(lines, 1):
             if self.begin_test_delimeter in line:
                 inside = True
             if inside:
-                hidden.add(number)
+                hidden_numbers.add(number)
             if self.end_test_delimeter in line:
                 inside = False
         self._remove_hidden_test_region(cell)
-        cell.outputs = [self.rewritten_error(output, cell, lines, hidden, label)
+        cell.outputs = [self.rewritten_error(output, cell, lines, hidden_numbers, label)
                         for output in cell.get("outputs", []) if output.get("output_type") == "error"]
         hint = self.hint(cell)
         if not cell.outputs and hint:  # the check passed, with a notice (graders.inside.hidden.NOTICES)
