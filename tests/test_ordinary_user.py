@@ -155,7 +155,8 @@ def test_the_account_gets_fashion_mnist_without_root(account_clone):
     dpkg-deb as the account, nothing installed, the cache verified (here in a folder of its own)."""
     cache = account_clone.parent / "fashion-cache"
     shutil.rmtree(cache, ignore_errors=True)
-    script = ("from pathlib import Path\nfrom graders import data\nfrom graders.course import datacache\n"
+    script = ("import logging, sys\nfrom pathlib import Path\nfrom graders import data\nfrom graders.course import datacache\n"
+              "logging.basicConfig(level=logging.INFO, format='%(message)s', stream=sys.stdout)  # a script shows the lines\n"
               "datacache.DEB_FOLDER = Path('/nonexistent')  # as if the package were not installed\n"
               "datacache.build_cache('fashion_mnist')\ndata.load_offline('fashion_mnist')\n")
     result = as_account(["env", f"ONIONS_DATA_DIR={cache}", ".venv/bin/python", "-c", script], cwd=account_clone)
