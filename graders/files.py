@@ -5,18 +5,18 @@ import uuid
 from pathlib import Path
 
 
-def write_atomically(target: Path, write, mode: int = 0o666, sync: bool = False) -> None:
+def write_atomically(target: Path, write, mode: int = None, sync: bool = False) -> None:
     """`write(stream)` fills a new partial file beside `target` (binary, opened on a name nobody
     else has: a student's link there is never followed), which then replaces `target` by rename.
-    A crash or an error leaves the old file, or none, never half of one. `mode` before the umask
-    (0o600: only this account reads it); `sync`: on the disk before the rename."""
+    A crash or an error leaves the old file, or none, never half of one. `mode`: exactly these
+    permissions (0o600: only this account reads it), else the umask's; `sync`: on the disk first."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".partial-{uuid.uuid4().hex[:8]}-{target.name}")  # keeps target's suffix (numpy's .npz)
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
     try:
-        if mode != 0o666:
-            os.fchmod(descriptor, mode)  # exactly, whatever the umask
+        if mode is not None:
+            os.fchmod(descriptor, mode)
         with os.fdopen(descriptor, "wb") as stream:
             write(stream)
             if sync:

@@ -3,8 +3,9 @@
 The kit is one zip: the released notebooks (from `release/`, never `source/`), a short README,
 the student side (`student/`, the package the notebooks import) as a pure-Python wheel, and
 the course's lock (`constraints.txt`) with a `requirements.txt` that installs the wheel with
-every package pinned, and the course's cell timeout (`nbgrader_config.json`) for the self-check. It is built in memory and written only once the guard
-(`graders.edges.kit_guard`) has passed every file, nested archives too.
+every package pinned, and the course's cell timeout (`nbgrader_config.json`) for the
+self-check. It is built in memory and written only once the guard (`graders.edges.kit_guard`)
+has passed every file, nested archives too.
 """
 import io
 import json
