@@ -124,10 +124,15 @@ def test_a_kept_export_is_rechecked_only_under_the_secret_it_was_made_with(tmp_p
     assert recheck.plan(tmp_path, recorded, now, tmp_path, [], ("a", "b"), {})[0] == "changed since it was graded: grading secret"
 
 
-def test_the_disk_search_probe_finds_the_labels_where_they_are():
-    """The hostile probe that must find nothing in the sandbox finds them in the grader's cache."""
+def test_the_disk_search_probe_finds_the_labels_where_they_are(tmp_path):
+    """The hostile probe that must find nothing in the sandbox finds them in a folder laid out as the
+    grader's cache: its offline copy and a grading set (the cache itself holds one set per course
+    ever graded on the machine: a scan of it takes seconds per set)."""
+    shutil.copy(data.cache_path("mnist"), tmp_path)
+    grading_set = next(path for path in sorted((data.grader_dir() / "grading").glob("*/labels")) if (path / "mnist.npy").exists())
+    shutil.copytree(grading_set, tmp_path / "grading" / "labels")
     output = []
-    code = corpus.search_labels(str(data.cache_dir())).replace("print(", "output.append((")
+    code = corpus.search_labels(str(tmp_path)).replace("print(", "output.append((")
     exec(code.replace("[:3])", "[:3]))"), {"output": output})
     assert output and output[0][0] == "SAW" and len(output[0][1]) >= 2
 
