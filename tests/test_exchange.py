@@ -13,12 +13,15 @@ it, else the system's Python of the same version (pyenv's lives under /root, clo
 """
 import csv
 import datetime
+import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -274,3 +277,92 @@ def test_wrong_modes_on_the_exchange_get_one_line_each_with_the_fix(term):
                         f"course's folders in it: as root, run: chmod 1777 {term.server.exchange}")
     assert lines[1].startswith(f"error: {inbound} has mode 2777, not 2733") and lines[1].endswith(f"chmod 2733 {inbound}")
     assert sorted(p.name for p in inbound.iterdir()) == before  # checked, nothing changed
+
+
+# On-submit grading (`python -m graders watch`), after the term's batch: the due date moves a day on,
+# one graded hand-in per student per WINDOW seconds, so the limit and its end are both seen here.
+WINDOW = 40
+
+
+@pytest.fixture(scope="module")
+def watched(term):
+    """The term's course with on-submit grading: bob corrects his answer and hands in; the watcher runs once."""
+    run, directory = term.server.run, term.directory
+    due = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    run(INSTRUCTOR, "nbgrader", "db", "assignment", "add", course.ASSIGNMENT, f"--duedate={due.isoformat()}", cwd=directory)
+    with open(directory / "nbgrader_config.py", "a") as config:
+        config.write(f"\nc.GradersWatch.per_period = 1\nc.GradersWatch.period = {WINDOW}\nc.GradersWatch.interval = 1\n")
+    submit(term.server, BOB, RIGHT, old=WRONG)
+    started = time.monotonic()
+    first = run(INSTRUCTOR, "python", "-m", "graders", "watch", course.ASSIGNMENT, "--once", cwd=directory)
+    return term, first, started
+
+
+def watch_once(term):
+    return term.server.run(INSTRUCTOR, "python", "-m", "graders", "watch", course.ASSIGNMENT, "--once", cwd=term.directory)
+
+
+def scores(term) -> dict:
+    with Gradebook(f"sqlite:///{term.directory / 'gradebook.db'}", course.COURSE_ID) as gradebook:
+        return {s.student_id: s.score for s in gradebook.assignment_submissions(course.ASSIGNMENT)}
+
+
+def journal(term) -> list:
+    path = term.directory / ".graders" / course.ASSIGNMENT / "watch.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_hand_in_is_graded_on_submit_and_its_preliminary_feedback_fetched(watched):
+    term, first, _ = watched
+    assert f"{BOB}: 1 of 19, graded" in first.stdout, first.stdout + first.stderr
+    assert scores(term)[BOB] == 1
+    term.server.run(BOB, "nbgrader", "fetch_feedback", course.ASSIGNMENT)
+    pages = {path.stem: rendered(path.read_text()) for path in
+             max((term.server.home(BOB) / course.ASSIGNMENT / "feedback").iterdir()).glob("*.html")}
+    assert "Preliminary feedback" in pages[CYL] and RIGHT in pages[CYL] and "HIDDEN TESTS" not in pages[CYL]
+
+
+def test_over_the_limit_a_hand_in_is_kept_and_says_when_the_next_is_graded(watched):
+    term, _, started = watched
+    submit(term.server, BOB, WRONG, old=RIGHT)
+    second = watch_once(term)
+    assert f"{BOB}: not graded now" in second.stdout, second.stdout + second.stderr
+    assert scores(term)[BOB] == 1  # the gradebook keeps the graded one; the final batch grades the kept one
+    kept = course.read_notebook(term.directory / "submitted" / BOB / course.ASSIGNMENT / f"{CYL}.ipynb")
+    assert WRONG in next(c for c in kept.cells if c.get("id") == "q1_answer").source
+    term.server.run(BOB, "nbgrader", "fetch_feedback", course.ASSIGNMENT)
+    newest = max((term.server.home(BOB) / course.ASSIGNMENT / "feedback").iterdir())
+    assert "not graded now" in (newest / f"{CYL}.html").read_text()
+    time.sleep(max(0.0, WINDOW + 2 - (time.monotonic() - started)))  # the window of his graded hand-in ends
+    submit(term.server, BOB, RIGHT, old=WRONG)
+    third = watch_once(term)
+    assert f"{BOB}: 1 of 19, graded" in third.stdout, third.stdout + third.stderr
+
+
+def test_a_watcher_killed_mid_grading_resumes_and_grades_each_hand_in_once(watched):
+    term, _, _ = watched
+    server = term.server
+    before = [entry["student"] for _, entry in journal(term)]  # the first run handled the term's hand-ins too
+    submit(server, ALICE, WRONG, old=RIGHT)
+    env = ["env", "-i", f"HOME={server.home(INSTRUCTOR)}", f"USER={INSTRUCTOR}", "LANG=C.UTF-8",
+           f"PATH={server.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", f"ONIONS_DATA_DIR={server.data}"]
+    watcher = subprocess.Popen(["runuser", "-u", INSTRUCTOR, "--", *env, "python", "-m", "graders", "watch", course.ASSIGNMENT],
+                               cwd=term.directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    seen = []
+    for line in watcher.stdout:  # it has collected and the batch is grading her
+        seen.append(line)
+        if "to grade" in line:
+            break
+    time.sleep(2)
+    os.killpg(watcher.pid, signal.SIGKILL)
+    watcher.wait()
+    assert [entry["student"] for _, entry in journal(term)] == before, seen  # killed before her feedback was out
+    submit(server, CAROL, WRONG, old=RIGHT)  # while no watcher runs
+    again = watch_once(term)
+    assert f"{ALICE}: 0 of 19, graded" in again.stdout and f"{CAROL}: 0 of 19, graded" in again.stdout, again.stdout
+    handled = [entry["student"] for _, entry in journal(term)]
+    assert sorted(handled[len(before):]) == sorted([ALICE, CAROL]), handled  # each new hand-in once
+    assert " of 19, " not in watch_once(term).stdout  # nothing waits: nothing is graded again
+    assert [entry["student"] for _, entry in journal(term)] == handled
+    assert scores(term)[ALICE] == 0 and scores(term)[CAROL] == 0

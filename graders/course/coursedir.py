@@ -223,21 +223,21 @@ def penalised(submission) -> tuple:
 
 
 class BatchState:
-    """The batch grader's record of each student: an append-only journal, one JSON line per
-    graded student, so recording one of 10,000 students does not rewrite everyone. Loading
+    """The batch grader's record of each student (and the watcher's of each hand-in): an append-only
+    journal, one JSON line per graded student, so recording one of 10,000 students does not rewrite everyone. Loading
     keeps each student's last line; a line cut short by a crash is ignored."""
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, name: str = "state.jsonl"):
         self.work = Path(work)
-        self.path = self.work / "state.jsonl"
+        self.path = self.work / name
 
     def load(self) -> dict:
         state = {}
         try:
             with open(self.path, encoding="utf-8") as journal:
                 lines = list(journal)
-        except OSError:
-            return self._from_state_json()
+        except OSError:  # the batch's journal may still be the earlier versions' state.json
+            return self._from_state_json() if self.path.name == "state.jsonl" else {}
         for line in lines:
             try:
                 student, entry = json.loads(line)

@@ -1,0 +1,202 @@
+"""``python -m graders watch ASSIGNMENT``: feedback minutes after submitting.
+
+An instructor runs it beside the course. It looks at nbgrader's exchange (the inbound folder, read
+through nbgrader's own ExchangeCollect, which picks each student's latest hand-in); for each new
+hand-in it runs nbgrader's collect, grades that student with the batch grader (the same sandbox,
+limits, private split and journal as ``autograde``), writes the feedback (hidden tests cut, as
+``graders feedback``), marks it preliminary and releases it with nbgrader's release_feedback: the
+student sees it with *Fetch Feedback*. Several arriving together are graded together, in parallel.
+
+At most ``c.GradersWatch.per_period`` hand-ins of a student are graded per ``period``; one over is
+collected (the final batch grades it) and its feedback page says it was not graded now and when
+the next one will be. After the assignment's due date (nbgrader's) it stops and says so: the final
+grade is the batch's. What it has done is a journal (``.graders/ASSIGNMENT/watch.jsonl``, one line
+per hand-in, written after its feedback is released), so a watcher killed and started again
+resumes: a hand-in handled is never graded again, one made while it was down is graded then.
+"""
+import datetime
+import html
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from nbgrader.auth import Authenticator
+from nbgrader.exchange.default.collect import ExchangeCollect
+from traitlets import Float, Integer
+from traitlets.config import Configurable
+
+from graders.course.coursedir import BatchState, Course, run_nbgrader
+from graders.course.plain import plain
+from graders.errors import GradersError
+from graders.grading import batch, settings
+from graders.outputs import feedback
+
+logger = logging.getLogger(__name__)
+
+JOURNAL = "watch.jsonl"  # beside the batch's state.jsonl, keyed by the exchange's hand-in folder name
+
+PRELIMINARY = ('<div class="onions-preliminary" style="border:2px solid #b58900;padding:0.6em;margin:0.6em 0">'
+               '<strong>Preliminary feedback</strong>, graded when you submitted. Your grade is the one given '
+               'after the due date, when every latest hand-in is graded again.</div>')
+NOT_NOW = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{notebook}: not graded now</title></head>
+<body><h1>{notebook}: not graded now</h1>
+<p>Your hand-in of {submitted} was received and kept: it will be graded after the due date, with
+everyone's latest hand-in.</p>
+<p>It was not graded now because you have had {used} hand-ins graded on submission in the last
+{hours:g} hours, the most this course allows. The next hand-in graded on submission can be one made
+after {next_time} (UTC).</p>
+</body></html>
+"""
+
+
+class GradersWatch(Configurable):
+    """What a course chooses for `python -m graders watch` (in nbgrader_config.py, as c.GradersWatch.*)."""
+    per_period = Integer(3, help="hand-ins of one student graded on submission per period; more are kept and "
+                                 "graded by the final batch; 0 turns on-submit grading off").tag(config=True)
+    period = Float(86400.0, help="the window, in seconds, that per_period counts over").tag(config=True)
+    interval = Float(10.0, help="seconds between two looks at the exchange for new hand-ins").tag(config=True)
+
+
+class Watcher:
+    def __init__(self, course_root: Path, assignment: str, use_sandbox: bool = True):
+        self.course, self.assignment, self.use_sandbox = Course(course_root), assignment, use_sandbox
+        self.chosen = GradersWatch(config=self.course.config)
+        if self.chosen.per_period <= 0:
+            raise GradersError(f"c.GradersWatch.per_period is {self.chosen.per_period}: on-submit grading is off for "
+                               "this course (set it in nbgrader_config.py to turn it on)")
+        self.course.check_assignment(assignment)
+        self.journal = BatchState(self.course.work(assignment), JOURNAL)
+        self.handled = self.journal.load()  # {inbound folder name: what was done}
+
+    def waiting(self) -> tuple:
+        """([nbgrader's record of each student's latest hand-in not handled yet], the due date or None)."""
+        coursedir = self.course.directory
+        coursedir.assignment_id = self.assignment
+        collector = ExchangeCollect(coursedir=coursedir, authenticator=Authenticator(config=self.course.config),
+                                    config=self.course.config)
+        try:
+            collector.init_src()
+        except Exception as error:  # nbgrader's fail(): no course folder in the exchange yet, no rights
+            raise GradersError(f"cannot read the exchange's hand-ins: {error}") from None
+        new = [record for record in collector.src_records if record["filename"] not in self.handled]
+        return sorted(new, key=lambda record: record["timestamp"]), collector.duedate
+
+    def once(self) -> bool:
+        """Handle what is waiting; False once the due date has passed (the watcher's work is over)."""
+        new, due = self.waiting()
+        if due is not None and datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) > due:  # nbgrader's: naive UTC
+            logger.info(f"{self.assignment} was due {due:%Y-%m-%d %H:%M} UTC: on-submit grading has stopped; "
+                        f"grade everyone with python -m graders autograde {self.assignment}")
+            return False
+        if not new:
+            return True
+        logger.info(f"{len(new)} new hand-in{'' if len(new) == 1 else 's'} of {self.assignment}: collecting")
+        run_nbgrader(self.course.root, "collect", "--update", self.assignment)
+        now = time.time()
+        grade_now = [record for record in new if self.used(record["username"], now)[0] < self.chosen.per_period]
+        later = [record for record in new if record not in grade_now]
+        results = self.grade([record["username"] for record in grade_now]) if grade_now else {}
+        for record in grade_now:
+            self.finish(record, results.get(record["username"]), now)
+        for record in later:
+            self.defer(record, now)
+        return True
+
+    def used(self, student: str, now: float) -> tuple:
+        """(hand-ins of `student` graded on submission within the period, when the oldest of them leaves it)."""
+        times = sorted(entry["graded_at"] for entry in self.handled.values()
+                       if entry.get("student") == student and entry.get("graded_at", 0) > now - self.chosen.period)
+        return len(times), (times[0] + self.chosen.period if times else now)
+
+    def grade(self, students: list) -> dict:
+        """{student: Result} from the batch grader, with the course's limits, the students side by side."""
+        chosen = settings.GradersBatch(config=self.course.config)
+        grader = batch.Batch(self.course.root, self.assignment, chosen.limits(), chosen.worker_count(),
+                             use_sandbox=self.use_sandbox)
+        results = {result.student: result for result in grader.run(students)}
+        written = feedback.Feedback(self.course.root, self.assignment).run(students)
+        for student, (kind, folder) in written.items():
+            if kind == feedback.WRITTEN:
+                for page in folder.glob("*.html"):
+                    mark_preliminary(page)
+        return results
+
+    def finish(self, record: dict, result, now: float) -> None:
+        student = record["username"]
+        self.release(student)
+        entry = {"student": student, "graded_at": now, "status": result.status if result else "not graded",
+                 "score": result.score if result else 0, "max_score": result.max_score if result else 0}
+        self.record(record, entry)
+        seconds = f" ({result.seconds:.0f} s)" if result else ""
+        logger.info(f"{plain(student, 0)}: {entry['score']:g} of {entry['max_score']:g}, {entry['status']}{seconds}; "
+                    "preliminary feedback released")
+
+    def defer(self, record: dict, now: float) -> None:
+        """Keep the hand-in for the final batch; its feedback says why it was not graded now."""
+        student = record["username"]
+        used, next_at = self.used(student, now)
+        coursedir = self.course.directory
+        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, self.assignment))
+        folder = Path(coursedir.format_path(coursedir.feedback_directory, student, self.assignment))
+        shutil.rmtree(folder, ignore_errors=True)  # an earlier grading's pages would not match this hand-in
+        folder.mkdir(parents=True)
+        for name in ("timestamp.txt", "submission_secret.txt"):  # what release_feedback hashes the pages with
+            if (submitted / name).is_file():
+                shutil.copy2(submitted / name, folder / name)
+        next_time = datetime.datetime.fromtimestamp(next_at, datetime.timezone.utc)
+        for notebook in sorted(submitted.glob("*.ipynb")):
+            (folder / f"{notebook.stem}.html").write_text(NOT_NOW.format(
+                notebook=html.escape(notebook.stem), submitted=html.escape(f"{record['timestamp']:%Y-%m-%d %H:%M:%S}"),
+                used=used, hours=self.chosen.period / 3600, next_time=f"{next_time:%Y-%m-%d %H:%M}"))
+        self.release(student)
+        self.record(record, {"student": student, "deferred_at": now, "status": "not graded now"})
+        logger.info(f"{plain(student, 0)}: not graded now ({used} graded in the last {self.chosen.period / 3600:g} h; "
+                    f"next after {next_time:%Y-%m-%d %H:%M} UTC); kept for the final batch")
+
+    def release(self, student: str) -> None:
+        run_nbgrader(self.course.root, "release_feedback", self.assignment, "--student", student)
+
+    def record(self, record: dict, entry: dict) -> None:
+        self.journal.record(record["filename"], entry)
+        self.handled[record["filename"]] = entry
+
+    def run(self, once: bool = False) -> None:
+        """Look every `interval` seconds until the due date (with `once`: handle what waits, and return)."""
+        logger.info(f"watching the exchange for hand-ins of {self.assignment}: at most {self.chosen.per_period} "
+                    f"graded per student per {self.chosen.period / 3600:g} h")
+        while self.once() and not once:
+            time.sleep(self.chosen.interval)
+
+
+def mark_preliminary(page: Path) -> None:
+    text = page.read_text()
+    if PRELIMINARY not in text:
+        start = text.find(">", text.find("<body")) + 1 if "<body" in text else 0
+        page.write_text(text[:start] + PRELIMINARY + text[start:])
+
+
+def run(args) -> int:
+    try:
+        Watcher(args.course, args.assignment, use_sandbox=not args.no_sandbox).run(once=args.once)
+    except KeyboardInterrupt:
+        print("stopped: every hand-in handled is in the journal; start it again to go on", flush=True)
+        return 130
+    return 0
+
+
+def add_command(commands) -> None:
+    parser = commands.add_parser(
+        "watch", help="grade each hand-in as it arrives and release its preliminary feedback",
+        description="Watch nbgrader's exchange for new hand-ins of ASSIGNMENT; collect each with nbgrader collect, "
+                    "grade that student in the sandbox as autograde does, write the feedback (no hidden test, marked "
+                    "preliminary) and release it with nbgrader release_feedback: the student fetches it in the "
+                    "Assignments tab. At most c.GradersWatch.per_period graded hand-ins per student per period; more "
+                    "are kept for the final batch. Stops at the due date. Safe to kill and start again. Run in the "
+                    "course directory.")
+    parser.add_argument("assignment")
+    parser.add_argument("--once", action="store_true", help="handle the hand-ins waiting now, then exit (for cron, tests)")
+    parser.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed (trusted code only)")
+    parser.add_argument("--course", type=Path, default=Path("."), help="the course directory (default: here)")
+    parser.set_defaults(run=run)
