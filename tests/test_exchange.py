@@ -366,3 +366,13 @@ def test_a_watcher_killed_mid_grading_resumes_and_grades_each_hand_in_once(watch
     assert " of 19, " not in watch_once(term).stdout  # nothing waits: nothing is graded again
     assert [entry["student"] for _, entry in journal(term)] == handled
     assert scores(term)[ALICE] == 0 and scores(term)[CAROL] == 0
+
+
+def test_after_the_due_date_the_watcher_grades_nothing_and_says_so(watched):
+    term, _, _ = watched
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+    term.server.run(INSTRUCTOR, "nbgrader", "db", "assignment", "add", course.ASSIGNMENT, f"--duedate={past.isoformat()}",
+                    cwd=term.directory)
+    submit(term.server, DAVE, WRONG, old=RIGHT)
+    done = watch_once(term)
+    assert "on-submit grading has stopped" in done.stdout and " of 19, " not in done.stdout, done.stdout

@@ -520,6 +520,66 @@ def test_each_student_reads_their_own_feedback_with_the_hint_and_no_hidden_test(
     assert COMMENT in rendered(mnist.read_text())
 
 
+WATCH_WINDOW = 60  # on-submit grading here: one graded hand-in per student per minute
+
+
+def fetched_pages(hub, student) -> dict:
+    """{feedback folder: its check_your_learning page's text} of what the student has fetched so far."""
+    return {page.parent: rendered(page.read_text()) for page in (hub.home(student) / course.ASSIGNMENT / "feedback").glob(f"*/{CYL}.html")}
+
+
+@pytest.fixture(scope="module")
+def on_submit(hub, browser, term):
+    """After the term: the instructor starts `python -m graders watch`; Bob hands in again in the browser and
+    fetches his feedback, with no instructor action, three times: graded, over the limit, graded after the window."""
+    driver, seen = browser, Term()
+    with open(term.directory / "nbgrader_config.py", "a") as config:
+        config.write(f"\nc.GradersWatch.per_period = 1\nc.GradersWatch.period = {WATCH_WINDOW}\nc.GradersWatch.interval = 2\n")
+    env = ["env", "-i", f"HOME={hub.home(TEACH)}", f"USER={TEACH}", "LANG=C.UTF-8", f"ONIONS_DATA_DIR={hub.env['ONIONS_DATA_DIR']}",
+           f"PATH={hub.env['ONIONS_HUB_VENV']}/bin:/usr/bin:/bin"]
+    log = hub.folder / "watch.log"
+    with open(log, "w") as output:
+        watcher = subprocess.Popen(["runuser", "-u", TEACH, "--", *env, "python", "-m", "graders", "watch", course.ASSIGNMENT],
+                                   cwd=term.directory, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    seen.rounds, graded_at = [], None
+    try:
+        log_in(hub, driver, BOB)
+        for round in ("graded", "not graded now", "graded after the window"):
+            if round == "graded after the window":
+                time.sleep(max(0.0, graded_at + WATCH_WINDOW + 2 - time.monotonic()))
+            before = fetched_pages(hub, BOB)
+            open_assignments(driver)
+            press(driver, By.XPATH, "//div[@id='fetched_assignments_list']//button[text()='Submit']")
+            submitted = time.monotonic()
+            graded_at = graded_at if round == "not graded now" else submitted
+
+            def fetched(d):  # Fetch Feedback, until the page of this hand-in is there
+                press(d, By.XPATH, "//div[@id='submitted_assignments_list']//button[text()='Fetch Feedback']")
+                time.sleep(3)
+                return set(fetched_pages(hub, BOB)) - set(before)
+            new, = WebDriverWait(driver, 300, poll_frequency=2).until(fetched, f"no feedback for Bob's hand-in ({round})")
+            shot(hub, driver, f"bob-on-submit-{round.replace(' ', '-')}")
+            seen.rounds.append((round, fetched_pages(hub, BOB)[new], time.monotonic() - submitted))
+    except Exception:
+        shot(hub, driver, "on-submit-failed")
+        raise
+    finally:
+        os.killpg(watcher.pid, signal.SIGTERM)
+        watcher.wait(timeout=60)
+        seen.log = log.read_text()
+    print("\non submit, Bob's feedback fetchable after: " + ", ".join(f"{r} {s:.0f} s" for r, _, s in seen.rounds))
+    return seen
+
+
+def test_a_hand_in_gets_preliminary_feedback_with_its_hint_and_none_over_the_limit(on_submit):
+    (_, graded, _), (_, deferred, _), (_, again, _) = on_submit.rounds
+    for page in (graded, again):
+        assert "Preliminary feedback" in page and HINT in page, page[:2000]
+        assert "HIDDEN TESTS" not in page and "MISCONCEPTIONS" not in page
+    assert "not graded now" in deferred and "HIDDEN TESTS" not in deferred, deferred
+    assert f"{BOB}: 4 of 19, graded" in on_submit.log and f"{BOB}: not graded now" in on_submit.log, on_submit.log
+
+
 def test_a_second_start_finds_the_first_and_a_port_in_use_is_named(hub, term):
     second = hub.script(check=False)
     assert second.returncode == 1 and second.stderr.strip().splitlines()[-1].startswith(

@@ -10,13 +10,14 @@ import course
 from graders.course import coursedir
 from graders.course.coursedir import Course, GradersGradebook
 from graders.edges.intake import GradersIntake
+from graders.edges.watch import GradersWatch
 from graders.grading.execute import StagedExecute
 from graders.grading.settings import GradersBatch
 
 DOCS = course.REPO / "docs" / "instructors.md"
 TRAITS = [(GradersBatch, name) for name in GradersBatch.class_own_traits(config=True)] + \
          [(GradersIntake, name) for name in GradersIntake.class_own_traits(config=True)] + [(StagedExecute, "max_output_chars")] + \
-         [(GradersGradebook, "busy_timeout")]
+         [(GradersGradebook, "busy_timeout")] + [(GradersWatch, name) for name in GradersWatch.class_own_traits(config=True)]
 
 
 def graders(*args, cwd):

@@ -94,12 +94,17 @@ class Watcher:
             return True
         logger.info(f"{len(new)} new hand-in{'' if len(new) == 1 else 's'} of {self.assignment}: collecting")
         run_nbgrader(self.course.root, "collect", "--update", self.assignment)
-        now = time.time()
-        grade_now = [record for record in new if self.used(record["username"], now)[0] < self.chosen.per_period]
+        now, grader = time.time(), self.batch_grader()
+        # graded already and unchanged (by the batch, or by a watcher killed before its journal line):
+        # their feedback is released again, and they do not count against the student's limit
+        unchanged, changed = batch.sort_out(grader, [record["username"] for record in new],
+                                            self.course.state(self.assignment).load())
+        grade_now = [record for record in new if record["username"] in unchanged
+                     or self.used(record["username"], now)[0] < self.chosen.per_period]
         later = [record for record in new if record not in grade_now]
-        results = self.grade([record["username"] for record in grade_now]) if grade_now else {}
+        results = self.grade(grader, [record["username"] for record in grade_now]) if grade_now else {}
         for record in grade_now:
-            self.finish(record, results.get(record["username"]), now)
+            self.finish(record, results.get(record["username"]), now, counted=record["username"] in changed)
         for record in later:
             self.defer(record, now)
         return True
@@ -110,11 +115,14 @@ class Watcher:
                        if entry.get("student") == student and entry.get("graded_at", 0) > now - self.chosen.period)
         return len(times), (times[0] + self.chosen.period if times else now)
 
-    def grade(self, students: list) -> dict:
-        """{student: Result} from the batch grader, with the course's limits, the students side by side."""
+    def batch_grader(self) -> batch.Batch:
+        """The batch grader with the course's limits, as `python -m graders autograde` makes it."""
         chosen = settings.GradersBatch(config=self.course.config)
-        grader = batch.Batch(self.course.root, self.assignment, chosen.limits(), chosen.worker_count(),
-                             use_sandbox=self.use_sandbox)
+        return batch.Batch(self.course.root, self.assignment, chosen.limits(), chosen.worker_count(),
+                           use_sandbox=self.use_sandbox)
+
+    def grade(self, grader: batch.Batch, students: list) -> dict:
+        """{student: Result}, the students side by side; their feedback written and marked preliminary."""
         results = {result.student: result for result in grader.run(students)}
         written = feedback.Feedback(self.course.root, self.assignment).run(students)
         for student, (kind, folder) in written.items():
@@ -123,10 +131,11 @@ class Watcher:
                     mark_preliminary(page)
         return results
 
-    def finish(self, record: dict, result, now: float) -> None:
+    def finish(self, record: dict, result, now: float, counted: bool) -> None:
         student = record["username"]
         self.release(student)
-        entry = {"student": student, "graded_at": now, "status": result.status if result else "not graded",
+        entry = {"student": student, "graded_at" if counted else "released_at": now,
+                 "status": result.status if result else "not graded",
                  "score": result.score if result else 0, "max_score": result.max_score if result else 0}
         self.record(record, entry)
         seconds = f" ({result.seconds:.0f} s)" if result else ""
