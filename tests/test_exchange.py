@@ -333,7 +333,7 @@ def test_over_the_limit_a_hand_in_is_kept_and_says_when_the_next_is_graded(watch
     term.server.run(BOB, "nbgrader", "fetch_feedback", course.ASSIGNMENT)
     newest = max((term.server.home(BOB) / course.ASSIGNMENT / "feedback").iterdir())
     assert "not graded now" in (newest / f"{CYL}.html").read_text()
-    time.sleep(max(0.0, WINDOW + 2 - (time.monotonic() - started)))  # the window of his graded hand-in ends
+    time.sleep(max(0.0, WINDOW + 2 - (time.monotonic() - started)))  # the window of his graded hand-in (made before) ends
     submit(term.server, BOB, RIGHT, old=WRONG)
     third = watch_once(term)
     assert f"{BOB}: 1 of 19, graded" in third.stdout, third.stdout + third.stderr

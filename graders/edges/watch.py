@@ -44,8 +44,8 @@ NOT_NOW = """<!DOCTYPE html>
 <body><h1>{notebook}: not graded now</h1>
 <p>Your hand-in of {submitted} was received and kept: it will be graded after the due date, with
 everyone's latest hand-in.</p>
-<p>It was not graded now because you have had {used} hand-ins graded on submission in the last
-{hours:g} hours, the most this course allows. The next hand-in graded on submission can be one made
+<p>It was not graded now because {used} of your hand-ins made in the {span} before it were graded on
+submission, the most this course allows. The next hand-in graded on submission can be one made
 after {next_time} (UTC).</p>
 </body></html>
 """
@@ -100,7 +100,7 @@ class Watcher:
         unchanged, changed = batch.sort_out(grader, [record["username"] for record in new],
                                             self.course.state(self.assignment).load())
         grade_now = [record for record in new if record["username"] in unchanged
-                     or self.used(record["username"], now)[0] < self.chosen.per_period]
+                     or self.used(record["username"], handed_in(record))[0] < self.chosen.per_period]
         later = [record for record in new if record not in grade_now]
         results = self.grade(grader, [record["username"] for record in grade_now]) if grade_now else {}
         for record in grade_now:
@@ -109,11 +109,12 @@ class Watcher:
             self.defer(record, now)
         return True
 
-    def used(self, student: str, now: float) -> tuple:
-        """(hand-ins of `student` graded on submission within the period, when the oldest of them leaves it)."""
-        times = sorted(entry["graded_at"] for entry in self.handled.values()
-                       if entry.get("student") == student and entry.get("graded_at", 0) > now - self.chosen.period)
-        return len(times), (times[0] + self.chosen.period if times else now)
+    def used(self, student: str, at: float) -> tuple:
+        """(hand-ins of `student` graded on submission that were made within the period before `at`, when
+        the oldest of them leaves it): counted by when each was handed in, as the student's page says."""
+        times = sorted(entry["handed_in"] for entry in self.handled.values()
+                       if entry.get("student") == student and entry.get("counted") and entry["handed_in"] > at - self.chosen.period)
+        return len(times), (times[0] + self.chosen.period if times else at)
 
     def batch_grader(self) -> batch.Batch:
         """The batch grader with the course's limits, as `python -m graders autograde` makes it."""
@@ -134,7 +135,7 @@ class Watcher:
     def finish(self, record: dict, result, now: float, counted: bool) -> None:
         student = record["username"]
         self.release(student)
-        entry = {"student": student, "graded_at" if counted else "released_at": now,
+        entry = {"student": student, "handed_in": handed_in(record), "graded_at": now, "counted": counted,
                  "status": result.status if result else "not graded",
                  "score": result.score if result else 0, "max_score": result.max_score if result else 0}
         self.record(record, entry)
@@ -145,7 +146,7 @@ class Watcher:
     def defer(self, record: dict, now: float) -> None:
         """Keep the hand-in for the final batch; its feedback says why it was not graded now."""
         student = record["username"]
-        used, next_at = self.used(student, now)
+        used, next_at = self.used(student, handed_in(record))
         coursedir = self.course.directory
         submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, self.assignment))
         folder = Path(coursedir.format_path(coursedir.feedback_directory, student, self.assignment))
@@ -158,11 +159,12 @@ class Watcher:
         for notebook in sorted(submitted.glob("*.ipynb")):
             (folder / f"{notebook.stem}.html").write_text(NOT_NOW.format(
                 notebook=html.escape(notebook.stem), submitted=html.escape(f"{record['timestamp']:%Y-%m-%d %H:%M:%S}"),
-                used=used, hours=self.chosen.period / 3600, next_time=f"{next_time:%Y-%m-%d %H:%M}"))
+                used=used, span=span(self.chosen.period), next_time=f"{next_time:%Y-%m-%d %H:%M:%S}"))
         self.release(student)
-        self.record(record, {"student": student, "deferred_at": now, "status": "not graded now"})
-        logger.info(f"{plain(student, 0)}: not graded now ({used} graded in the last {self.chosen.period / 3600:g} h; "
-                    f"next after {next_time:%Y-%m-%d %H:%M} UTC); kept for the final batch")
+        self.record(record, {"student": student, "handed_in": handed_in(record), "deferred_at": now,
+                             "status": "not graded now"})
+        logger.info(f"{plain(student, 0)}: not graded now ({used} graded in the {span(self.chosen.period)} before; "
+                    f"next after {next_time:%Y-%m-%d %H:%M:%S} UTC); kept for the final batch")
 
     def release(self, student: str) -> None:
         run_nbgrader(self.course.root, "release_feedback", self.assignment, "--student", student)
@@ -174,9 +176,21 @@ class Watcher:
     def run(self, once: bool = False) -> None:
         """Look every `interval` seconds until the due date (with `once`: handle what waits, and return)."""
         logger.info(f"watching the exchange for hand-ins of {self.assignment}: at most {self.chosen.per_period} "
-                    f"graded per student per {self.chosen.period / 3600:g} h")
+                    f"graded per student per {span(self.chosen.period)}")
         while self.once() and not once:
             time.sleep(self.chosen.interval)
+
+
+def span(seconds: float) -> str:
+    for unit, size in (("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
+
+
+def handed_in(record: dict) -> float:
+    """When the hand-in was made (nbgrader's timestamp, UTC), as seconds since the epoch."""
+    return record["timestamp"].replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def mark_preliminary(page: Path) -> None:
