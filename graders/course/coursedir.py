@@ -224,8 +224,8 @@ def penalised(submission) -> tuple:
 
 class BatchState:
     """The batch grader's record of each student (and the watcher's of each hand-in): an append-only
-    journal, one JSON line per graded student, so recording one of 10,000 students does not rewrite everyone. Loading
-    keeps each student's last line; a line cut short by a crash is ignored."""
+    journal, one JSON line per graded student, so recording one of 10,000 students does not rewrite
+    everyone. Loading keeps each student's last line; a line cut short by a crash is ignored."""
 
     def __init__(self, work: Path, name: str = "state.jsonl"):
         self.work = Path(work)

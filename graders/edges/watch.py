@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from nbgrader.auth import Authenticator
+from nbgrader.exchange.abc.exchange import ExchangeError
 from nbgrader.exchange.default.collect import ExchangeCollect
 from traitlets import Float, Integer
 from traitlets.config import Configurable
@@ -78,8 +79,10 @@ class Watcher:
                                     config=self.course.config)
         try:
             collector.init_src()
-        except Exception as error:  # nbgrader's fail(): no course folder in the exchange yet, no rights
-            raise GradersError(f"cannot read the exchange's hand-ins: {error}") from None
+        except ExchangeError as error:  # nbgrader's fail(): no course folder in the exchange yet, no rights
+            raise GradersError(f"cannot read the exchange's hand-ins ({error}): check c.Exchange.root in "
+                               f"nbgrader_config.py, and release the assignment first (nbgrader release_assignment "
+                               f"{self.assignment})") from None
         new = [record for record in collector.src_records if record["filename"] not in self.handled]
         return sorted(new, key=lambda record: record["timestamp"]), collector.duedate
 
