@@ -40,16 +40,21 @@ JOURNAL = "watch.jsonl"  # beside the batch's state.jsonl, keyed by the exchange
 PRELIMINARY = ('<div class="onions-preliminary" style="border:2px solid #b58900;padding:0.6em;margin:0.6em 0">'
                '<strong>Preliminary feedback</strong>, graded when you submitted. Your grade is the one given '
                'after the due date, when every latest hand-in is graded again.</div>')
-NOT_NOW = """<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{notebook}: not graded now</title></head>
-<body><h1>{notebook}: not graded now</h1>
-<p>Your hand-in of {submitted} was received and kept: it will be graded after the due date, with
+PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{notebook}: {title}</title></head>
+<body><h1>{notebook}: {title}</h1>
+{body}
+</body></html>
+"""
+NOT_NOW = """<p>Your hand-in of {submitted} was received and kept: it will be graded after the due date, with
 everyone's latest hand-in.</p>
 <p>It was not graded now because {used} of your hand-ins made in the {span} before it were graded on
 submission, the most this course allows. The next hand-in graded on submission can be one made
-after {next_time} (UTC).</p>
-</body></html>
-"""
+after {next_time} (UTC).</p>"""
+NOT_GRADED = """<p>Your hand-in could not be graded: <strong>{status}</strong>. Your instructor sees why. It is
+kept: after the due date your latest hand-in is graded with everyone's.</p>"""
+NO_FEEDBACK = """<p>Your hand-in was graded, but its feedback could not be written. Your instructor sees why;
+you get your feedback after the due date.</p>"""
 
 
 class GradersWatch(Configurable):
@@ -133,6 +138,11 @@ class Watcher:
             if kind == feedback.WRITTEN:
                 for page in folder.glob("*.html"):
                     mark_preliminary(page)
+            elif kind == feedback.NOT_GRADED:  # a broken or hostile hand-in: its student hears so, the others go on
+                status = results[student].status if student in results else "not graded"
+                self.pages(student, "not graded", NOT_GRADED.format(status=html.escape(str(status))))
+            else:  # graded, but the feedback failed (logged by graders.outputs.feedback)
+                self.pages(student, "no feedback yet", NO_FEEDBACK)
         return results
 
     def finish(self, record: dict, result, now: float, counted: bool) -> None:
@@ -144,30 +154,36 @@ class Watcher:
         self.record(record, entry)
         seconds = f" ({result.seconds:.0f} s)" if result else ""
         logger.info(f"{plain(student, 0)}: {entry['score']:g} of {entry['max_score']:g}, {entry['status']}{seconds}; "
-                    "preliminary feedback released")
+                    "feedback released")
 
     def defer(self, record: dict, now: float) -> None:
         """Keep the hand-in for the final batch; its feedback says why it was not graded now."""
         student = record["username"]
         used, next_at = self.used(student, handed_in(record))
-        coursedir = self.course.directory
-        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, self.assignment))
-        folder = Path(coursedir.format_path(coursedir.feedback_directory, student, self.assignment))
-        shutil.rmtree(folder, ignore_errors=True)  # an earlier grading's pages would not match this hand-in
-        folder.mkdir(parents=True)
-        for name in ("timestamp.txt", "submission_secret.txt"):  # what release_feedback hashes the pages with
-            if (submitted / name).is_file():
-                shutil.copy2(submitted / name, folder / name)
         next_time = datetime.datetime.fromtimestamp(next_at, datetime.timezone.utc)
-        for notebook in sorted(submitted.glob("*.ipynb")):
-            (folder / f"{notebook.stem}.html").write_text(NOT_NOW.format(
-                notebook=html.escape(notebook.stem), submitted=html.escape(f"{record['timestamp']:%Y-%m-%d %H:%M:%S}"),
-                used=used, span=span(self.chosen.period), next_time=f"{next_time:%Y-%m-%d %H:%M:%S}"))
+        self.pages(student, "not graded now", NOT_NOW.format(
+            submitted=html.escape(f"{record['timestamp']:%Y-%m-%d %H:%M:%S}"), used=used, span=span(self.chosen.period),
+            next_time=f"{next_time:%Y-%m-%d %H:%M:%S}"))
         self.release(student)
         self.record(record, {"student": student, "handed_in": handed_in(record), "deferred_at": now,
                              "status": "not graded now"})
         logger.info(f"{plain(student, 0)}: not graded now ({used} graded in the {span(self.chosen.period)} before; "
                     f"next after {next_time:%Y-%m-%d %H:%M:%S} UTC); kept for the final batch")
+
+    def pages(self, student: str, title: str, body: str) -> None:
+        """One page per handed-in notebook in feedback/STUDENT/ASSIGNMENT/, in place of any earlier
+        grading's (which would not match this hand-in), ready for release_feedback."""
+        coursedir = self.course.directory
+        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student, self.assignment))
+        folder = Path(coursedir.format_path(coursedir.feedback_directory, student, self.assignment))
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name in ("timestamp.txt", "submission_secret.txt"):  # what release_feedback hashes the pages with
+            if (submitted / name).is_file():
+                shutil.copy2(submitted / name, folder / name)
+        for notebook in sorted(submitted.glob("*.ipynb")):
+            (folder / f"{notebook.stem}.html").write_text(PAGE.format(notebook=html.escape(notebook.stem), title=title,
+                                                                      body=body))
 
     def release(self, student: str) -> None:
         run_nbgrader(self.course.root, "release_feedback", self.assignment, "--student", student)
