@@ -323,18 +323,6 @@ def test_a_hand_in_is_graded_on_submit_and_its_preliminary_feedback_fetched(watc
     assert "Preliminary feedback" in pages[CYL] and RIGHT in pages[CYL] and "HIDDEN TESTS" not in pages[CYL]
 
 
-def test_a_hand_in_that_crashes_its_kernel_gets_its_status_and_the_others_go_on(watched):
-    term, _, _ = watched
-    submit(term.server, CAROL, CRASH, old=RIGHT)
-    submit(term.server, DAVE, WRONG, old=RIGHT)
-    done = watch_once(term)
-    lines = {line.split(":")[0]: line for line in done.stdout.splitlines() if line.startswith(PREFIX)}
-    assert "kernel crashed" in lines[CAROL] and f"{DAVE}: 0 of 19, graded" in lines[DAVE], done.stdout
-    term.server.run(CAROL, "nbgrader", "fetch_feedback", course.ASSIGNMENT)
-    newest = max((term.server.home(CAROL) / course.ASSIGNMENT / "feedback").iterdir())
-    assert "could not be graded: <strong>kernel crashed</strong>" in (newest / f"{CYL}.html").read_text()
-
-
 def test_over_the_limit_a_hand_in_is_kept_and_says_when_the_next_is_graded(watched):
     term, _, started = watched
     submit(term.server, BOB, WRONG, old=RIGHT)
@@ -371,7 +359,7 @@ def test_a_watcher_killed_mid_grading_resumes_and_grades_each_hand_in_once(watch
     os.killpg(watcher.pid, signal.SIGKILL)
     watcher.wait()
     assert [entry["student"] for _, entry in journal(term)] == before, seen  # killed before her feedback was out
-    submit(server, CAROL, WRONG, old=CRASH)  # while no watcher runs
+    submit(server, CAROL, WRONG, old=RIGHT)  # while no watcher runs
     again = watch_once(term)
     assert f"{ALICE}: 0 of 19, graded" in again.stdout and f"{CAROL}: 0 of 19, graded" in again.stdout, again.stdout
     handled = [entry["student"] for _, entry in journal(term)]
@@ -381,11 +369,25 @@ def test_a_watcher_killed_mid_grading_resumes_and_grades_each_hand_in_once(watch
     assert scores(term)[ALICE] == 0 and scores(term)[CAROL] == 0
 
 
+def test_a_hand_in_that_crashes_its_kernel_gets_its_status_and_the_others_go_on(watched):
+    term, _, _ = watched
+    latest = max(entry["handed_in"] for _, entry in journal(term) if entry["student"] == CAROL and entry.get("counted"))
+    time.sleep(max(0.0, latest + WINDOW + 2 - time.time()))  # her last graded hand-in's window ends
+    submit(term.server, DAVE, CRASH, old=RIGHT)
+    submit(term.server, CAROL, RIGHT, old=WRONG)
+    done = watch_once(term)
+    lines = {line.split(":")[0]: line for line in done.stdout.splitlines() if line.startswith(PREFIX)}
+    assert "kernel crashed" in lines[DAVE] and f"{CAROL}: 1 of 19, graded" in lines[CAROL], done.stdout
+    term.server.run(DAVE, "nbgrader", "fetch_feedback", course.ASSIGNMENT)
+    newest = max((term.server.home(DAVE) / course.ASSIGNMENT / "feedback").iterdir())
+    assert "could not be graded: <strong>kernel crashed</strong>" in (newest / f"{CYL}.html").read_text()
+
+
 def test_after_the_due_date_the_watcher_grades_nothing_and_says_so(watched):
     term, _, _ = watched
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
     term.server.run(INSTRUCTOR, "nbgrader", "db", "assignment", "add", course.ASSIGNMENT, f"--duedate={past.isoformat()}",
                     cwd=term.directory)
-    submit(term.server, DAVE, RIGHT, old=WRONG)
+    submit(term.server, DAVE, RIGHT, old=CRASH)
     done = watch_once(term)
     assert "on-submit grading has stopped" in done.stdout and " of 19, " not in done.stdout, done.stdout
