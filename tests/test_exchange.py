@@ -107,12 +107,16 @@ class Server:
     def home(self, account: str) -> Path:
         return Path(pwd.getpwnam(account).pw_dir)
 
+    def as_account(self, account: str, *command: str) -> list:
+        """The argv that runs `command` as `account` in a login-like environment with the course's Python on PATH."""
+        home = self.home(account)
+        return ["runuser", "-u", account, "--", "env", "-i", f"HOME={home}", f"USER={account}", f"LOGNAME={account}",
+                "LANG=C.UTF-8", f"PATH={self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", f"ONIONS_DATA_DIR={self.data}",
+                *command]
+
     def run(self, account: str, *command: str, cwd: Path = None, check: bool = True) -> subprocess.CompletedProcess:
         """`command` as `account`, in its home (or `cwd`), a login-like environment with the course's Python on PATH."""
-        home = self.home(account)
-        env = ["env", "-i", f"HOME={home}", f"USER={account}", f"LOGNAME={account}", "LANG=C.UTF-8",
-               f"PATH={self.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", f"ONIONS_DATA_DIR={self.data}"]
-        result = subprocess.run(["runuser", "-u", account, "--", *env, *command], cwd=cwd or home,
+        result = subprocess.run(self.as_account(account, *command), cwd=cwd or self.home(account),
                                 capture_output=True, text=True, timeout=600)
         self.log.append(f"$ [{account}] {' '.join(command)}\n{result.stdout}{result.stderr}")
         if check:
@@ -345,9 +349,7 @@ def test_a_watcher_killed_mid_grading_resumes_and_grades_each_hand_in_once(watch
     server = term.server
     before = [entry["student"] for _, entry in journal(term)]  # the first run handled the term's hand-ins too
     submit(server, ALICE, WRONG, old=RIGHT)
-    env = ["env", "-i", f"HOME={server.home(INSTRUCTOR)}", f"USER={INSTRUCTOR}", "LANG=C.UTF-8",
-           f"PATH={server.venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", f"ONIONS_DATA_DIR={server.data}"]
-    watcher = subprocess.Popen(["runuser", "-u", INSTRUCTOR, "--", *env, "python", "-m", "graders", "watch", course.ASSIGNMENT],
+    watcher = subprocess.Popen(server.as_account(INSTRUCTOR, "python", "-m", "graders", "watch", course.ASSIGNMENT),
                                cwd=term.directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
     seen = []
