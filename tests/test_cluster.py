@@ -23,7 +23,7 @@ import course
 from graders.course.coursedir import BatchState
 from graders.course.status import SCORED
 from graders.grading import batch, cluster
-from graders.isolation import sandbox
+from graders.isolation import limiters, sandbox
 
 CHEAP = ["invalid-json", "missing-notebook", "deleted-test-cell", "os-exit", "edited-locked-cells"]  # from the corpus
 LIMITS = ["--timeout", "300", "--memory", "3G"]
@@ -88,13 +88,13 @@ def executing(dask_worker=None):
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
 
 
-def sandbox_leftovers(dead_pids=()) -> list:
+def sandbox_leftovers() -> list:
     """As root: processes of the sandbox user, and cgroups whose maker died."""
     if os.geteuid() != 0:
         return []
     processes = subprocess.run(["pgrep", "-u", "onions-sandbox"], capture_output=True, text=True).stdout.split()
-    cgroups = [str(p) for p in Path("/sys/fs/cgroup").glob("**/onions-*-*")
-               if p.name.split("-")[1].isdigit() and not Path(f"/proc/{p.name.split('-')[1]}").exists()]
+    cgroups = [str(p) for parent in limiters.cgroup_parents() for p in parent.glob("onions-*-*")  # where the sweep looks
+               if p.name.split("-")[1].isdigit() and not limiters.alive(int(p.name.split("-")[1]))]
     return processes + cgroups
 
 

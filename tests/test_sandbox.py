@@ -1,8 +1,25 @@
-"""The sandbox's small pieces, on real processes: the watchdog, the runner's import, --no-sandbox."""
+"""The sandbox's small pieces, on real processes: the watchdog, cgroups' sweep, the runner's import, --no-sandbox."""
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
-from graders.isolation import sandbox
+import pytest
+
+from graders.isolation import limiters, sandbox
+from graders.isolation.watchdog import process_state
+
+MAKES_A_CGROUP = """
+import subprocess, sys, time
+from graders.isolation.limiters import Cgroup
+cgroup = Cgroup.make(256 << 20, 64)
+student = subprocess.Popen(["sh", "-c", cgroup.prefix() + "exec sleep 600"])
+time.sleep(0.5)
+print(cgroup.dirs["memory"], student.pid, flush=True)
+time.sleep(600)
+"""
 
 
 def test_the_watchdog_kills_a_process_tree_over_its_memory_limit():
@@ -51,3 +68,32 @@ def test_without_the_sandbox_a_shown_file_is_read_where_it_lies(tmp_path):
                                       sandbox.Limits(wall_seconds=60), tmp_path, {"MPLCONFIGDIR": "/tmp/matplotlib"},
                                       {"/tmp/matplotlib/fontlist.json": fonts})
     assert outcome.returncode == 0 and outcome.output.strip() == str(fonts.parent)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not limiters.cgroup_parents(), reason="makes cgroups: root with cgroups")
+def test_a_killed_graders_cgroup_is_swept_by_the_next_even_before_its_parent_reaps_it():
+    grader = subprocess.Popen([sys.executable, "-c", MAKES_A_CGROUP], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    folder, student = grader.stdout.readline().split()
+    folder, student = Path(folder), int(student)
+    grader.kill()  # as a worker killed with its students: its cgroup stays, its student runs on
+    for _ in range(100):
+        if process_state(grader.pid) == "Z":
+            break
+        time.sleep(0.05)
+    try:
+        assert process_state(grader.pid) == "Z" and not limiters.alive(grader.pid)  # a zombie removes nothing
+        assert folder.is_dir() and process_state(student) not in ("", "Z")
+        limiters.Cgroup.make(256 << 20, 64).remove()  # the next grader's sandbox
+        assert not folder.exists()
+        for _ in range(100):
+            if process_state(student) in ("", "Z"):
+                break
+            time.sleep(0.05)
+        assert process_state(student) in ("", "Z")  # killed with its cgroup
+        assert limiters.alive(os.getpid())
+    finally:
+        grader.wait()
+        try:
+            os.kill(student, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -16,7 +16,7 @@ from graders.errors import GradersError
 from graders.files import read_or_empty as _read
 from graders.isolation import watchdog
 from graders.isolation.boot import python_module
-from graders.isolation.watchdog import kill_until_gone
+from graders.isolation.watchdog import kill_until_gone, process_state
 
 
 class SandboxUnavailable(GradersError):
@@ -90,7 +90,7 @@ class Cgroup:
         for parent in parents:
             for folder in parent.glob("onions-*-*"):
                 maker = folder.name.split("-")[1]
-                if maker.isdigit() and not _alive(int(maker)):
+                if maker.isdigit() and not alive(int(maker)):
                     leftover = Cgroup.__new__(Cgroup)
                     leftover.dirs = {"memory": folder}
                     leftover.remove()
@@ -224,14 +224,27 @@ def _v1_root(controller: str) -> Path:
     raise SandboxUnavailable(f"no cgroup {controller} controller on this machine")
 
 
-def _alive(pid: int) -> bool:
+def cgroup_parents() -> set:
+    """The folders this process's cgroups go in (and the sweep looks in): a dead grader's cgroups
+    elsewhere (another service's own cgroup) are that one's to sweep."""
+    if Path("/sys/fs/cgroup/cgroup.controllers").is_file():
+        return {Path("/sys/fs/cgroup")}
+    try:
+        return {_v1_root(controller) for controller in ("memory", "pids", "cpuacct")}
+    except SandboxUnavailable:
+        return set()
+
+
+def alive(pid: int) -> bool:
+    """Whether the maker of a cgroup can still remove it: a zombie (killed, its parent has not
+    waited for it yet) cannot."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        pass
-    return True
+        return True
+    return process_state(pid) not in ("", "Z", "X")
 
 
 

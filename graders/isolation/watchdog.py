@@ -94,7 +94,7 @@ def tree(root: int) -> list:
     found, todo = [], [root]
     while todo:  # breadth first: the sandbox's init comes before its descendants
         pid = todo.pop(0)
-        if _state(pid) in ("", "Z", "X"):
+        if process_state(pid) in ("", "Z", "X"):
             continue
         found.append(pid)
         try:
@@ -129,7 +129,7 @@ def _stat(pid) -> list:
     return _read(Path(f"/proc/{pid}/stat")).rpartition(")")[2].split()
 
 
-def _state(pid) -> str:
+def process_state(pid) -> str:
     """R, S, D, Z ... of a process; '' if it is gone."""
     return (_stat(pid) or [""])[0]
 
