@@ -124,7 +124,8 @@ def add_autograde_command(commands) -> None:
                     "process limits exactly; as an ordinary user, it runs in a user namespace without capabilities, "
                     "RLIMIT_NPROC caps processes and a watchdog kills a sandbox over --memory within 0.1 s (the first "
                     "line of output says which). Needs bubblewrap and, without root, user namespaces. Re-running skips "
-                    "submissions graded and unchanged since. Exit status 0 when every submission was graded, 1 "
+                    "submissions graded and unchanged since; a second grading of the assignment (a batch, or the on-submit "
+                    "watcher's look) waits for the first. Exit status 0 when every submission was graded, 1 "
                     "otherwise. Run in the course directory. What the course chooses (modules to preload, datasets "
                     "to check) is in nbgrader_config.py as c.GradersBatch.*.")
     grade.add_argument("assignment")

@@ -65,3 +65,40 @@ def test_a_fingerprint_is_what_it_was_with_the_assignments_files_read_once(tmp_p
     shared = batch.assignment_files(course, "a")
     assert batch.fingerprint(course, "a", "s", limits) == batch.fingerprint(course, "a", "s", limits, shared) == digest.hexdigest()
     assert batch.fingerprint(course, "a", "t", limits, shared) != digest.hexdigest()
+
+
+# -- graders.course.grading_lock: one grading of an assignment at a time -------------------------------------
+
+HOLDS_THE_LOCK = """
+import logging, sys, time
+from pathlib import Path
+from graders.course.grading_lock import grading_lock
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+with grading_lock(Path(sys.argv[1]), sys.argv[2]):
+    with grading_lock(Path(sys.argv[1]), "again, inside"):  # the watcher's look around its batch: no wait
+        print("held", flush=True)
+        time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_a_second_grading_waits_says_for_whom_and_starts_when_the_first_dies(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def start(doing, seconds):
+        return subprocess.Popen([sys.executable, "-c", HOLDS_THE_LOCK, str(tmp_path / "work"), doing, str(seconds)],
+                                stdout=subprocess.PIPE, text=True)
+
+    first = start("the batch (autograde)", 600)
+    assert first.stdout.readline() == "held\n"
+    second = start("the watcher", 0)
+    waiting = second.stdout.readline()
+    assert waiting.startswith("waiting: the batch (autograde) (pid ") and "is grading this assignment" in waiting, waiting
+    time.sleep(1)
+    assert second.poll() is None  # still waiting
+    first.send_signal(signal.SIGKILL)  # dies holding it: the kernel lets go
+    killed = time.monotonic()
+    assert second.stdout.readline() == "held\n" and second.wait(timeout=30) == 0
+    assert time.monotonic() - killed < 10 and first.wait() == -9

@@ -303,8 +303,14 @@ def watched(term):
     return term, first, started
 
 
-def watch_once(term):
-    return term.server.run(INSTRUCTOR, "python", "-m", "graders", "watch", course.ASSIGNMENT, "--once", cwd=term.directory)
+def watch_once(term, directory: Path = None):
+    return term.server.run(INSTRUCTOR, "python", "-m", "graders", "watch", course.ASSIGNMENT, "--once",
+                           cwd=directory or term.directory)
+
+
+def feedback_pages(directory: Path, student: str) -> dict:
+    """{notebook: its feedback page as a student reads it} in the course's feedback/ folder."""
+    return {path.stem: rendered(path.read_text()) for path in (directory / "feedback" / student / course.ASSIGNMENT).glob("*.html")}
 
 
 def scores(term) -> dict:
@@ -348,6 +354,8 @@ def test_a_watcher_killed_mid_grading_resumes_and_grades_each_hand_in_once(watch
     term, _, _ = watched
     server = term.server
     before = [entry["student"] for _, entry in journal(term)]  # the first run handled the term's hand-ins too
+    twin = term.directory.parent / "course-uninterrupted"  # the course as it is now, for a watcher never killed
+    subprocess.run(["cp", "-a", str(term.directory), str(twin)], check=True)
     submit(server, ALICE, WRONG, old=RIGHT)
     watcher = subprocess.Popen(server.as_account(INSTRUCTOR, "python", "-m", "graders", "watch", course.ASSIGNMENT),
                                cwd=term.directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -369,6 +377,12 @@ def test_a_watcher_killed_mid_grading_resumes_and_grades_each_hand_in_once(watch
     assert " of 19, " not in watch_once(term).stdout  # nothing waits: nothing is graded again
     assert [entry["student"] for _, entry in journal(term)] == handled
     assert scores(term)[ALICE] == 0 and scores(term)[CAROL] == 0
+    uninterrupted = watch_once(term, twin)  # the same two hand-ins, graded by one run that nobody killed
+    assert f"{ALICE}: 0 of 19, graded" in uninterrupted.stdout and f"{CAROL}: 0 of 19, graded" in uninterrupted.stdout
+    resumed, once = course.grades(term.directory), course.grades(twin)
+    for student in (ALICE, CAROL):
+        assert resumed[student] == once[student], student  # cell for cell
+        assert feedback_pages(term.directory, student) == feedback_pages(twin, student), student
 
 
 def test_a_hand_in_that_crashes_its_kernel_gets_its_status_and_the_others_go_on(watched):
@@ -383,6 +397,36 @@ def test_a_hand_in_that_crashes_its_kernel_gets_its_status_and_the_others_go_on(
     term.server.run(DAVE, "nbgrader", "fetch_feedback", course.ASSIGNMENT)
     newest = max((term.server.home(DAVE) / course.ASSIGNMENT / "feedback").iterdir())
     assert "could not be graded: <strong>kernel crashed</strong>" in (newest / f"{CYL}.html").read_text()
+
+
+def test_the_batch_and_two_watchers_at_once_grade_one_at_a_time_and_each_hand_in_once(watched):
+    """The instructor's batch regrades while a hand-in arrives and two watchers look (a cron line and a
+    terminal, say): each waits for the assignment's lock, so collect never replaces a folder the batch
+    reads and the hand-in is graded once, after the batch."""
+    term = watched[0]
+    latest = max(entry["handed_in"] for _, entry in journal(term) if entry["student"] == ALICE and entry.get("counted"))
+    time.sleep(max(0.0, latest + WINDOW + 2 - time.time()))  # her last graded hand-in's window ends
+    before = len(journal(term))
+    pipes = {"cwd": term.directory, "stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "start_new_session": True}
+    batch = subprocess.Popen(term.server.as_account(INSTRUCTOR, "python", "-m", "graders", "autograde", course.ASSIGNMENT,
+                                                    "--force", *(f"--student={s}" for s in (ALICE, BOB, CAROL)),
+                                                    "--workers", "2", "--memory", "3G"), **pipes)
+    seen = [next(line for line in batch.stdout if "to grade" in line)]
+    os.killpg(batch.pid, signal.SIGSTOP)  # it holds the lock for as long as the test needs
+    try:
+        submit(term.server, ALICE, RIGHT, old=WRONG)
+        watchers = [subprocess.Popen(term.server.as_account(INSTRUCTOR, "python", "-m", "graders", "watch", course.ASSIGNMENT,
+                                                            "--once"), **pipes) for _ in range(2)]
+        heard = [[next(line for line in watcher.stdout if "waiting:" in line or "new hand-in" in line)] for watcher in watchers]
+    finally:
+        os.killpg(batch.pid, signal.SIGCONT)
+    rest, _ = batch.communicate(timeout=600)
+    assert batch.returncode == 0 and f"{ALICE} " in rest, "".join(seen) + rest
+    outputs = ["".join(lines) + watcher.communicate(timeout=600)[0] for lines, watcher in zip(heard, watchers)]
+    assert all(line.startswith("waiting: the batch (python -m graders autograde lesson08) (pid ") for line, *_ in heard), heard
+    assert sorted(f"{ALICE}: 1 of 19, graded" in output for output in outputs) == [False, True], outputs  # once
+    assert [entry["student"] for _, entry in journal(term)[before:]] == [ALICE]
+    assert scores(term)[ALICE] == 1  # her new hand-in, graded after the batch graded the one before
 
 
 def test_after_the_due_date_the_watcher_grades_nothing_and_says_so(watched):

@@ -530,24 +530,27 @@ def fetched_pages(hub, student) -> dict:
 
 @pytest.fixture(scope="module")
 def on_submit(hub, browser, term):
-    """After the term: the instructor starts `python -m graders watch`; Bob hands in again in the browser and
-    fetches his feedback, with no instructor action, three times: graded, over the limit, graded after the window."""
+    """After the term: the instructor starts `python -m graders watch`; with no instructor action, Alice hands
+    in again in the browser and fetches her feedback, then Bob three times: graded, over the limit, graded
+    after the window. {round: (student, the page's text, seconds from Submit to fetched, its score)}."""
     driver, seen = browser, Term()
-    with open(term.directory / "nbgrader_config.py", "a") as config:
+    directory = term.directory
+    with open(directory / "nbgrader_config.py", "a") as config:
         config.write(f"\nc.GradersWatch.per_period = 1\nc.GradersWatch.period = {WATCH_WINDOW}\nc.GradersWatch.interval = 2\n")
     env = ["env", "-i", f"HOME={hub.home(TEACH)}", f"USER={TEACH}", "LANG=C.UTF-8", f"ONIONS_DATA_DIR={hub.env['ONIONS_DATA_DIR']}",
            f"PATH={hub.env['ONIONS_HUB_VENV']}/bin:/usr/bin:/bin"]
     log = hub.folder / "watch.log"
     with open(log, "w") as output:
         watcher = subprocess.Popen(["runuser", "-u", TEACH, "--", *env, "python", "-m", "graders", "watch", course.ASSIGNMENT],
-                                   cwd=term.directory, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    seen.rounds, graded_at = [], None
+                                   cwd=directory, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    seen.rounds, graded_at = {}, None
     try:
-        log_in(hub, driver, BOB)
-        for round in ("graded", "not graded now", "graded after the window"):
+        for student, round in ((ALICE, "alice graded"), (BOB, "graded"), (BOB, "not graded now"), (BOB, "graded after the window")):
+            if round in ("alice graded", "graded"):
+                log_in(hub, driver, student)
             if round == "graded after the window":
                 time.sleep(max(0.0, graded_at + WATCH_WINDOW + 10 - time.monotonic()))  # nbgrader's timestamp: a moment later
-            before = fetched_pages(hub, BOB)
+            before = fetched_pages(hub, student)
             open_assignments(driver)
             press(driver, By.XPATH, "//div[@id='fetched_assignments_list']//button[text()='Submit']")
             submitted = time.monotonic()
@@ -556,10 +559,12 @@ def on_submit(hub, browser, term):
             def fetched(d):  # Fetch Feedback, until the page of this hand-in is there
                 press(d, By.XPATH, "//div[@id='submitted_assignments_list']//button[text()='Fetch Feedback']")
                 time.sleep(3)
-                return set(fetched_pages(hub, BOB)) - set(before)
-            new, = WebDriverWait(driver, 300, poll_frequency=2).until(fetched, f"no feedback for Bob's hand-in ({round})")
-            shot(hub, driver, f"bob-on-submit-{round.replace(' ', '-')}")
-            seen.rounds.append((round, fetched_pages(hub, BOB)[new], time.monotonic() - submitted))
+                return set(fetched_pages(hub, student)) - set(before)
+            new, = WebDriverWait(driver, 300, poll_frequency=2).until(fetched, f"no feedback for {student}'s hand-in ({round})")
+            shot(hub, driver, f"on-submit-{round.replace(' ', '-')}")
+            cells = course.grades(directory)[student]
+            score = sum(grade[0] for (notebook, _), grade in cells.items() if notebook == CYL)
+            seen.rounds[round] = (student, fetched_pages(hub, student)[new], time.monotonic() - submitted, score)
     except Exception:
         shot(hub, driver, "on-submit-failed")
         raise
@@ -567,17 +572,22 @@ def on_submit(hub, browser, term):
         os.killpg(watcher.pid, signal.SIGTERM)
         watcher.wait(timeout=60)
         seen.log = log.read_text()
-    print("\non submit, Bob's feedback fetchable after: " + ", ".join(f"{r} {s:.0f} s" for r, _, s in seen.rounds))
+    print("\non submit, feedback fetchable after: " + ", ".join(f"{r} {s:.0f} s" for r, (_, _, s, _) in seen.rounds.items()))
     return seen
 
 
-def test_a_hand_in_gets_preliminary_feedback_with_its_hint_and_none_over_the_limit(on_submit):
-    (_, graded, _), (_, deferred, _), (_, again, _) = on_submit.rounds
-    for page in (graded, again):
-        assert "Preliminary feedback" in page and HINT in page, page[:2000]
+def test_a_hand_in_gets_preliminary_feedback_with_its_score_and_hint_and_none_over_the_limit(on_submit):
+    rounds = on_submit.rounds
+    for round in ("alice graded", "graded", "graded after the window"):
+        student, page, _, score = rounds[round]
+        assert "Preliminary feedback" in page and f"{CYL} (Score: {score:.1f} / " in page, (round, page[:2000])
         assert "HIDDEN TESTS" not in page and "MISCONCEPTIONS" not in page
-    assert "not graded now" in deferred and "HIDDEN TESTS" not in deferred, deferred
+        assert (HINT in page) == (student == BOB), round  # Alice's answer is right: no hint for her
+    assert rounds["alice graded"][3] > rounds["graded"][3]
+    deferred = rounds["not graded now"][1]
+    assert "not graded now" in deferred and "HIDDEN TESTS" not in deferred and "(Score: " not in deferred, deferred
     assert f"{BOB}: 4 of 19, graded" in on_submit.log and f"{BOB}: not graded now" in on_submit.log, on_submit.log
+    assert f"{ALICE}: " in on_submit.log and f"{ALICE}: not graded now" not in on_submit.log, on_submit.log
 
 
 def test_a_second_start_finds_the_first_and_a_port_in_use_is_named(hub, term):

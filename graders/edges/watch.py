@@ -28,6 +28,7 @@ from traitlets import Float, Integer
 from traitlets.config import Configurable
 
 from graders.course.coursedir import BatchState, Course, run_nbgrader
+from graders.course.grading_lock import grading_lock
 from graders.course.plain import plain
 from graders.errors import GradersError
 from graders.grading import batch, settings
@@ -98,8 +99,16 @@ class Watcher:
             logger.info(f"{self.assignment} was due {due:%Y-%m-%d %H:%M} UTC: on-submit grading has stopped; "
                         f"grade everyone with python -m graders autograde {self.assignment}")
             return False
+        if new:
+            with grading_lock(self.course.work(self.assignment), f"the watcher (python -m graders watch {self.assignment})"):
+                self.handled = self.journal.load()  # what another watcher handled while this one waited
+                self.handle(self.waiting()[0])
+        return True
+
+    def handle(self, new: list) -> None:
+        """Collect, grade and release the hand-ins in `new` (nbgrader's records), holding the assignment's lock."""
         if not new:
-            return True
+            return
         logger.info(f"{len(new)} new hand-in{'' if len(new) == 1 else 's'} of {self.assignment}: collecting")
         run_nbgrader(self.course.root, "collect", "--update", self.assignment)
         now, grader = time.time(), self.batch_grader()
@@ -115,7 +124,6 @@ class Watcher:
             self.finish(record, results.get(record["username"]), now, counted=record["username"] in changed)
         for record in later:
             self.defer(record, now)
-        return True
 
     def used(self, student: str, at: float) -> tuple:
         """(hand-ins of `student` graded on submission that were made within the period before `at`, when
@@ -235,8 +243,8 @@ def add_command(commands) -> None:
                     "grade that student in the sandbox as autograde does, write the feedback (no hidden test, marked "
                     "preliminary) and release it with nbgrader release_feedback: the student fetches it in the "
                     "Assignments tab. At most c.GradersWatch.per_period graded hand-ins per student per period; more "
-                    "are kept for the final batch. Stops at the due date. Safe to kill and start again. Run in the "
-                    "course directory.")
+                    "are kept for the final batch. Stops at the due date. Safe to kill and start again; while a batch "
+                    "grades the assignment, it waits. Run in the course directory.")
     parser.add_argument("assignment")
     parser.add_argument("--once", action="store_true", help="handle the hand-ins waiting now, then exit (for cron, tests)")
     parser.add_argument("--no-sandbox", action="store_true", help="run student code unsandboxed (trusted code only)")

@@ -26,6 +26,7 @@ from nbgrader.preprocessors import Execute
 from graders import data
 from graders.course import gradingsplit
 from graders.course.coursedir import Course, CourseError, DiskFull, files_under, hashed_files, limits_bytes
+from graders.course.grading_lock import grading_lock
 from graders.course.plain import plain, plain_data
 from graders.course.status import SCORED, Status
 from graders.grading import recheck
@@ -126,6 +127,10 @@ class Batch:
 
     def run(self, wanted=None) -> list:
         self.course.check_assignment(self.assignment)
+        with grading_lock(self.course.work(self.assignment), f"the batch (python -m graders autograde {self.assignment})"):
+            return self._run(wanted)
+
+    def _run(self, wanted) -> list:
         if not self.cluster:  # else each worker checks its own machine before it joins
             self.isolation.check()
             for name in self.settings.datasets:  # the students' view
