@@ -136,6 +136,11 @@ class Course:
         if not (self.root / "nbgrader_config.py").is_file():
             raise CourseError(f"{self.root} has no nbgrader_config.py: run in the course directory or pass --course")
         self.config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
+        if "AutogradeApp" in self.config:  # outdated, and merged into Autograde, as nbgrader's AutogradeApp does
+            logging.getLogger(__name__).warning("Use Autograde in nbgrader_config.py, not AutogradeApp: "
+                           + ", ".join(f"AutogradeApp.{key} = {value!r}" for key, value in self.config.AutogradeApp.items()))
+            self.config.Autograde.merge(self.config.AutogradeApp)
+            del self.config.AutogradeApp
         self.config.CourseDirectory.root = str(self.root)
         self.directory = CourseDirectory(config=self.config)
         _busy_seconds[self.directory.db_url] = GradersGradebook(config=self.config).busy_timeout
@@ -160,10 +165,16 @@ class Course:
         name = getattr(self.directory, f"{kind}_directory")
         return Path(self.directory.format_path(name, student, assignment))
 
-    def students(self, assignment: str) -> list:
-        """Everyone with a submitted/<student>/<assignment> folder."""
+    def students(self, assignment: str, excluded: bool = False) -> list:
+        """Everyone with a submitted/<student>/<assignment> folder, but those the course excludes
+        (nbgrader's c.CourseDirectory.student_id_exclude); with `excluded`, those only."""
         pattern = f"*/{assignment}"
-        return sorted(p.parent.name for p in (self.root / self.directory.submitted_directory).glob(pattern) if p.is_dir())
+        found = sorted(p.parent.name for p in (self.root / self.directory.submitted_directory).glob(pattern) if p.is_dir())
+        return [student for student in found if (student in self.excluded()) == excluded]
+
+    def excluded(self) -> set:
+        """The students nbgrader's commands leave out (c.CourseDirectory.student_id_exclude, comma-separated)."""
+        return {student for student in self.directory.student_id_exclude.split(",") if student}
 
     def work(self, assignment: str) -> Path:
         return self.root / WORK / assignment

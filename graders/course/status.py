@@ -25,7 +25,8 @@ class Status(str, enum.Enum):
     GRADED = "graded", "executed and graded by nbgrader", True
     MISSING_NOTEBOOK = "missing notebook", "a notebook was not handed in (or renamed): nbgrader scored it 0", True
     TEST_CELL_DELETED = "test cell deleted", "a test cell is missing: nbgrader leaves it for manual grading", True
-    MISSING_SUBMISSION = "missing submission", "asked for, but there is no submitted/<student>/<assignment> folder"
+    MISSING_SUBMISSION = "missing submission", ("nothing handed in: no submitted/<student>/<assignment> folder, or "
+                                                "one without a notebook (nbgrader skips it too)")
     INVALID_NOTEBOOK = "invalid notebook", ("nbgrader could not read a notebook (not JSON, empty, not UTF-8), or it has more "
                                             "cells or bytes than `c.GradersBatch.max_cells` or `.max_notebook_bytes`")
     TIMED_OUT = "timed out", "still running after `--timeout` seconds: not graded"

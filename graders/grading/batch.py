@@ -128,30 +128,27 @@ class Batch:
     def run(self, wanted=None) -> list:
         self.course.check_assignment(self.assignment)
         with grading_lock(self.course.work(self.assignment), f"the batch (python -m graders autograde {self.assignment})"):
-            return self._run(wanted)
-
-    def _run(self, wanted) -> list:
-        if not self.cluster:  # else each worker checks its own machine before it joins
-            self.isolation.check()
-            for name in self.settings.datasets:  # the students' view
-                data.load_view(name)
-        self.secret = gradingsplit.course_secret(self.course.root, self.settings.grading_secret_file)
-        self.grading = gradingsplit.build(self.secret, () if self.cluster else self.settings.datasets)
-        state, students = self.state.load(), sorted(wanted) if wanted else self.course.students(self.assignment)
-        self.kept = {student: entry.get("exports", "") for student, entry in state.items()}  # manifest digests
-        results, todo = sort_out(self, students, state)
-        pool = cluster_pool(self) if self.cluster else local_pool(self, state)
-        where = pool.describe() if self.cluster else f"{self.workers} workers\n{self.isolation.describe(self.limits)}"
-        logger.info(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
-                    f"{len(students) - len(todo)} skipped; {where}")
-        with self.ctrl_c:
-            try:
-                self._grade_all(pool, todo, results)
-            except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state
-                pool.stop()
-                raise
-        pool.shutdown()
-        return [results[s] for s in students]
+            if not self.cluster:  # else each worker checks its own machine before it joins
+                self.isolation.check()
+                for name in self.settings.datasets:  # the students' view
+                    data.load_view(name)
+            self.secret = gradingsplit.course_secret(self.course.root, self.settings.grading_secret_file)
+            self.grading = gradingsplit.build(self.secret, () if self.cluster else self.settings.datasets)
+            state, students = self.state.load(), chosen(self.course, self.assignment, wanted)
+            self.kept = {student: entry.get("exports", "") for student, entry in state.items()}  # manifest digests
+            results, todo = sort_out(self, students, state)
+            pool = cluster_pool(self) if self.cluster else local_pool(self, state)
+            where = pool.describe() if self.cluster else f"{self.workers} workers\n{self.isolation.describe(self.limits)}"
+            logger.info(f"{len(students)} submissions of {self.assignment}: {len(todo)} to grade, "
+                        f"{len(students) - len(todo)} skipped; {where}")
+            with self.ctrl_c:
+                try:
+                    self._grade_all(pool, todo, results)
+                except BaseException:  # Ctrl-C: stop the sandboxes; what is graded is in the state
+                    pool.stop()
+                    raise
+            pool.shutdown()
+            return [results[s] for s in students]
 
     def fingerprint(self, student: str) -> str:
         return fingerprint(self.course, self.assignment, student, self.limits, self._assignment_files)
@@ -260,6 +257,16 @@ class Batch:
         return result
 
 
+def chosen(course: Course, assignment: str, wanted=None) -> list:
+    """The students to grade: `wanted`, or everyone who handed in; as nbgrader's autograde, never one the
+    course excludes (c.CourseDirectory.student_id_exclude: neither graded nor in the gradebook)."""
+    students = sorted(wanted) if wanted else course.students(assignment)
+    excluded = sorted(set(students if wanted else course.students(assignment, excluded=True)) & course.excluded())
+    if excluded:
+        logger.info(f"excluded (c.CourseDirectory.student_id_exclude): {', '.join(plain(s, 80) for s in excluded)}")
+    return [student for student in students if student not in excluded]
+
+
 def sort_out(batch: Batch, students: list, state: dict) -> tuple:
     """({student: Result} of those with nothing to grade, [the students to grade]): a missing hand-in,
     or (without --force) a scored submission whose fingerprint is unchanged, would score the same."""
@@ -269,8 +276,12 @@ def sort_out(batch: Batch, students: list, state: dict) -> tuple:
     results, todo = {}, []
     for student in students:
         known = state.get(student, {})
-        if not batch.course.folder("submitted", batch.assignment, student).is_dir():
+        folder = batch.course.folder("submitted", batch.assignment, student)
+        if not folder.is_dir():
             results[student] = Result(student, Status.MISSING_SUBMISSION, f"no submitted/{student}/{batch.assignment}")
+        elif not any(folder.glob("*.ipynb")):  # nbgrader skips it: nothing to grade, nothing in the gradebook
+            results[student] = Result(student, Status.MISSING_SUBMISSION,
+                                      f"submitted/{student}/{batch.assignment} holds no notebook")
         elif not batch.force and known.get("status") in SCORED and known.get("fingerprint") == batch.fingerprint(student):
             detail = "; ".join(filter(None, ["unchanged since last graded", known["result"].get("detail")]))
             results[student] = Result(**{**known["result"], "detail": detail})

@@ -36,6 +36,7 @@ from graders.grading.executor import Execution, Job, SandboxExecutor
 from graders.grading.settings import GradersBatch, font_files
 from graders.inside import labelscan
 from graders.isolation import sandbox
+from graders.isolation.handover import SIDE_EFFECTS, plain_path
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +221,9 @@ class DaskPool:
                                    "graded students are kept; run the same command again to resume") from None
             return Execution(Status.EXECUTION_FAILED, f"on a worker: {type(error).__name__}: {first(error)}")
         for name, content in notebooks.items():
-            (job.folder / name).write_bytes(content)
+            if plain_path(name) and (name.endswith(".executed.ipynb") or name.startswith(f"{SIDE_EFFECTS}/")):
+                (job.folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (job.folder / name).write_bytes(content)
         return execution
 
     def stop(self) -> None:
@@ -280,7 +283,9 @@ def run_task(token: str, student: str, files: dict, notebooks: list, settings: d
                 _running[token].discard(threading.get_ident())
         execution.machine = socket.gethostname()
         executed = {f"{name}.executed.ipynb": (folder / f"{name}.executed.ipynb") for name in notebooks}
-        return execution, {name: path.read_bytes() for name, path in executed.items() if path.is_file()}
+        effects = {path.relative_to(folder).as_posix(): path for path in sorted((folder / SIDE_EFFECTS).rglob("*"))
+                   if path.is_file() and not path.is_symlink()}  # the files the notebooks wrote
+        return execution, {name: path.read_bytes() for name, path in {**effects, **executed}.items() if path.is_file()}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -10,6 +10,7 @@ from graders.course.coursedir import WORK, Course, DiskFull, reason, run_convert
 from graders.course.status import Status
 from graders.grading.execute import FOREIGN, StagedExecute, autograde_preprocessors
 from graders.grading.screen import screen
+from graders.isolation.handover import SIDE_EFFECTS, plain_path
 
 
 class NbgraderSteps:
@@ -92,4 +93,28 @@ class NbgraderSteps:
         invalid = [m for m in errors if "InvalidExecution" in m]
         if errors:
             return Status.INVALID_RESULT if invalid else Status.NBGRADER_ERROR, reason(invalid or errors)
+        self.place_side_effects(student)
         return None
+
+    def place_side_effects(self, student: str) -> None:
+        """The files the notebooks wrote (graders.inside.side_effects) into autograded/STUDENT/ASSIGNMENT/,
+        as nbgrader's own run leaves them there, with the mode nbgrader gave the graded notebooks; never
+        over a graded notebook or the timestamp, never through a link."""
+        source = self.stage / student / self.assignment / SIDE_EFFECTS
+        destination = self.course.folder("autograded", self.assignment, student)
+        if not source.is_dir() or not destination.is_dir():
+            return
+        graded = sorted(destination.glob("*.ipynb"))
+        mode = graded[0].stat().st_mode & 0o7777 if graded else 0o444
+        kept = {path.name for path in graded} | {"timestamp.txt", "submission_secret.txt"}
+        for path in sorted(source.rglob("*")):
+            name = path.relative_to(source)
+            if path.is_symlink() or not path.is_file() or not plain_path(name.as_posix()) or str(name) in kept:
+                continue
+            if any(Path(destination, *name.parts[:depth]).is_symlink() for depth in range(1, len(name.parts) + 1)):
+                continue  # a link nbgrader copied from the submission: never written through
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)  # a handed-in file the notebook rewrote: its new content, as in nbgrader's run
+            shutil.copyfile(path, target)
+            target.chmod(mode)

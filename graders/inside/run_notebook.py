@@ -47,7 +47,7 @@ from nbformat.notebooknode import NotebookNode  # noqa: E402
 
 from graders.data import LABELS_FOLDER  # noqa: E402
 from graders.files import read_or_empty as _read, write_atomically  # noqa: E402
-from graders.inside import artifacts, hidden  # noqa: E402
+from graders.inside import artifacts, hidden, side_effects  # noqa: E402
 from graders.inside.merge import RecheckError, merge  # noqa: E402,F401 (the grader's run_notebook.merge)
 from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
 from graders.inside.report import hand_back, hands_back, report  # noqa: E402
@@ -302,6 +302,7 @@ def main(argv=None) -> int:
         notebooks, status = take(args.notebooks)
         if status:
             return status
+        before = side_effects.snapshot(Path.cwd())  # what the notebooks find (their prepared copies are gone)
         unknown = [path.name for path in notebooks if not isinstance(args.test_cells.get(path.stem), list)]
         if unknown:  # what a test cell is comes from the gradebook, never from the notebook
             report(f"no test cells given for {unknown[0]}", failure=True)
@@ -331,10 +332,18 @@ def main(argv=None) -> int:
         kill_leftovers({1, os.getpid()})
     back = hands_back()
     try:
+        effects = {}
+        if not args.recheck:  # the files the notebooks wrote, as nbgrader's autograded/ keeps them
+            effects, left_out = side_effects.written(Path.cwd(), before, skip={path.name for path in notebooks})
+            if left_out:
+                report(f"{len(left_out)} file(s) the notebooks wrote not kept: {'; '.join(left_out[:3])}")
         if back:
-            hand_back({name: content for path, notebook in executed.items() for name, content in
+            hand_back({**effects, **{name: content for path, notebook in executed.items() for name, content in
                        [(path.with_suffix(".executed.ipynb").as_posix(), nbformat.writes(notebook).encode("utf-8")),
-                        *([(path.with_suffix(PACK).as_posix(), packs[path])] if path in packs else [])]})
+                        *([(path.with_suffix(PACK).as_posix(), packs[path])] if path in packs else [])]}})
+        for name, content in (effects.items() if not back else []):  # --no-sandbox: beside the outputs
+            Path(name).parent.mkdir(parents=True, exist_ok=True)
+            Path(name).write_bytes(content)
         for path, notebook in (executed.items() if not back else []):
             write(notebook, path.with_suffix(".executed.ipynb"))
             if path in packs:

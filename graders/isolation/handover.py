@@ -7,7 +7,8 @@ go in as a tar stream on the sandbox's stdin (graders.inside.handin unpacks it b
 starts). The runner's outputs come back as a tar stream on a pipe only the runner holds
 ($ONIONS_OUTPUT_FD, as the report line: never inherited by a kernel), and only what is expected
 is written back: regular files named NAME.executed.ipynb or NAME.exports.tar.xz (STUDENT/NAME in
-a recheck group), each within the file size limit, all within the quota.
+a recheck group), and the files the notebooks wrote under side-effects/ (plain names), each within
+the file size limit, all within the quota.
 """
 import errno
 import json
@@ -17,6 +18,14 @@ from pathlib import Path, PurePosixPath
 
 OUTPUT_FD = "ONIONS_OUTPUT_FD"  # the environment variable naming the runner's line for its outputs
 KEPT = (".executed.ipynb", ".exports.tar.xz")  # what the runner hands back
+SIDE_EFFECTS = "side-effects"  # and the files the notebooks wrote, under this folder (graders.inside.side_effects)
+
+
+def plain_path(name: str) -> bool:
+    """Whether `name` is a relative path of plain parts: no '..', no control or format character, none over 255 bytes."""
+    path = PurePosixPath(name)
+    return (bool(name) and not path.is_absolute() and all(part not in (".", "..") and part.isprintable()
+                                                          and len(part.encode()) <= 255 for part in path.parts))
 
 
 def send(folder: Path, stream) -> None:
@@ -63,14 +72,17 @@ def receive(descriptor: int, folder: Path, quota: int, file_bytes: int, problems
                 total = 0
                 for member in tar:
                     name = PurePosixPath(member.name)
-                    if (not member.isfile() or name.is_absolute() or ".." in name.parts or len(name.parts) > 2
-                            or not member.name.endswith(KEPT)):
+                    side_effect = name.parts[:1] == (SIDE_EFFECTS,) and len(name.parts) > 1
+                    if (not member.isfile() or not plain_path(member.name)
+                            or not (side_effect or (len(name.parts) <= 2 and member.name.endswith(KEPT)))):
                         problems.append(f"the runner handed back {member.name[:100]!r}, which is not an output")
                         continue
                     total += member.size
                     if member.size > file_bytes or total > quota:
                         raise OverQuota
                     target = Path(folder) / name
+                    if side_effect:
+                        target.parent.mkdir(parents=True, exist_ok=True)
                     target.unlink(missing_ok=True)
                     with open(target, "xb") as out:
                         out.write(tar.extractfile(member).read())

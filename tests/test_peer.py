@@ -1,0 +1,118 @@
+"""nbgrader's own autograde scenarios, graded by stock nbgrader and by `python -m graders autograde`.
+
+The course is built from nbgrader's fixtures (tests/fixtures/nbgrader, BSD-3-Clause) as nbgrader's
+`tests/apps/test_nbgrader_autograde.py` builds its scenarios, one student per scenario in one
+course, so that one run of each grader covers them all: a changed and an unchanged submission, a
+notebook that writes a file (side effects), a missing notebook, an empty submission folder
+(missing files), an excluded student (`student_id_exclude`), a late and an empty timestamp, and
+the outdated `c.AutogradeApp.permissions` (custom permissions). The two gradebooks and the two
+autograded/ folders (file names and modes) must be equal; what differs on purpose is in
+docs/tas.md ("Where graders differs from stock nbgrader") and asserted here as such.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nbgrader.api import Gradebook
+
+FIXTURES = Path(__file__).parent / "fixtures" / "nbgrader"
+COURSE_ID, ASSIGNMENT = "peer", "ps1"
+CONFIG = f"""c = get_config()
+c.CourseDirectory.course_id = {COURSE_ID!r}
+c.CourseDirectory.student_id_exclude = "excluded"
+c.AutogradeApp.permissions = 644  # outdated: nbgrader merges it into Autograde (its custom permissions scenario)
+"""
+DUE, AFTER = "2015-02-02 14:58:23.948203 America/Los_Angeles", "2015-02-02 15:58:23.948203 America/Los_Angeles"
+# {student: (p1's fixture or None, p2 handed in, timestamp.txt or None)}
+SCENARIOS = {
+    "changed": ("submitted-changed", True, None),
+    "unchanged": ("submitted-unchanged", True, None),
+    "missing-p2": ("submitted-changed", False, None),
+    "empty": (None, False, None),
+    "excluded": ("submitted-changed", True, None),
+    "late": ("submitted-changed", True, AFTER),
+    "blank-timestamp": ("submitted-changed", True, ""),
+}
+STATUSES = {"changed": "graded", "unchanged": "graded", "missing-p2": "missing notebook", "empty": "missing submission",
+            "late": "graded", "blank-timestamp": "graded"}
+
+
+def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # `nbgrader db` runs alembic
+    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """{"stock" | "graders": (course directory, the run)}: the same course graded by each."""
+    base = tmp_path_factory.mktemp("peer") / "base"
+    (base / "source" / ASSIGNMENT).mkdir(parents=True)
+    shutil.copy(FIXTURES / "submitted-unchanged.ipynb", base / "source" / ASSIGNMENT / "p1.ipynb")
+    shutil.copy(FIXTURES / "side-effects.ipynb", base / "source" / ASSIGNMENT / "p2.ipynb")
+    (base / "nbgrader_config.py").write_text(CONFIG)
+    for args in (("db", "assignment", "add", ASSIGNMENT, "--duedate", DUE), ("generate_assignment", ASSIGNMENT)):
+        assert nbgrader(base, *args).returncode == 0
+    for student, (p1, p2, timestamp) in SCENARIOS.items():
+        folder = base / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        if p1:
+            shutil.copy(FIXTURES / f"{p1}.ipynb", folder / "p1.ipynb")
+        if p2:
+            shutil.copy(FIXTURES / "side-effects.ipynb", folder / "p2.ipynb")
+        if timestamp is not None:
+            (folder / "timestamp.txt").write_text(timestamp)
+    runs = {}
+    for grader, command in (("stock", ["-m", "nbgrader", "autograde", ASSIGNMENT]),
+                            ("graders", ["-m", "graders", "autograde", ASSIGNMENT])):
+        course = base.parent / grader
+        shutil.copytree(base, course)
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+        runs[grader] = (course, subprocess.run([sys.executable, *command], cwd=course, capture_output=True, text=True,
+                                               env=env, timeout=600))
+    return runs
+
+
+def grades(course: Path) -> dict:
+    """{student: ({(notebook, grade cell): (score, max score)}, late penalty, late)} from the gradebook."""
+    found = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gradebook:
+        for submission in gradebook.assignment_submissions(ASSIGNMENT):
+            cells = {(notebook.name, grade.name): (grade.score, grade.max_score)
+                     for notebook in submission.notebooks for grade in notebook.grades}
+            found[submission.student_id] = (cells, submission.late_submission_penalty, submission.total_seconds_late > 0)
+    return found
+
+
+def autograded(course: Path) -> dict:
+    """{file under autograded/: its mode}."""
+    return {str(path.relative_to(course / "autograded")): oct(path.stat().st_mode & 0o7777)
+            for path in sorted((course / "autograded").rglob("*")) if path.is_file()}
+
+
+def test_both_gradebooks_hold_the_same_students_with_the_same_scores_cell_for_cell(graded):
+    (stock, stock_run), (ours, _) = graded["stock"], graded["graders"]
+    assert stock_run.returncode == 0, stock_run.stderr[-3000:]
+    assert grades(ours) == grades(stock)
+    assert sorted(grades(stock)) == sorted(set(SCENARIOS) - {"empty", "excluded"})  # nbgrader skips both
+    assert grades(stock)["late"][2] and not grades(stock)["blank-timestamp"][2]
+    assert grades(stock)["changed"][0] != grades(stock)["unchanged"][0]
+
+
+def test_autograded_holds_the_same_files_with_the_courses_permissions_and_the_notebooks_side_effects(graded):
+    stock, ours = autograded(graded["stock"][0]), autograded(graded["graders"][0])
+    assert ours == stock
+    assert stock["changed/ps1/side-effect.txt"] == stock["changed/ps1/p1.ipynb"] == "0o644"
+    assert not any(name.startswith(("excluded/", "empty/")) for name in stock)
+
+
+def test_each_student_gets_the_status_it_deserves_and_the_excluded_none(graded):
+    output = graded["graders"][1].stdout
+    table = output.split("\nstudent ", 1)[1].splitlines()[1:]  # the summary's rows
+    rows = {line.split()[0]: line for line in table if line.split()[:1] and line.split()[0] in SCENARIOS}
+    assert "excluded" not in rows and "excluded (c.CourseDirectory.student_id_exclude): excluded" in output, output
+    for student, status in STATUSES.items():
+        assert f" {status} " in f"{rows[student]} ", rows[student]
+    assert "holds no notebook" in rows["empty"], rows["empty"]
