@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
+pytestmark = pytest.mark.slow  # two graders grade a class (about 35 s)
+
 FIXTURES = Path(__file__).parent / "fixtures" / "nbgrader"
 COURSE_ID, ASSIGNMENT = "peer", "ps1"
 CONFIG = f"""c = get_config()
