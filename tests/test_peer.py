@@ -4,7 +4,7 @@ The course is built from nbgrader's fixtures (tests/fixtures/nbgrader, BSD-3-Cla
 `tests/apps/test_nbgrader_autograde.py` builds its scenarios, one student per scenario in one
 course, so that one run of each grader covers them all: a changed and an unchanged submission, a
 notebook that writes a file (side effects), a missing notebook, an empty submission folder
-(missing files), an excluded student (`student_id_exclude`), a late and an empty timestamp, and
+(missing files), an excluded student (`student_id_exclude`), a late, an empty and an invalid timestamp, and
 the outdated `c.AutogradeApp.permissions` (custom permissions). The two gradebooks and the two
 autograded/ folders (file names and modes) must be equal; what differs on purpose is in
 docs/tas.md ("Where graders differs from stock nbgrader") and asserted here as such.
@@ -37,9 +37,10 @@ SCENARIOS = {
     "excluded": ("submitted-changed", True, None),
     "late": ("submitted-changed", True, AFTER),
     "blank-timestamp": ("submitted-changed", True, ""),
+    "bad-timestamp": ("submitted-changed", True, "But I want to be a timestamp string :("),  # nbgrader exits 1
 }
 STATUSES = {"changed": "graded", "unchanged": "graded", "missing-p2": "missing notebook", "empty": "missing submission",
-            "late": "graded", "blank-timestamp": "graded"}
+            "late": "graded", "blank-timestamp": "graded", "bad-timestamp": "invalid timestamp"}
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
@@ -96,9 +97,9 @@ def autograded(course: Path) -> dict:
 
 def test_both_gradebooks_hold_the_same_students_with_the_same_scores_cell_for_cell(graded):
     (stock, stock_run), (ours, _) = graded["stock"], graded["graders"]
-    assert stock_run.returncode == 0, stock_run.stderr[-3000:]
+    assert stock_run.returncode == 1, stock_run.stderr[-3000:]  # the bad timestamp, as in nbgrader's own test
     assert grades(ours) == grades(stock)
-    assert sorted(grades(stock)) == sorted(set(SCENARIOS) - {"empty", "excluded"})  # nbgrader skips both
+    assert sorted(grades(stock)) == sorted(set(SCENARIOS) - {"empty", "excluded", "bad-timestamp"})  # none graded
     assert grades(stock)["late"][2] and not grades(stock)["blank-timestamp"][2]
     assert grades(stock)["changed"][0] != grades(stock)["unchanged"][0]
 
@@ -118,3 +119,4 @@ def test_each_student_gets_the_status_it_deserves_and_the_excluded_none(graded):
     for student, status in STATUSES.items():
         assert f" {status} " in f"{rows[student]} ", rows[student]
     assert "holds no notebook" in rows["empty"], rows["empty"]
+    assert "timestamp.txt holds 'But I want to be a timestamp string :(', not a date" in rows["bad-timestamp"]

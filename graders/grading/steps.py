@@ -5,8 +5,10 @@ import shutil
 from pathlib import Path
 
 from nbgrader.converters import Autograde
+from nbgrader.utils import parse_utc
 
 from graders.course.coursedir import WORK, Course, DiskFull, reason, run_converter
+from graders.course.plain import plain
 from graders.course.status import Status
 from graders.grading.execute import FOREIGN, StagedExecute, autograde_preprocessors
 from graders.grading.screen import screen
@@ -44,6 +46,9 @@ class NbgraderSteps:
         screened = self.screen(student)
         if screened.problem:
             return [], (Status.INVALID_NOTEBOOK, screened.problem), []
+        late = unreadable_timestamp(self.course.folder("submitted", self.assignment, student))
+        if late:
+            return [], (Status.INVALID_TIMESTAMP, late), []
         messages = self.autograde(student, str(Path(WORK) / self.assignment / "stage"), [])
         foreign = [m.split(" ", 1)[1] for m in messages if m.startswith(f"WARNING {FOREIGN}")]
         errors = [m for m in messages if m.startswith("ERROR")]
@@ -118,3 +123,19 @@ class NbgraderSteps:
             target.unlink(missing_ok=True)  # a handed-in file the notebook rewrote: its new content, as in nbgrader's run
             shutil.copyfile(path, target)
             target.chmod(mode)
+
+
+def unreadable_timestamp(submitted: Path) -> str:
+    """Why the submission's timestamp.txt is not a date nbgrader can read, or "" (none, empty or fine:
+    nbgrader itself fails on it with an AttributeError, CourseDirectory.fail does not exist)."""
+    path = submitted / "timestamp.txt"
+    try:
+        text = path.read_text(errors="replace").strip() if path.is_file() else ""
+        if text:
+            parse_utc(text)
+    except ValueError:
+        return (f"timestamp.txt holds {plain(text, 60)!r}, not a date, so nbgrader cannot tell whether it is late: "
+                f"correct it (as nbgrader writes it: 2026-12-01 17:00:00.000000 UTC) or remove it, and grade again")
+    except OSError as error:
+        return f"timestamp.txt cannot be read ({error.strerror})"
+    return ""
