@@ -9,8 +9,10 @@ c.CourseDirectory.course_id = "onions"
 # 30 s would zero a correct but slower solution (and remove its autograded folder).
 c.Execute.timeout = 300
 
-# Grade on errors only: TensorFlow's stderr warnings must not zero a correct test cell.
+# Grade on errors only: TensorFlow's stderr warnings must not zero a correct test cell
+# (stock nbgrader's Execute, and the batch grader's StagedExecute).
 c.Autograde.autograde_preprocessors = autograde_preprocessors()
+c.StagedExecute.stderr_as_stdout = True
 # A cell with nbgrader metadata the assignment does not know (copied from another assignment)
 # would make nbgrader fail the whole notebook: it is graded as an ordinary cell instead.
 c.Autograde.sanitize_preprocessors = sanitize_preprocessors()

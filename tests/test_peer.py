@@ -4,11 +4,14 @@ The course is built from nbgrader's fixtures (tests/fixtures/nbgrader, BSD-3-Cla
 `tests/apps/test_nbgrader_autograde.py` builds its scenarios, one student per scenario in one
 course, so that one run of each grader covers them all: a changed and an unchanged submission, a
 notebook that writes a file (side effects), a missing notebook, an empty submission folder
-(missing files), an excluded student (`student_id_exclude`), a late, an empty and an invalid timestamp, and
-the outdated `c.AutogradeApp.permissions` (custom permissions). The two gradebooks and the two
-autograded/ folders (file names and modes) must be equal; what differs on purpose is in
-docs/tas.md ("Where graders differs from stock nbgrader") and asserted here as such.
+(missing files), an excluded student (`student_id_exclude`), a late, an empty and an invalid
+timestamp, the outdated `c.AutogradeApp.permissions` (custom permissions), and an answer that
+sends what the test cells print to stderr (nbgrader scores them 0; so does graders, unless a
+course sets `c.StagedExecute.stderr_as_stdout`). The two gradebooks and the two autograded/
+folders (file names and modes) must be equal; what differs on purpose is in docs/tas.md ("Where
+graders differs from stock nbgrader").
 """
+import json
 import os
 import shutil
 import subprocess
@@ -38,9 +41,11 @@ SCENARIOS = {
     "late": ("submitted-changed", True, AFTER),
     "blank-timestamp": ("submitted-changed", True, ""),
     "bad-timestamp": ("submitted-changed", True, "But I want to be a timestamp string :("),  # nbgrader exits 1
+    "stderr": ("submitted-changed", True, None),  # its answer sends what the test cells print to stderr: 0 for them
 }
+TO_STDERR = "a = 1\nimport sys\nsys.stdout = sys.stderr"
 STATUSES = {"changed": "graded", "unchanged": "graded", "missing-p2": "missing notebook", "empty": "missing submission",
-            "late": "graded", "blank-timestamp": "graded", "bad-timestamp": "invalid timestamp"}
+            "late": "graded", "blank-timestamp": "graded", "bad-timestamp": "invalid timestamp", "stderr": "graded"}
 
 
 def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
@@ -67,6 +72,11 @@ def graded(tmp_path_factory):
             shutil.copy(FIXTURES / "side-effects.ipynb", folder / "p2.ipynb")
         if timestamp is not None:
             (folder / "timestamp.txt").write_text(timestamp)
+        if student == "stderr":
+            notebook = json.loads((folder / "p1.ipynb").read_text())
+            answer = next(cell for cell in notebook["cells"] if cell["id"] == "set_a")
+            answer["source"] = "".join(answer["source"]).replace("a = 1", TO_STDERR)
+            (folder / "p1.ipynb").write_text(json.dumps(notebook))
     runs = {}
     for grader, command in (("stock", ["-m", "nbgrader", "autograde", ASSIGNMENT]),
                             ("graders", ["-m", "graders", "autograde", ASSIGNMENT])):
@@ -102,6 +112,7 @@ def test_both_gradebooks_hold_the_same_students_with_the_same_scores_cell_for_ce
     assert sorted(grades(stock)) == sorted(set(SCENARIOS) - {"empty", "excluded", "bad-timestamp"})  # none graded
     assert grades(stock)["late"][2] and not grades(stock)["blank-timestamp"][2]
     assert grades(stock)["changed"][0] != grades(stock)["unchanged"][0]
+    assert grades(stock)["stderr"][0][("p1", "foo")] == (0, 1) and grades(stock)["changed"][0][("p1", "foo")] == (1, 1)
 
 
 def test_autograded_holds_the_same_files_with_the_courses_permissions_and_the_notebooks_side_effects(graded):

@@ -16,7 +16,8 @@ from graders.grading.settings import GradersBatch
 
 DOCS = course.REPO / "docs" / "instructors.md"
 TRAITS = [(GradersBatch, name) for name in GradersBatch.class_own_traits(config=True)] + \
-         [(GradersIntake, name) for name in GradersIntake.class_own_traits(config=True)] + [(StagedExecute, "max_output_chars")] + \
+         [(GradersIntake, name) for name in GradersIntake.class_own_traits(config=True)] + \
+         [(StagedExecute, "max_output_chars"), (StagedExecute, "stderr_as_stdout")] + \
          [(GradersGradebook, "busy_timeout")] + [(GradersWatch, name) for name in GradersWatch.class_own_traits(config=True)]
 
 
