@@ -26,6 +26,9 @@ c.GradersBatch.datasets = ["mnist"]
 # this directory once (mkdir -p /srv/nbgrader/exchange && chmod 1777 /srv/nbgrader/exchange);
 # students' nbgrader needs the same root and course_id (/etc/jupyter/nbgrader_config.py).
 c.Exchange.root = "/srv/nbgrader/exchange"
+# nbgrader collects a hand-in folder another student made in a student's name (it only warns);
+# this collect never takes one (graders/edges/collect.py): nbgrader collect, Formgrader, the watcher
+c.ExchangeFactory.collect = "graders.edges.collect.OwnerCheckedCollect"
 
 # Validate (the button and `nbgrader validate`): stderr noise does not fail a test cell, as in
 # grading and `python -m graders selfcheck` (onions_student/validate.py; the hub's students get the same).

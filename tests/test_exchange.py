@@ -283,6 +283,23 @@ def test_wrong_modes_on_the_exchange_get_one_line_each_with_the_fix(term):
     assert sorted(p.name for p in inbound.iterdir()) == before  # checked, nothing changed
 
 
+def test_a_hand_in_another_student_made_in_her_name_is_never_collected(term):
+    """Bob makes a folder in inbound named as Alice's latest hand-in (a timestamp far ahead):
+    nbgrader would collect it as hers with a warning; the course's collect leaves it, and says so."""
+    run, inbound = term.server.run, term.server.exchange / course.COURSE_ID / "inbound"
+    forged = inbound / f"{ALICE}+{course.ASSIGNMENT}+2099-01-01 00:00:00.000000 UTC"
+    run(BOB, "cp", "-r", str(term.server.home(BOB) / course.ASSIGNMENT), str(forged))
+    run(BOB, "sh", "-c", f"echo '2099-01-01 00:00:00.000000 UTC' > '{forged}/timestamp.txt'")
+    mine = term.directory / "submitted" / ALICE / course.ASSIGNMENT
+    before = (mine / "timestamp.txt").read_text()
+    collected = run(INSTRUCTOR, "nbgrader", "collect", "--update", course.ASSIGNMENT, cwd=term.directory)
+    assert f"claims to be {ALICE}'s hand-in but was made by {BOB}: not collected" in collected.stderr, collected.stderr
+    assert (mine / "timestamp.txt").read_text() == before
+    alice = course.read_notebook(mine / f"{CYL}.ipynb")
+    assert RIGHT in next(c for c in alice.cells if c.get("id") == "q1_answer").source  # hers, not Bob's
+    # it stays there: the watcher's tests below run beside it
+
+
 # On-submit grading (`python -m graders watch`), after the term's batch: the due date moves a day on,
 # one graded hand-in per student per WINDOW seconds, so the limit and its end are both seen here.
 WINDOW = 40

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nbgrader.auth import Authenticator
 from nbgrader.exchange.abc.exchange import ExchangeError
-from nbgrader.exchange.default.collect import ExchangeCollect
+from nbgrader.exchange import ExchangeFactory
 from traitlets import Float, Integer
 from traitlets.config import Configurable
 
@@ -81,8 +81,9 @@ class Watcher:
         """([nbgrader's record of each student's latest hand-in not handled yet], the due date or None)."""
         coursedir = self.course.directory
         coursedir.assignment_id = self.assignment
-        collector = ExchangeCollect(coursedir=coursedir, authenticator=Authenticator(config=self.course.config),
-                                    config=self.course.config)
+        collect = ExchangeFactory(config=self.course.config).collect  # the course's: graders.edges.collect's
+        collector = collect(coursedir=coursedir, authenticator=Authenticator(config=self.course.config),
+                            config=self.course.config)
         try:
             collector.init_src()
         except ExchangeError as error:  # nbgrader's fail(): no course folder in the exchange yet, no rights
