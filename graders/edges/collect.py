@@ -32,17 +32,14 @@ class OwnerCheckedCollect(ExchangeCollect):
 
     def _sort_by_timestamp(self, records):
         """nbgrader's newest-first order, with the folders other accounts made last (dropped by init_src)."""
-        newest_first = super()._sort_by_timestamp(records)
-        return sorted(newest_first, key=lambda record: bool(self.owner_if_forged(record)))
+        owners = {record["filename"]: self.owner_if_forged(record) for record in records}
+        self.forged.update({name: owner for name, owner in owners.items() if owner})
+        return sorted(super()._sort_by_timestamp(records), key=lambda record: bool(owners[record["filename"]]))
 
     def init_src(self):
+        self.forged = {}  # {hand-in folder: the account that made it}, of those not made by the student they name
         super().init_src()
-        kept = []
-        for record in self.src_records:
-            owner = self.owner_if_forged(record)
-            if owner:
-                self.log.warning(f"{record['filename']!r} claims to be {record['username']}'s hand-in but was made "
-                                 f"by {owner}: not collected (a cheating attempt?)")
-            else:
-                kept.append(record)
-        self.src_records = kept
+        self.src_records = [record for record in self.src_records if record["filename"] not in self.forged]
+        for name, owner in sorted(self.forged.items()):
+            self.log.warning(f"{name!r} claims to be {name.rsplit('+', 2)[0]}'s hand-in but was made by {owner}: "
+                             "not collected (a cheating attempt?)")
