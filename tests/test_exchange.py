@@ -355,7 +355,8 @@ def test_over_the_limit_a_hand_in_is_kept_and_says_when_the_next_is_graded(watch
     submit(term.server, BOB, WRONG, old=RIGHT)
     first = max(entry["handed_in"] for _, entry in journal(term) if entry["student"] == BOB and entry.get("counted"))
     second = watch_once(term)
-    assert time.time() - first < WINDOW, "the machine took longer than WINDOW between two hand-ins: raise WINDOW"
+    latest = max(entry["handed_in"] for _, entry in journal(term) if entry["student"] == BOB)
+    assert latest - first < WINDOW, f"{latest - first:.0f} s between his two hand-ins, over WINDOW: a slower machine"
     assert f"{BOB}: not graded now" in second.stdout, second.stdout + second.stderr
     assert scores(term)[BOB] == 1  # the gradebook keeps the graded one; the final batch grades the kept one
     kept = course.read_notebook(term.directory / "submitted" / BOB / course.ASSIGNMENT / f"{CYL}.ipynb")
