@@ -33,13 +33,14 @@ class OwnerCheckedCollect(ExchangeCollect):
     def _sort_by_timestamp(self, records):
         """nbgrader's newest-first order, with the folders other accounts made last (dropped by init_src)."""
         owners = {record["filename"]: self.owner_if_forged(record) for record in records}
-        self.forged.update({name: owner for name, owner in owners.items() if owner})
+        self.forged.update({record["filename"]: (record["username"], owners[record["filename"]])
+                            for record in records if owners[record["filename"]]})
         return sorted(super()._sort_by_timestamp(records), key=lambda record: bool(owners[record["filename"]]))
 
     def init_src(self):
-        self.forged = {}  # {hand-in folder: the account that made it}, of those not made by the student they name
+        self.forged = {}  # {hand-in folder: (the student it names, the account that made it)}, when those differ
         super().init_src()
         self.src_records = [record for record in self.src_records if record["filename"] not in self.forged]
-        for name, owner in sorted(self.forged.items()):
-            self.log.warning(f"{name!r} claims to be {name.rsplit('+', 2)[0]}'s hand-in but was made by {owner}: "
+        for name, (student, owner) in sorted(self.forged.items()):
+            self.log.warning(f"{name!r} claims to be {student}'s hand-in but was made by {owner}: "
                              "not collected (a cheating attempt?)")
