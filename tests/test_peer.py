@@ -77,7 +77,7 @@ def graded(tmp_path_factory):
             answer = next(cell for cell in notebook["cells"] if cell["id"] == "set_a")
             answer["source"] = "".join(answer["source"]).replace("a = 1", TO_STDERR)
             (folder / "p1.ipynb").write_text(json.dumps(notebook))
-    runs = {}
+    runs = {"base": (base, None)}
     for grader, command in (("stock", ["-m", "nbgrader", "autograde", ASSIGNMENT]),
                             ("graders", ["-m", "graders", "autograde", ASSIGNMENT])):
         course = base.parent / grader
@@ -131,3 +131,19 @@ def test_each_student_gets_the_status_it_deserves_and_the_excluded_none(graded):
         assert f" {status} " in f"{rows[student]} ", rows[student]
     assert "holds no notebook" in rows["empty"], rows["empty"]
     assert "timestamp.txt holds 'But I want to be a timestamp string :(', not a date" in rows["bad-timestamp"]
+
+
+def test_a_student_nbgrader_may_not_add_to_the_gradebook_is_named_with_the_command_that_adds_them(graded, tmp_path):
+    course = tmp_path / "course"
+    shutil.copytree(graded["base"][0], course, ignore=shutil.ignore_patterns("submitted"))
+    shutil.copytree(graded["base"][0] / "submitted" / "changed", course / "submitted" / "newcomer")
+    with open(course / "nbgrader_config.py", "a") as config:
+        config.write("c.Autograde.create_student = False\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    stock = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT], cwd=course, capture_output=True,
+                           text=True, env=env, timeout=600)
+    assert stock.returncode == 1 and "No student with ID 'newcomer'" in stock.stderr  # nbgrader's own test says so
+    ours = subprocess.run([sys.executable, "-m", "graders", "autograde", ASSIGNMENT], cwd=course, capture_output=True,
+                          text=True, env=env, timeout=600)
+    row = next(line for line in ours.stdout.splitlines() if line.startswith("newcomer "))
+    assert ours.returncode == 1 and " unknown student " in row and "nbgrader db student add newcomer" in row, ours.stdout

@@ -29,6 +29,7 @@ class Status(str, enum.Enum):
                                                 "one without a notebook (nbgrader skips it too)")
     INVALID_NOTEBOOK = "invalid notebook", ("nbgrader could not read a notebook (not JSON, empty, not UTF-8), or it has more "
                                             "cells or bytes than `c.GradersBatch.max_cells` or `.max_notebook_bytes`")
+    UNKNOWN_STUDENT = "unknown student", "not in the gradebook, which the course does not let nbgrader add to: not graded"
     INVALID_TIMESTAMP = "invalid timestamp", "timestamp.txt is not a date nbgrader can read: not graded (correct or remove it)"
     TIMED_OUT = "timed out", "still running after `--timeout` seconds: not graded"
     KILLED_FOR_MEMORY = "killed for memory", "over `--memory`: not graded"

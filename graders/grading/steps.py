@@ -53,6 +53,10 @@ class NbgraderSteps:
         foreign = [m.split(" ", 1)[1] for m in messages if m.startswith(f"WARNING {FOREIGN}")]
         errors = [m for m in messages if m.startswith("ERROR")]
         notebooks = sorted(p.stem for p in folder.glob("*.ipynb")) if folder.is_dir() else []
+        if any(f"No student with ID '{student}' exists in the database" in m for m in errors):
+            return [], (Status.UNKNOWN_STUDENT, f"{plain(student, 80)} is not in the gradebook and the course sets "
+                        f"c.Autograde.create_student = False: add them (nbgrader db student add {plain(student, 80)}) "
+                        "and grade again"), foreign
         if errors or not notebooks:
             return [], (Status.INVALID_NOTEBOOK, reason(errors) or "nbgrader found no notebook it could read"), foreign
         return notebooks, None, foreign
