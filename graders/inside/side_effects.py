@@ -50,7 +50,7 @@ def written(folder: Path, before: dict, skip=()) -> tuple:
     """({side-effects/PATH: bytes} of the files new or changed since `before`, [what was left out, one line each])."""
     kept, left_out, total = {}, [], 0
     for name, info in _files(Path(folder)):
-        if name in skip or name.split("/")[0] == SIDE_EFFECTS or before.get(name) == _digest(Path(folder, name)):
+        if name in skip or name.split("/")[0] == SIDE_EFFECTS or (name in before and before[name] == _digest(Path(folder, name))):
             continue
         if not plain_path(name):
             left_out.append(f"a file with a name that is not plain text ({name[:80]!r})")

@@ -32,12 +32,16 @@ class Cgroup:
 
     @staticmethod
     def make(memory_bytes: int, processes: int) -> "Cgroup":
-        v2 = Path("/sys/fs/cgroup/cgroup.controllers").is_file()
-        return (CgroupV2 if v2 else CgroupV1)(memory_bytes, processes)
+        return Cgroup.here()(memory_bytes, processes)
+
+    @staticmethod
+    def here() -> type:
+        """This machine's kind: the unified v2 hierarchy, or v1's."""
+        return CgroupV2 if Path("/sys/fs/cgroup/cgroup.controllers").is_file() else CgroupV1
 
     def __init__(self, memory_bytes: int, processes: int):
         self.dirs = self.folders(f"onions-{os.getpid()}-{uuid.uuid4().hex[:12]}")  # its maker's pid: see sweep
-        self.sweep({folder.parent for folder in self.dirs.values()})
+        self.sweep(cgroup_parents())
         try:
             for folder in set(self.dirs.values()):
                 folder.mkdir()
@@ -46,7 +50,8 @@ class Cgroup:
             self.remove()
             raise SandboxUnavailable(f"cannot create a cgroup for memory and process limits ({error})") from None
 
-    def folders(self, name: str) -> dict:
+    @staticmethod
+    def folders(name: str) -> dict:
         """{controller: the new cgroup's folder} for memory, pids and cpuacct."""
         raise NotImplementedError
 
@@ -114,7 +119,8 @@ class CgroupV2(Cgroup):
     version = 2
     OOM_FILE, PEAK_FILE = "memory.events", "memory.peak"
 
-    def folders(self, name: str) -> dict:
+    @staticmethod
+    def folders(name: str) -> dict:
         folder = Path("/sys/fs/cgroup") / name
         return {"memory": folder, "pids": folder, "cpuacct": folder}
 
@@ -133,7 +139,8 @@ class CgroupV1(Cgroup):
     version = 1
     OOM_FILE, PEAK_FILE = "memory.oom_control", "memory.max_usage_in_bytes"
 
-    def folders(self, name: str) -> dict:
+    @staticmethod
+    def folders(name: str) -> dict:
         return {controller: _v1_root(controller) / name for controller in ("memory", "pids", "cpuacct")}
 
     def set_limits(self, memory_bytes: int, processes: int) -> None:
@@ -227,10 +234,8 @@ def _v1_root(controller: str) -> Path:
 def cgroup_parents() -> set:
     """The folders this process's cgroups go in (and the sweep looks in): a dead grader's cgroups
     elsewhere (another service's own cgroup) are that one's to sweep."""
-    if Path("/sys/fs/cgroup/cgroup.controllers").is_file():
-        return {Path("/sys/fs/cgroup")}
     try:
-        return {_v1_root(controller) for controller in ("memory", "pids", "cpuacct")}
+        return {folder.parent for folder in Cgroup.here().folders("onions-probe").values()}
     except SandboxUnavailable:
         return set()
 
