@@ -142,6 +142,9 @@ def add_autograde_command(commands) -> None:
     grade.add_argument("--help-all", action=HelpAll, help="list every c.GradersBatch setting with its help and default")
     grade.add_argument("--no-sandbox", action="store_true", help="run student code as you, unsandboxed, with your files and the network (trusted code only)")
     grade.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    grade.add_argument("--strict", action="store_true",
+                       help="exit 1 unless every student was graded cleanly (by default, as nbgrader: 1 only when a "
+                            "student could not be graded; a missing notebook or submission exits 0)")
     grade.add_argument("--recheck", action="store_true",
                        help="after editing hidden tests (and nbgrader generate_assignment): regrade everyone, running only "
                             "the hidden checks that changed, on the data kept at grading, where possible, else in full (the summary says why)")
@@ -246,7 +249,9 @@ def autograde(args) -> int:
         print("interrupted: graded submissions are kept; run the same command again to resume", file=sys.stderr)
         return 130
     print(batch.summary(results))
-    return max((Status(r.status).exit_status for r in results), default=0)
+    exits = [Status(result.status).strict_exit_status if args.strict else Status(result.status).exit_status
+             for result in results]
+    return max(exits, default=0)
 
 
 if __name__ == "__main__":

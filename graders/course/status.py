@@ -18,7 +18,14 @@ class Status(str, enum.Enum):
 
     @property
     def exit_status(self) -> int:
-        """`python -m graders autograde` exits with the largest of its students' (0: all graded)."""
+        """`python -m graders autograde` exits with the largest of its students', as nbgrader would:
+        0 for what nbgrader grades without failing (a missing notebook scores 0, a missing submission
+        is skipped), 1 for a student that could not be graded. With `--strict`, `strict_exit_status`."""
+        return 0 if self.scored or self is Status.MISSING_SUBMISSION else 1
+
+    @property
+    def strict_exit_status(self) -> int:
+        """`--strict`: 0 only for a student graded cleanly, every notebook and test cell there."""
         return 0 if self is Status.GRADED else 1
 
     # the batch grader's verdicts
@@ -56,5 +63,5 @@ SCORED = tuple(status for status in BATCH if status.scored)  # the batch statuse
 
 def table() -> str:
     """docs/tas.md's table of the batch grader's statuses (markdown)."""
-    rows = [f"| {status} | {status.meaning} | {status.exit_status} |" for status in BATCH]
-    return "\n".join(["| status | meaning | exit status |", "|---|---|---|", *rows])
+    rows = [f"| {status} | {status.meaning} | {status.exit_status} | {status.strict_exit_status} |" for status in BATCH]
+    return "\n".join(["| status | meaning | exit status | with --strict |", "|---|---|---|---|", *rows])

@@ -8,7 +8,8 @@ of its own making: exact JSON values for numbers, strings and their lists and di
 files (no pickles) for arrays; `.keras` files loaded with `safe_mode=True` for models; a
 History's `history` dict for a History. Anything else is refused with the reason, and a check
 that uses it fails with that reason. What a student's kernel exports is only ever a claim: the
-checks test it.
+checks test it. A function is exported as its key only: the kernel keeps it (`FUNCTIONS`), and a
+hidden test's call runs it there (graders.inside.proxy).
 """
 import json
 import math
@@ -20,6 +21,7 @@ from pathlib import Path
 
 MANIFEST = "manifest.json"
 PLAIN = (bool, int, float, str, type(None))
+FUNCTIONS = {}  # in the kernel: {key: a function a test cell exported}, for the hidden test's calls
 
 
 class Refused(Exception):
@@ -46,9 +48,10 @@ def export(namespace: dict, names: list, folder: str) -> None:
 def _export_one(value, name: str, folder: Path) -> dict:
     if isinstance(value, types.ModuleType):
         return {"kind": "module", "name": value.__name__}
-    if isinstance(value, types.FunctionType):
-        raise Refused("it is a function, and hidden checks never run the student's code "
-                      "(compute what they need in the cell's public part)")
+    if isinstance(value, types.FunctionType):  # as it is now: a later cell may define another
+        key = f"{folder}/{name}"
+        FUNCTIONS[key] = value
+        return {"kind": "function", "key": key}
     np = sys.modules.get("numpy")  # not imported: no value can be an array (or a keras object)
     if np is not None and isinstance(value, np.ndarray):
         np.save(folder / f"{name}.npy", np.asarray(value), allow_pickle=False)
@@ -97,7 +100,7 @@ def _why(error: Exception) -> str:
 
 # -- in the checker ------------------------------------------------------------------------
 
-KINDS = ("value", "array", "model", "history", "module", "refused")  # the closed list the checker loads
+KINDS = ("value", "array", "model", "history", "module", "function", "refused")  # the closed list the checker loads
 
 
 class ModuleName(str):
@@ -120,12 +123,13 @@ class ModuleName(str):
         return f"<module {str(self)!r} (its name only)>"
 
 
-def load(folder: str, names: list) -> tuple:
+def load(folder: str, names: list, functions=None) -> tuple:
     """({name: value} as the checker's own objects, {name: why it was refused}), for `names` only
     (the names the check reads: graders.inside.hidden.Check.names). The manifest is the kernel's
     claim: an entry of another name is never looked at, a kind outside KINDS is refused, and a file
     is NAME.npy or NAME.keras, a plain file of `folder` itself (no path, no link), whatever the
-    manifest says."""
+    manifest says. A function becomes `functions(name, key)` (graders.inside.proxy.StudentFunction),
+    and is refused without `functions` (a recheck: no kernel to run it)."""
     folder = Path(folder)
     manifest = json.loads(_read_plain(folder, MANIFEST))
     if not isinstance(manifest, dict):
@@ -136,7 +140,7 @@ def load(folder: str, names: list) -> tuple:
             continue  # the check will say NameError, as it would in the kernel
         entry = manifest[name]
         try:
-            values[name] = _load_one(name, entry, folder)
+            values[name] = _load_one(name, entry, folder, functions)
         except Exception as error:
             why = entry.get("why") if isinstance(entry, dict) and entry.get("kind") == "refused" else None
             refused[name] = plain_text(why if isinstance(why, str) else f"{name} could not be checked: {_why(error)}")
@@ -154,12 +158,27 @@ def needs_keras(folder: str, names: list) -> bool:
         isinstance(manifest.get(name), dict) and manifest[name].get("kind") in ("model", "history") for name in names)
 
 
-def _load_one(name: str, entry, folder: Path):
+def calls_student(folder: str, names: list) -> bool:
+    """Whether the kernel says one of `names` is a function (so its kernel must be alive for the
+    check, or a recheck cannot run it). A claim: a lie only keeps the kernel up, or fails the check."""
+    try:
+        manifest = json.loads(_read_plain(Path(folder), MANIFEST))
+    except (OSError, ValueError, Refused):
+        return False
+    return isinstance(manifest, dict) and any(
+        isinstance(manifest.get(name), dict) and manifest[name].get("kind") == "function" for name in names)
+
+
+def _load_one(name: str, entry, folder: Path, functions=None):
     if not isinstance(entry, dict) or entry.get("kind") not in KINDS:
         raise Refused("its export is not one of the kinds the checker loads")
     kind = entry["kind"]
     if kind == "refused":
         raise Refused("it was refused by the export")
+    if kind == "function":
+        if functions is None or not isinstance(entry.get("key"), str):
+            raise Refused("it is a function, and this check runs without the student's kernel")
+        return functions(name, entry["key"])
     if kind == "module":
         module = entry.get("name")
         if not isinstance(module, str) or len(module) > 200 or not all(part.isidentifier() for part in module.split(".")):

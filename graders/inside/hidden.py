@@ -11,8 +11,8 @@ builtins and modules. A failure becomes the cell's error output, so nbgrader sco
 
 Authors write hidden tests as in nbgrader, with two rules: a hidden part imports the tools it
 uses (it does not see the notebook's imports, only its own), and it reads only data: numbers,
-strings, lists, dicts, numpy arrays, keras models and Histories. What needs the student's
-functions (`preprocess` on the test images) is computed in the public part and stored in a name.
+strings, lists, dicts, numpy arrays, keras models and Histories; a student's function it calls
+runs in the student's kernel, on arguments sent as data (graders.inside.proxy).
 Code after `### END HIDDEN TESTS` runs in the checker too. Only test cells are cut (the grade
 ids the gradebook calls test cells, whatever the submission's metadata says; nbgrader restores
 their source from it): the marker in a student's own cell is a comment like any other, and that
@@ -36,7 +36,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from graders.inside import checker_env
+from graders.inside import checker_env, proxy
 
 BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"  # nbgrader's default delimiters: a line containing one is a marker
 FAILED_TO_RUN = "HiddenCheckError"
@@ -112,15 +112,17 @@ def failure_output(ename: str, evalue: str) -> dict:
 # -- the checker: forked from the zygote before any student code ran ----------------------------
 
 def serve(connection) -> None:
-    """The checker's loop: per request (one JSON line: checks and a time limit), fork a child that
-    runs them, and answer with {cell id: null or [ename, evalue(, diagnosis)]} and the child's CPU seconds."""
+    """The checker's loop: per request (one JSON line: checks, a time limit, whether the student's
+    kernel is `live` for calls), fork a child that runs them, and answer with {cell id: null or
+    [ename, evalue(, diagnosis)]} and the child's CPU seconds. A child's call lines go to the runner
+    on the same line (graders.inside.proxy.Channel) while this loop waits for the child."""
     stream = connection.makefile("rw", encoding="utf-8")
     stream.write(json.dumps({"pid": os.getpid()}) + "\n")
     stream.flush()
     for line in stream:
         request = json.loads(line)
         _import_keras_once(request["checks"])
-        results, cpu = _run_in_child(request["checks"], request["seconds"])
+        results, cpu = _run_in_child(request["checks"], request["seconds"], connection if request.get("live") else None)
         stream.write(json.dumps({"results": results, "cpu_seconds": cpu}) + "\n")
         stream.flush()
 
@@ -134,9 +136,11 @@ def _import_keras_once(checks: list) -> None:
         import keras  # noqa: F401
 
 
-def _run_in_child(checks: list, seconds: float) -> tuple:
+def _run_in_child(checks: list, seconds: float, connection=None) -> tuple:
     """Each request in a fresh child: what one notebook's checks load or leave behind (models,
-    arrays, imports) never reaches the next notebook's."""
+    arrays, imports) never reaches the next notebook's. With `connection` the student's kernel is
+    alive (for calls): the child then makes no home, since a student process could write in it;
+    HOME stays where nothing can be."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -145,10 +149,12 @@ def _run_in_child(checks: list, seconds: float) -> tuple:
         try:
             signal.alarm(max(1, int(seconds)))  # the default action ends the child
             _quiet()
-            home = checker_env.fresh_home()  # no student process exists now: it is the checker's alone
+            if connection is None:
+                home = checker_env.fresh_home()  # no student process exists now: it is the checker's alone
+            channel = proxy.Channel(connection) if connection is not None else None
             with os.fdopen(write, "w") as out:
                 for check in checks:
-                    out.write(json.dumps([check["cell_id"], run_check(check)]) + "\n")
+                    out.write(json.dumps([check["cell_id"], run_check(check, channel)]) + "\n")
                     out.flush()
             code = 0
         finally:
@@ -177,13 +183,15 @@ def _quiet() -> None:
     os.close(devnull)
 
 
-def run_check(check: dict):
+def run_check(check: dict, channel=None):
     """Run one hidden part on its exported names: None if it passed, else [ename, evalue], plus
     the diagnosis (`diagnose`) when the hidden part declares misconceptions; a passed check
-    with a notice that holds gives [None, None, diagnosis]."""
+    with a notice that holds gives [None, None, diagnosis]. The student's functions it reads
+    call through `channel` (none in a recheck: such a check is refused)."""
     from graders.inside import artifacts
+    functions = (lambda name, key: proxy.StudentFunction(name, key, channel, check["folder"])) if channel else None
     try:
-        values, refused = artifacts.load(check["folder"], check["names"])
+        values, refused = artifacts.load(check["folder"], check["names"], functions)
     except Exception as error:
         return [FAILED_TO_RUN, f"the names this check reads were not exported ({type(error).__name__})"]
     used = [name for name in check["names"] if name in refused]

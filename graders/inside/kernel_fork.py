@@ -89,12 +89,17 @@ class Zygote:
         self.cpu_seconds[pid] = reply["cpu_seconds"]
         return reply["returncode"]
 
-    def check(self, checks: list, seconds: float) -> tuple:
+    def check(self, checks: list, seconds: float, on_call=None) -> tuple:
         """Run hidden checks (graders.inside.hidden.Check) in the checker: ({cell id: None or [ename,
-        evalue]}, the checker's CPU seconds). A dead checker fails them all."""
+        evalue]}, the checker's CPU seconds). A dead checker fails them all. With `on_call` the
+        student's kernel is alive: each call the checker sends ({"call": ...}) is answered with
+        `on_call(call)` (graders.inside.proxy)."""
         self.checker_pid  # noqa: B018 (the hello line comes first)
-        line = _exchange(self.checks, {"checks": [vars(check) for check in checks], "seconds": seconds},
-                         self.checks_socket, self.checker_pid, children=True)
+        line = _exchange(self.checks, {"checks": [vars(check) for check in checks], "seconds": seconds,
+                                       "live": on_call is not None}, self.checks_socket, self.checker_pid, children=True)
+        while line and on_call is not None and line.startswith('{"call": '):
+            line = _exchange(self.checks, on_call(json.loads(line)["call"]), self.checks_socket, self.checker_pid,
+                             children=True)
         if not line:
             from graders.inside.hidden import FAILED_TO_RUN
             self.checker_died, self.checker_stopped = True, _stopped(self.checker_pid)

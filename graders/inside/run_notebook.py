@@ -42,19 +42,19 @@ sys.modules.setdefault("rfc3987_syntax", None)
 
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
-from nbclient.util import ensure_async  # noqa: E402
+from nbclient.util import ensure_async, run_sync  # noqa: E402
 from nbformat.notebooknode import NotebookNode  # noqa: E402
 
 from graders.data import LABELS_FOLDER  # noqa: E402
 from graders.files import read_or_empty as _read, write_atomically  # noqa: E402
-from graders.inside import artifacts, hidden, side_effects  # noqa: E402
+from graders.inside import artifacts, hidden, proxy, side_effects  # noqa: E402
 from graders.inside.merge import RecheckError, merge  # noqa: E402,F401 (the grader's run_notebook.merge)
 from graders.inside.kernel_fork import ForkedKernelManager, Zygote, set_dumpable  # noqa: E402
 from graders.inside.report import hand_back, hands_back, report  # noqa: E402
 from graders.inside.report import take as take_lines  # noqa: E402
 from graders.inside.runner_api import (CHECKER_STOPPED, KERNEL_DIED, NOT_RECHECKABLE, PACK, PREVIOUS,  # noqa: E402,F401
                                        TIMED_OUT, UNREADABLE)
-from graders.isolation.watchdog import kill_until_gone  # noqa: E402
+from graders.isolation.watchdog import kill_until_gone, process_state  # noqa: E402
 
 
 # nbgrader 0.9's Execute (nbgrader/preprocessors/execute.py): keep going after errors, and a
@@ -89,6 +89,22 @@ class HiddenTestsClient(NotebookClient):
         super().__init__(notebook, **kw)
         self.exports, self.checks, self.delimiters, self.tests = exports, [], delimiters, tests
         self.export_seconds = 0.0  # the kernel's exporting, wall time
+        self.kept, self.closing = False, False  # kept alive after the last cell, for the hidden tests' calls
+
+    async def _async_cleanup_kernel(self) -> None:
+        """After the last cell, the kernel stays up when a hidden part calls a student's function
+        (graders.inside.proxy); `close_kernel` ends it once the checks are done."""
+        if not self.closing and any(artifacts.calls_student(item.folder, item.names) for _, item in self.checks):
+            self.kept = True
+            return
+        await super()._async_cleanup_kernel()
+
+    async def _async_close_kernel(self) -> None:
+        self.closing, self.kept = True, False
+        if self.km is not None:
+            await super()._async_cleanup_kernel()
+
+    close_kernel = run_sync(_async_close_kernel)
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         public, code = hidden.split(cell.source, *self.delimiters) if hidden.is_test_cell(cell, self.tests) else (cell.source, None)
@@ -148,6 +164,7 @@ def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote
     try:
         client.execute()
     except RuntimeError as error:  # the kernel died or did not start (DeadKernelError, ZygoteDied...)
+        client.close_kernel()
         if timed_out.is_set():
             report(f"timed out: {path.name} still running after {notebook_timeout:g} s", failure=True)
             return TIMED_OUT, None, client
@@ -162,12 +179,13 @@ def run(path: Path, notebook, cell_timeout: int, notebook_timeout: float, zygote
     return 0, notebook, client
 
 
-def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float) -> None:
-    """Run the hidden parts in the checker, once no student process is left; a failed one is its
+def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float, calls=None) -> None:
+    """Run the hidden parts in the checker, once no student process is left but a kernel kept for
+    `calls` (graders.inside.proxy.KernelCalls, stopped between them); a failed one is its
     cell's error output, as it would have been in the kernel (the message only), and its
     diagnosis (which misconception) goes to the grader alone."""
     started, checks = time.monotonic(), client.checks
-    results, cpu = zygote.check([item for _, item in checks], seconds) if checks else ({}, 0.0)
+    results, cpu = zygote.check([item for _, item in checks], seconds, calls) if checks else ({}, 0.0)
     for cell, item in checks:
         result = results.get(item.cell_id, [hidden.FAILED_TO_RUN, "the hidden checks could not run"])
         if result and result[0]:  # [None, None, diagnosis]: passed, with a notice
@@ -176,10 +194,11 @@ def check(path: Path, client: HiddenTestsClient, zygote: Zygote, seconds: float)
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", item.cell_id)
             report(f"diagnosed {key(path)}:{grade_id}: {result[2].get('misconception')}", notebook=key(path),
                    cell=grade_id, diagnosis=result[2])
-    wall = time.monotonic() - started
-    report(f"checked {key(path)} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s",
+    wall, called = time.monotonic() - started, (f", {calls.count} call(s) {calls.wall:.2f} s" if calls else "")
+    report(f"checked {key(path)} in {wall:.2f} s, checker CPU {cpu:.2f} s, exports {client.export_seconds:.2f} s{called}",
            notebook=key(path), check_wall_seconds=round(wall, 3), check_cpu_seconds=round(cpu, 3),
-           export_seconds=round(client.export_seconds, 3))
+           export_seconds=round(client.export_seconds, 3), calls=calls.count if calls else 0,
+           call_seconds=round(calls.wall, 3) if calls else 0.0)
 
 
 def keep(path: Path, folder: Path, checks: list) -> bytes:
@@ -211,6 +230,8 @@ def recheck(notebooks: dict, zygote: Zygote, exports: Path, seconds: float, deli
             checked = set(json.loads((folder / artifacts.CHECKED).read_text()))  # the runner's, at grading
             checks = [(cell, hidden.Check(cell.get("id") or f"cell{index}", code, str(folder / f"{index:03d}"), names))
                       for index, cell, code, names in merge(notebook, previous, checked, delimiters, tests[path.stem])]
+            if any(artifacts.calls_student(item.folder, item.names) for _, item in checks):
+                raise RecheckError("a changed hidden test calls the student's functions, which only a full grading runs")
         except Exception as error:
             report(f"cannot recheck {key(path)}: {type(error).__name__}: {error}", failure=True, not_rechecked=key(path))
             shutil.rmtree(folder, ignore_errors=True)
@@ -246,11 +267,22 @@ def _kill_kernel(zygote: Zygote, timed_out: threading.Event) -> None:
             pass
 
 
-def kill_leftovers(keep: set) -> None:
-    """Kill every process of ours in the sandbox but `keep`, so nothing a notebook started outlives
-    it (to meddle with the next notebook, or with the outputs). Only in bubblewrap's pid namespace,
-    where all a sandbox user's processes are the student's: outside it they would be the grader's."""
-    kill_until_gone(lambda: [pid for pid in _our_processes() if pid not in keep], attempts=100, pause=0.02)
+def kill_leftovers(keep: set, parents: set = frozenset()) -> None:
+    """Kill every process of ours in the sandbox but `keep` and the children of `parents` (the
+    checker's child, while a hidden test calls the kept kernel), so nothing a notebook started
+    outlives it (to meddle with the next notebook, or with the outputs). Only in bubblewrap's pid
+    namespace, where all a sandbox user's processes are the student's: outside it they would be the
+    grader's. Only the checker forks its children: an orphan goes to pid 1, never to it."""
+    kill_until_gone(lambda: [pid for pid in _our_processes() if pid not in keep and _parent(pid) not in parents
+                             and process_state(pid) not in ("Z", "X", "")],  # a zombie runs nothing: its parent reaps it
+                    attempts=100, pause=0.02)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _our_processes() -> list:
@@ -313,11 +345,21 @@ def main(argv=None) -> int:
         for path, notebook in (notebooks.items() if not args.recheck else []):
             status, executed[path], client = run(path, notebook, args.cell_timeout, args.notebook_timeout, zygote,
                                                  exports / path.stem, args.hidden_delimiters, args.test_cells[path.stem])
-            if args.sandboxed:
-                kill_leftovers({1, os.getpid(), zygote.pid, zygote.checker_pid})
+            ours = {1, os.getpid(), zygote.pid, zygote.checker_pid}
+            kernel = {zygote.last_pid} if client.kept and not status else set()
+            sweep = (lambda: kill_leftovers(ours | kernel, {zygote.checker_pid})) if args.sandboxed else (lambda: None)
+            sweep()
             if status:
                 return status
-            check(path, client, zygote, args.notebook_timeout)
+            calls = proxy.KernelCalls(client.km, zygote.last_pid, exports, args.cell_timeout, sweep) if kernel else None
+            try:
+                check(path, client, zygote, args.notebook_timeout, calls)
+            finally:
+                if calls:
+                    calls.close()
+                client.close_kernel()
+                if args.sandboxed and kernel:
+                    kill_leftovers(ours)
             if zygote.checker_stopped:  # by student code: fail closed, at once
                 report(f"the checker was stopped (a signal from student code) while checking {path.name}", failure=True)
                 return CHECKER_STOPPED
