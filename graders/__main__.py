@@ -76,8 +76,8 @@ def positive(kind):
 
 
 # modules that add a command of their own (see the docstring)
-PLUGGED_COMMANDS = ("outputs.feedback", "outputs.report", "outputs.selfcheck", "edges.intake", "grading.cluster",
-                    "edges.exchange", "edges.lms", "edges.kit", "edges.watch")
+PLUGGED_COMMANDS = ("outputs.feedback", "outputs.report", "outputs.selfcheck", "outputs.similarity", "edges.intake",
+                    "grading.cluster", "edges.exchange", "edges.lms", "edges.kit", "edges.watch")
 
 
 def add_data_command(commands) -> None:
