@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import numpy as np
 from copydetect.detector import CodeFingerprint, compare_files
+from copydetect.utils import find_fingerprint_overlap, get_copied_slices
 
 from graders.errors import GradersError
 
@@ -66,23 +68,33 @@ def own_code(folder: Path, given: set) -> str:
 
 
 def fingerprint(code: str):
-    return CodeFingerprint("answers.py", NOISE_TOKENS, GUARANTEE_TOKENS - NOISE_TOKENS + 1,
-                           language="python", fp=io.StringIO(code))
+    """copydetect's fingerprint of the code, plus the set of its hashes for a quick no-overlap check."""
+    printed = CodeFingerprint("answers.py", NOISE_TOKENS, GUARANTEE_TOKENS - NOISE_TOKENS + 1,
+                              language="python", fp=io.StringIO(code))
+    printed.hash_set = set(printed.hashes)
+    return printed
 
 
-def compare(name_a, print_a, name_b, print_b) -> Pair:
-    shared, (share_a, share_b), (slices_a, slices_b) = compare_files(print_a, print_b)
-    if not shared:
+def compare(name_a, print_a, name_b, print_b, threshold: float = DEFAULT_THRESHOLD) -> Pair:
+    """Shares and longest run in token space (cheap); the raw fragments only for pairs worth a look."""
+    if not print_a.hash_set & print_b.hash_set:
         return Pair(name_a, name_b, 0.0, 0, 0, [])
-    fragments = [(print_a.raw_code[start:end], print_b.raw_code[start_b:end_b])
-                 for start, end, start_b, end_b in zip(slices_a[0], slices_a[1], slices_b[0], slices_b[1])]
-    longest = 0
-    if len(slices_a[0]):  # the longest run in filtered tokens: re-measure each fragment through the filter
-        longest = max(len(fingerprint(code_a).filtered_code.strip()) for code_a, _ in fragments)
-    return Pair(name_a, name_b, round(float(max(share_a, share_b)), 4), int(shared), int(longest), fragments)
+    idx_a, idx_b = find_fingerprint_overlap(print_a.hashes, print_b.hashes, print_a.hash_idx, print_b.hash_idx)
+    slices_a, slices_b = get_copied_slices(idx_a, print_a.k), get_copied_slices(idx_b, print_b.k)
+    if not len(slices_a[0]):
+        return Pair(name_a, name_b, 0.0, 0, 0, [])
+    shares = [int(np.sum(found[1] - found[0])) / (fingerprinted.token_coverage or 1)
+              for found, fingerprinted in ((slices_a, print_a), (slices_b, print_b))]
+    pair = Pair(name_a, name_b, round(min(1.0, max(shares)), 4), int(np.sum(slices_a[1] - slices_a[0])),
+                int(np.max(slices_a[1] - slices_a[0])), [])
+    if pair.similarity >= threshold:
+        _, _, (raw_a, raw_b) = compare_files(print_a, print_b)
+        pair.fragments = [(print_a.raw_code[start:end], print_b.raw_code[start_b:end_b])
+                          for start, end, start_b, end_b in zip(raw_a[0], raw_a[1], raw_b[0], raw_b[1])]
+    return pair
 
 
-def class_pairs(course: Path, assignment: str) -> list:
+def class_pairs(course: Path, assignment: str, threshold: float = DEFAULT_THRESHOLD) -> list:
     """All pairs of students who handed ASSIGNMENT in, most similar first."""
     if not (course / "release" / assignment).is_dir() and not (course / "submitted").is_dir():
         raise GradersError(f"no assignment {assignment!r} in {course} (no release/{assignment}, no submitted/)")
@@ -91,7 +103,7 @@ def class_pairs(course: Path, assignment: str) -> list:
         raise GradersError(f"no submissions of {assignment!r} in {course / 'submitted'}")
     given = release_lines(course, assignment)
     prints = {folder.parent.name: fingerprint(own_code(folder, given)) for folder in folders}
-    pairs = [compare(a, prints[a], b, prints[b]) for a, b in itertools.combinations(sorted(prints), 2)]
+    pairs = [compare(a, prints[a], b, prints[b], threshold) for a, b in itertools.combinations(sorted(prints), 2)]
     return sorted(pairs, key=lambda pair: (-pair.similarity, pair.student_a, pair.student_b))
 
 
@@ -145,7 +157,7 @@ def add_command(commands) -> None:
 
 
 def run(args) -> int:
-    pairs = class_pairs(args.course, args.assignment)
+    pairs = class_pairs(args.course, args.assignment, args.threshold)
     out = args.course / "reports" / args.assignment
     write_csv(pairs, out / "similarity.csv")
     (out / "similarity.html").write_text(html_section(pairs, args.threshold))
