@@ -25,7 +25,7 @@ from graders.course.plain import plain
 from graders.course.status import Status
 from graders.errors import GradersError
 from graders.inside import hidden
-from graders.outputs import literals, report_plots
+from graders.outputs import literals, report_plots, similarity
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def _question_rows(questions, students):
                f"{sum(scored) / len(scored):.2f}" if scored else "-", f"{100 * full / len(scored):.0f}%" if scored else "-"]
 
 
-def write_html(path: Path, assignment: str, questions, students, images: dict) -> None:
+def write_html(path: Path, assignment: str, questions, students, images: dict, shared_code: str = "") -> None:
     def image(name, alt):
         return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(images[name]).decode()}">'
     graded = sum(s.usable for s in students)
@@ -255,6 +255,7 @@ whether or not they kept the points. Shares are of the students scored on the qu
         [[q.key, name, count, f"{100 * share:.0f}%", examples, ", ".join(who)]
          for q in questions if q.misconceptions for name, count, share, examples, who in misconception_rows(q, students)])}
 {_literal_section(students)}
+{shared_code}
 <h2>Grading status</h2>
 {_table("statuses", ["status", "students", "who"], [[status, len(names), ", ".join(names)] for status, names in _status_counts(students)])}
 {image("status_counts", "students per grading status")}
@@ -287,7 +288,8 @@ def write_report(course: Path, assignment: str, out: Path = None) -> Path:
     for name, png in images.items():
         (out / f"{name}.png").write_bytes(png)
     write_csv(out / "scores_by_question.csv", questions, students)
-    write_html(out / "report.html", assignment, questions, students, images)
+    write_html(out / "report.html", assignment, questions, students, images,
+               similarity.report_section(course, assignment))
     logger.info(f"{len(students)} students: " + "; ".join(f"{len(names)} {status}" for status, names in _status_counts(students)))
     logger.info(f"per question: {out / 'scores_by_question.csv'}")
     return out / "report.html"

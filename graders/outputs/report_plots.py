@@ -96,3 +96,15 @@ def status_counts(counts, usable, not_submitted) -> bytes:
     axes.set_xlabel("students")
     axes.set_title("Grading status (green: graded; red: no usable grades)")
     return _png(figure)
+
+
+def similarity_histogram(values) -> bytes:
+    """All pairs' code similarity (graders.outputs.similarity), 0 to 1."""
+    figure = _figure(figsize=(10, 3.2), layout="constrained")
+    axes = figure.subplots()
+    axes.hist(values, bins=[step / 20 for step in range(21)], color="tab:blue", edgecolor="white")
+    axes.set_xlim(0, 1)
+    axes.yaxis.set_major_locator(_integers())
+    axes.set_xlabel("similarity (share of own answer code found in the other's)")
+    axes.set_ylabel("pairs of students")
+    return _png(figure)

@@ -5,6 +5,7 @@ only (nbgrader ``solution: true`` code cells), the release's starter lines remov
 copydetect (winnowing over pygments tokens: names, comments and blank lines do not count, and
 cell order does not matter). Reads notebooks only: no kernel. A similarity is not a verdict.
 """
+import base64
 import csv
 import html
 import io
@@ -14,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import numpy as np
-from copydetect.detector import CodeFingerprint, compare_files
-from copydetect.utils import find_fingerprint_overlap, get_copied_slices
 
 from graders.errors import GradersError
+from graders.outputs import report_plots
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +68,7 @@ def own_code(folder: Path, given: set) -> str:
 
 def fingerprint(code: str):
     """copydetect's fingerprint of the code, plus the set of its hashes for a quick no-overlap check."""
+    from copydetect.detector import CodeFingerprint  # imported here: it loads matplotlib.pyplot, 1 s
     printed = CodeFingerprint("answers.py", NOISE_TOKENS, GUARANTEE_TOKENS - NOISE_TOKENS + 1,
                               language="python", fp=io.StringIO(code))
     printed.hash_set = set(printed.hashes)
@@ -77,6 +77,9 @@ def fingerprint(code: str):
 
 def compare(name_a, print_a, name_b, print_b, threshold: float = DEFAULT_THRESHOLD) -> Pair:
     """Shares and longest run in token space (cheap); the raw fragments only for pairs worth a look."""
+    import numpy as np
+    from copydetect.detector import compare_files
+    from copydetect.utils import find_fingerprint_overlap, get_copied_slices
     if not print_a.hash_set & print_b.hash_set:
         return Pair(name_a, name_b, 0.0, 0, 0, [])
     idx_a, idx_b = find_fingerprint_overlap(print_a.hashes, print_b.hashes, print_a.hash_idx, print_b.hash_idx)
@@ -143,6 +146,23 @@ def html_section(pairs: list, threshold: float, histogram_uri: str = "") -> str:
     return "\n".join(parts)
 
 
+def histogram_uri(pairs: list) -> str:
+    """The histogram of all pairs' similarity, as a data: URI for a self-contained page."""
+    if not pairs:
+        return ""
+    png = report_plots.similarity_histogram([pair.similarity for pair in pairs])
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def report_section(course: Path, assignment: str, threshold: float = DEFAULT_THRESHOLD) -> str:
+    """The class report's section, empty when nobody handed in."""
+    try:
+        pairs = class_pairs(Path(course), assignment, threshold)
+    except GradersError:
+        return ""
+    return html_section(pairs, threshold, histogram_uri(pairs))
+
+
 def add_command(commands) -> None:
     parser = commands.add_parser(
         "similarity", help="which pairs of students share code in their answers (not a verdict)",
@@ -160,7 +180,7 @@ def run(args) -> int:
     pairs = class_pairs(args.course, args.assignment, args.threshold)
     out = args.course / "reports" / args.assignment
     write_csv(pairs, out / "similarity.csv")
-    (out / "similarity.html").write_text(html_section(pairs, args.threshold))
+    (out / "similarity.html").write_text(html_section(pairs, args.threshold, histogram_uri(pairs)))
     for pair in pairs:
         if pair.similarity >= args.threshold:
             print(f"{pair.similarity:.2f} {pair.student_a} {pair.student_b}")
