@@ -75,7 +75,7 @@ def test_prints_the_report_path_last(reported):
     directory, out, stdout, _ = reported
     assert (directory / stdout.splitlines()[-1]).resolve() == (out / "report.html").resolve()
     assert sorted(p.name for p in out.iterdir()) == ["misconceptions.png", "pass_rate.png", "report.html", "score_histogram.png",
-                                                     "scores_by_question.csv", "status_counts.png"]
+                                                     "scores_by_question.csv", "similarity.png", "status_counts.png"]
 
 
 def test_csv_equals_the_gradebook_cell_for_cell(reported):
@@ -168,15 +168,21 @@ def test_html_stands_alone_with_valid_pngs(reported):
     assert not page.tags & {"link", "script", "iframe", "object", "embed", "base"}
     assert "url(" not in (out / "report.html").read_text()
     prefix = "data:image/png;base64,"
-    assert [name for name, _ in page.references] == ["src"] * 4
+    assert [name for name, _ in page.references] == ["src"] * 5
     embedded = [base64.b64decode(value[len(prefix):]) for _, value in page.references if value.startswith(prefix)]
-    assert len(embedded) == 4
+    assert len(embedded) == 5
     beside = {path.name: path.read_bytes() for path in out.glob("*.png")}
     assert sorted(embedded) == sorted(beside.values())
     for name, data in beside.items():
         with Image.open(io.BytesIO(data)) as image:
             assert image.format == "PNG" and image.width >= 400 and image.height >= 150, name
             image.load()  # decodes every pixel: a truncated file fails here
+
+
+def test_the_report_has_the_similarity_section(reported):
+    _, out, _, _ = reported
+    page = (out / "report.html").read_text()
+    assert '<section id="similarity">' in page and "not a verdict" in page
 
 
 def test_students_unknown_to_the_batch_grader(demo_class, tmp_path):

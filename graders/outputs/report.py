@@ -285,11 +285,15 @@ def write_report(course: Path, assignment: str, out: Path = None) -> Path:
     out = Path(out) if out else Path(course) / "reports" / assignment
     out.mkdir(parents=True, exist_ok=True)
     images = plots(questions, students)
+    shared = similarity.report_pairs(course, assignment)
+    if shared:
+        images["similarity"] = report_plots.similarity_histogram([pair.similarity for pair in shared])
     for name, png in images.items():
         (out / f"{name}.png").write_bytes(png)
     write_csv(out / "scores_by_question.csv", questions, students)
+    histogram = f"data:image/png;base64,{base64.b64encode(images['similarity']).decode()}" if shared else ""
     write_html(out / "report.html", assignment, questions, students, images,
-               similarity.report_section(course, assignment))
+               similarity.html_section(shared, similarity.DEFAULT_THRESHOLD, histogram) if shared else "")
     logger.info(f"{len(students)} students: " + "; ".join(f"{len(names)} {status}" for status, names in _status_counts(students)))
     logger.info(f"per question: {out / 'scores_by_question.csv'}")
     return out / "report.html"
