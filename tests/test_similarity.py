@@ -79,7 +79,8 @@ def build(directory):
     hostile = copy.deepcopy(release)
     answers(hostile)[0].source += "\nprint('</pre><script>alert(1)</script>\x1b[2J\x1b]0;pwned\x07')\n" * 3
     students = {"reference": reference, "renamed": renamed(reference), "reordered": reordered(reference),
-                "honest": honest(release), "blank": release, "hostile": hostile, "hostile2": copy.deepcopy(hostile)}
+                "honest": honest(release), "blank": release, "hostile": hostile,
+                "hostile\x1b[2J": copy.deepcopy(hostile)}  # a folder name a terminal would obey
     for student, notebooks in students.items():
         course.submit(directory, student, notebooks)
     return directory
@@ -104,6 +105,7 @@ def test_command_writes_sorted_csv_and_escapes(tmp_path):
     done = subprocess.run([sys.executable, "-m", "graders", "similarity", course.ASSIGNMENT], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env=ENV)
     assert done.returncode == 0, done.stderr
+    assert "hostile " in done.stdout and "\x1b" not in done.stdout  # the pair is printed, its id made plain
     rows = list(csv.DictReader((tmp_path / "reports" / course.ASSIGNMENT / "similarity.csv").open()))
     assert len(rows) == 21 and list(rows[0]) == list(similarity.COLUMNS)
     values = [float(row["similarity"]) for row in rows]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 
+from graders.course.plain import plain
 from graders.errors import GradersError
 from graders.outputs import report_plots
 
@@ -182,6 +183,6 @@ def run(args) -> int:
     (out / "similarity.html").write_text(html_section(pairs, args.threshold, histogram_uri(pairs)))
     for pair in pairs:
         if pair.similarity >= args.threshold:
-            print(f"{pair.similarity:.2f} {pair.student_a} {pair.student_b}")
+            print(f"{pair.similarity:.2f} {plain(pair.student_a)} {plain(pair.student_b)}")  # ids are folder names
     print(out / "similarity.csv")
     return 0
