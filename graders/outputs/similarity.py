@@ -137,9 +137,9 @@ def html_section(pairs: list, threshold: float, histogram_uri: str = "") -> str:
              f"removed): {len(over)} of {len(pairs)}.</p>"]
     if histogram_uri:
         parts.append(f'<img alt="similarity of all pairs" src="{html.escape(histogram_uri)}">')
-    for pair in over:
+    for index, pair in enumerate(over):
         parts.append(f"<h3>{escaped(pair.student_a)} &amp; {escaped(pair.student_b)}: {pair.similarity:.2f} "
-                     f"({pair.shared_tokens} shared tokens, longest {pair.longest_fragment})</h3><table>")
+                     f'({pair.shared_tokens} shared tokens, longest {pair.longest_fragment})</h3><table id="similarity-{index}">')
         for code_a, code_b in pair.fragments:
             parts.append(f"<tr><td><pre>{escaped(code_a)}</pre></td><td><pre>{escaped(code_b)}</pre></td></tr>")
         parts.append("</table>")
