@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from graders.inside import artifacts
+from graders.isolation.limiters import alive
 from graders.isolation.watchdog import process_state
 
 ERROR = "error.json"  # what the kernel writes when the function raised
@@ -223,7 +224,7 @@ class KernelCalls:
             try:
                 reply = self.client.get_shell_msg(timeout=min(0.5, max(0.01, deadline - time.monotonic())))
             except queue.Empty:
-                if not _alive(self.pid):
+                if not alive(self.pid):
                     self.dead = True
                     return None
                 continue
@@ -252,7 +253,7 @@ class KernelCalls:
             return
         for _ in range(1000):
             state = process_state(self.pid)
-            if state in ("T", "t") or not _alive(self.pid):
+            if state in ("T", "t") or not alive(self.pid):
                 return
             time.sleep(0.001)
         self._kill()  # never running while the checker reads: gone, then
@@ -272,8 +273,3 @@ class KernelCalls:
                 os.kill(self.pid, signal.SIGCONT)
             except OSError:
                 pass
-
-
-def _alive(pid: int) -> bool:
-    """Running or stopped: not gone, not a zombie."""
-    return process_state(pid) not in ("Z", "X", "")
